@@ -1,0 +1,80 @@
+// Package activities holds Airlock's Temporal activities: the only code of a
+// cycle that touches Vault and Kubernetes. They return names, ids and
+// accessors — never credential values — so nothing secret enters history.
+package activities
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/airlockhq/airlock/k8s"
+	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/vault"
+)
+
+// Activities holds the clients the activities use. The worker registers it;
+// workflows refer to its methods through a nil pointer.
+type Activities struct {
+	Catalog *policy.Catalog
+	Broker  *vault.Broker
+	Jobs    *k8s.Runner
+	// JobVaultAddr is the VAULT_ADDR an action's container uses to reach Vault.
+	JobVaultAddr string
+	// LeaseMargin is added to an action's deadline to give its token's TTL.
+	// Default: 2m.
+	LeaseMargin time.Duration
+}
+
+// Error types the workflow treats as permanent.
+const (
+	ErrTypeInvalidRequest = "InvalidRequest"
+	ErrTypeInvalidAction  = "InvalidAction"
+	ErrTypeJobConflict    = "JobConflict"
+)
+
+// Annotations on an action's Secret. Only the accessor is stored, never the token.
+const (
+	AnnotationLeaseAccessor = "airlock.dev/lease-accessor"
+	AnnotationLeaseTTL      = "airlock.dev/lease-ttl"
+)
+
+const defaultLeaseMargin = 2 * time.Minute
+
+func (a *Activities) leaseMargin() time.Duration {
+	if a.LeaseMargin > 0 {
+		return a.LeaseMargin
+	}
+	return defaultLeaseMargin
+}
+
+// permanent marks errors that retrying cannot fix.
+func permanent(errType string, err error) error {
+	return temporal.NewNonRetryableApplicationError(err.Error(), errType, nil)
+}
+
+// PlanInput is what the workflow asks the catalog to validate and render.
+type PlanInput struct {
+	AgentID string            `json:"agent_id"`
+	Actions []policy.Proposal `json:"actions"`
+}
+
+// Plan validates a cycle's proposals against the worker's catalog and renders
+// them. It runs as a local activity: the catalog is worker configuration,
+// and the rendered plan is recorded in history so replays stay deterministic.
+func (a *Activities) Plan(_ context.Context, in PlanInput) (*policy.Plan, error) {
+	if a.Catalog == nil {
+		return nil, errors.New("plan: worker has no catalog")
+	}
+	p, err := a.Catalog.Plan(in.AgentID, in.Actions)
+	if err != nil {
+		var rerr *policy.RequestError
+		if errors.As(err, &rerr) {
+			return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidRequest, nil, rerr.Problems)
+		}
+		return nil, err
+	}
+	return p, nil
+}

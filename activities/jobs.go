@@ -1,0 +1,225 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/airlockhq/airlock/k8s"
+	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/vault"
+)
+
+// StageInput describes one action to prepare.
+type StageInput struct {
+	WorkflowID  string                `json:"workflow_id"`
+	AgentID     string                `json:"agent_id"`
+	Namespace   string                `json:"namespace"`
+	Action      policy.RenderedAction `json:"action"`
+	TraceParent string                `json:"traceparent,omitempty"`
+}
+
+// StageOutput names what StageAction created.
+type StageOutput struct {
+	Namespace     string        `json:"namespace"`
+	JobName       string        `json:"job_name"`
+	SecretName    string        `json:"secret_name"`
+	LeaseAccessor string        `json:"lease_accessor"`
+	LeaseTTL      time.Duration `json:"lease_ttl"`
+	LeasePolicies []string      `json:"lease_policies"`
+}
+
+// tokenEnv is the Secret key (and env var) holding the action's Vault token.
+const tokenEnv = "VAULT_TOKEN"
+
+// SpecFor turns a rendered action into the Job spec that runs it.
+func (a *Activities) SpecFor(in StageInput) k8s.Spec {
+	env := map[string]string{
+		"AIRLOCK_AGENT":        in.AgentID,
+		"AIRLOCK_WORKFLOW_ID":  in.WorkflowID,
+		"AIRLOCK_ACTION_INDEX": strconv.Itoa(in.Action.Index),
+		"AIRLOCK_ACTION_TYPE":  in.Action.Type,
+	}
+	if a.JobVaultAddr != "" {
+		env["VAULT_ADDR"] = a.JobVaultAddr
+	}
+	for k, v := range in.Action.Env {
+		env[k] = v
+	}
+	ann := map[string]string{}
+	for k, v := range in.Action.PodAnnotations {
+		ann[k] = v
+	}
+	if in.TraceParent != "" {
+		ann["airlock.dev/traceparent"] = in.TraceParent
+	}
+	egress := make([]k8s.EgressRule, len(in.Action.Egress))
+	for i, e := range in.Action.Egress {
+		egress[i] = k8s.EgressRule{CIDR: e.CIDR, Port: e.Port, Protocol: e.Protocol}
+	}
+	return k8s.Spec{
+		Namespace:      in.Namespace,
+		AgentID:        in.AgentID,
+		WorkflowID:     in.WorkflowID,
+		ActionIndex:    in.Action.Index,
+		ActionType:     in.Action.Type,
+		Image:          in.Action.Image,
+		Command:        in.Action.Command,
+		Env:            env,
+		SecretEnv:      []string{tokenEnv},
+		Egress:         egress,
+		CPU:            in.Action.Resources.CPU,
+		Memory:         in.Action.Resources.Memory,
+		Deadline:       time.Duration(in.Action.Deadline),
+		PodAnnotations: ann,
+	}
+}
+
+// StageAction prepares one action without starting it: the Job (suspended),
+// a Vault token leased for it and written into the Job's Secret, and the
+// NetworkPolicy. It is idempotent: a retry finds the Secret and reuses its
+// lease instead of leasing a second token.
+func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutput, error) {
+	log := activity.GetLogger(ctx)
+	spec := a.SpecFor(in)
+	job, err := a.Jobs.CreateJob(ctx, spec)
+	if err != nil {
+		if errors.Is(err, k8s.ErrImageNotPinned) {
+			return StageOutput{}, permanent(ErrTypeInvalidAction, err)
+		}
+		var conflict *k8s.ConflictError
+		if errors.As(err, &conflict) {
+			return StageOutput{}, permanent(ErrTypeJobConflict, err)
+		}
+		return StageOutput{}, err
+	}
+	out := StageOutput{Namespace: job.Namespace, JobName: job.Name, SecretName: k8s.SecretName(job.Name)}
+
+	sec, err := a.Jobs.GetSecret(ctx, job.Namespace, out.SecretName)
+	if err != nil {
+		return StageOutput{}, err
+	}
+	if sec != nil {
+		out.LeaseAccessor = sec.Annotations[AnnotationLeaseAccessor]
+		out.LeaseTTL, _ = time.ParseDuration(sec.Annotations[AnnotationLeaseTTL])
+		out.LeasePolicies = in.Action.VaultPolicies
+		log.Info("reusing lease from a previous attempt", "job", job.Name, "accessor", out.LeaseAccessor)
+	} else {
+		cred, err := a.Broker.IssueToken(ctx, vault.TokenRequest{
+			Policies:    in.Action.VaultPolicies,
+			TTL:         time.Duration(in.Action.Deadline) + a.leaseMargin(),
+			DisplayName: "airlock-" + in.AgentID,
+			Metadata: map[string]string{
+				"agent": in.AgentID, "workflow_id": in.WorkflowID,
+				"action_index": strconv.Itoa(in.Action.Index), "job": job.Name,
+			},
+		})
+		if err != nil {
+			return StageOutput{}, fmt.Errorf("lease credentials: %w", err)
+		}
+		_, err = a.Jobs.CreateSecret(ctx, job, map[string][]byte{tokenEnv: []byte(cred.Value())}, map[string]string{
+			AnnotationLeaseAccessor: cred.Accessor,
+			AnnotationLeaseTTL:      cred.TTL.String(),
+		})
+		if err != nil {
+			// The token never reached its Secret: nobody may hold it.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if rerr := a.Broker.Revoke(rctx, cred.Accessor); rerr != nil {
+				log.Warn("revoke unused token", "accessor", cred.Accessor, "error", rerr)
+			}
+			return StageOutput{}, err
+		}
+		out.LeaseAccessor, out.LeaseTTL, out.LeasePolicies = cred.Accessor, cred.TTL, cred.Policies
+		log.Info("leased credentials", "job", job.Name, "accessor", cred.Accessor, "ttl", cred.TTL)
+	}
+	if err := a.Jobs.CreateNetworkPolicy(ctx, job, spec.Egress); err != nil {
+		return StageOutput{}, err
+	}
+	return out, nil
+}
+
+// RunInput names a staged Job to start.
+type RunInput struct {
+	Namespace string `json:"namespace"`
+	JobName   string `json:"job_name"`
+}
+
+// RunOutput is how a Job ended.
+type RunOutput struct {
+	Succeeded  bool      `json:"succeeded"`
+	Reason     string    `json:"reason,omitempty"`
+	ExitCode   int32     `json:"exit_code"`
+	Output     string    `json:"output,omitempty"`
+	PodName    string    `json:"pod_name,omitempty"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+}
+
+// RunJob starts a staged Job and waits for it to finish, heartbeating so a
+// lost worker is noticed and a cancelled workflow reaches it.
+func (a *Activities) RunJob(ctx context.Context, in RunInput) (RunOutput, error) {
+	if err := a.Jobs.Start(ctx, in.Namespace, in.JobName); err != nil {
+		return RunOutput{}, err
+	}
+	o, err := a.Jobs.Wait(ctx, in.Namespace, in.JobName, func(status string) {
+		activity.RecordHeartbeat(ctx, status)
+	})
+	if err != nil {
+		return RunOutput{}, err
+	}
+	return RunOutput{
+		Succeeded: o.Succeeded, Reason: o.Reason, ExitCode: o.ExitCode, Output: o.Message,
+		PodName: o.PodName, StartedAt: o.StartedAt, FinishedAt: o.FinishedAt,
+	}, nil
+}
+
+// ReleaseInput names an action whose credentials and objects to release.
+type ReleaseInput struct {
+	Namespace string `json:"namespace"`
+	JobName   string `json:"job_name"`
+	// LeaseAccessor may be empty when staging did not report back; the
+	// accessor is then read from the Job's Secret.
+	LeaseAccessor string `json:"lease_accessor,omitempty"`
+	// DeleteJob also removes the Job and its Pods (cancellation, kill).
+	DeleteJob bool `json:"delete_job,omitempty"`
+}
+
+// ReleaseOutput says what was released.
+type ReleaseOutput struct {
+	RevokedAccessor string `json:"revoked_accessor,omitempty"`
+}
+
+// ReleaseAction revokes the action's token and removes its Secret and
+// NetworkPolicy (and the Job, if asked). It runs on every path — success,
+// failure, cancellation — and is idempotent.
+func (a *Activities) ReleaseAction(ctx context.Context, in ReleaseInput) (ReleaseOutput, error) {
+	accessor := in.LeaseAccessor
+	if accessor == "" {
+		sec, err := a.Jobs.GetSecret(ctx, in.Namespace, k8s.SecretName(in.JobName))
+		if err != nil {
+			return ReleaseOutput{}, err
+		}
+		if sec != nil {
+			accessor = sec.Annotations[AnnotationLeaseAccessor]
+		}
+	}
+	if accessor != "" {
+		if err := a.Broker.Revoke(ctx, accessor); err != nil {
+			return ReleaseOutput{}, err
+		}
+	}
+	if in.DeleteJob {
+		if err := a.Jobs.Delete(ctx, in.Namespace, in.JobName); err != nil {
+			return ReleaseOutput{}, err
+		}
+	}
+	if err := a.Jobs.Cleanup(ctx, in.Namespace, in.JobName); err != nil {
+		return ReleaseOutput{}, err
+	}
+	return ReleaseOutput{RevokedAccessor: accessor}, nil
+}

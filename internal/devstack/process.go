@@ -1,0 +1,186 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// process is one server binary: how to run it and how to tell it is ready.
+// It can be stopped and started again with the same arguments.
+type process struct {
+	name    string
+	path    string
+	args    []string
+	dir     string
+	env     []string
+	logPath string
+	// ready returns nil once the server serves; it is polled until it does.
+	ready   func(ctx context.Context) error
+	timeout time.Duration // for ready
+	grace   time.Duration // between SIGTERM and SIGKILL
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once cmd has been waited for
+	werr   error         // cmd.Wait's result, set before exited is closed
+	final  bool          // the stack is stopping; never start again
+}
+
+// start runs the binary and waits until ready passes. On failure the process
+// is killed and the error ends with the tail of its log.
+func (p *process) start(ctx context.Context) error {
+	exited, err := p.spawn()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	var lastErr error
+	for {
+		if lastErr = p.ready(ctx); lastErr == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("start %s: exited during start-up (%v)%s", p.name, p.werr, p.logTail())
+		case <-ctx.Done():
+			p.stop()
+			return fmt.Errorf("start %s: not ready: %w (last check: %v)%s", p.name, context.Cause(ctx), lastErr, p.logTail())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (p *process) spawn() (<-chan struct{}, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.final {
+		return nil, fmt.Errorf("start %s: stack is stopped", p.name)
+	}
+	if p.cmd != nil {
+		return nil, fmt.Errorf("start %s: already running", p.name)
+	}
+	// Append: a restarted process keeps the log of its earlier run.
+	log, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", p.name, err)
+	}
+	fmt.Fprintf(log, "=== devstack %s: %s %s\n", time.Now().Format(time.RFC3339Nano), p.path, strings.Join(p.args, " "))
+	cmd := exec.Command(p.path, p.args...)
+	cmd.Dir = p.dir
+	cmd.Env = p.env
+	cmd.Stdout = log
+	cmd.Stderr = log
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		// Own process group: signals to the test binary's group (Ctrl-C)
+		// do not reach the servers before Stop can order the shutdown.
+		Setpgid: true,
+		// Die with the parent, even when it is SIGKILLed or a test times out.
+		Pdeathsig: syscall.SIGKILL,
+	}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, fmt.Errorf("start %s: %w", p.name, err)
+	}
+	exited := make(chan struct{})
+	p.cmd, p.exited = cmd, exited
+	go func() {
+		err := cmd.Wait()
+		log.Close()
+		p.mu.Lock()
+		p.werr = err
+		p.mu.Unlock()
+		close(exited)
+	}()
+	return exited, nil
+}
+
+// stop sends SIGTERM to the process group, SIGKILL after the grace period,
+// and waits until the process has exited.
+func (p *process) stop() {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	pgid := cmd.Process.Pid // Setpgid makes the pid the group id
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(p.grace):
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-exited
+	}
+	p.mu.Lock()
+	if p.cmd == cmd {
+		p.cmd = nil
+	}
+	p.mu.Unlock()
+}
+
+// shutdown stops the process for good.
+func (p *process) shutdown() {
+	p.mu.Lock()
+	p.final = true
+	p.mu.Unlock()
+	p.stop()
+}
+
+func (p *process) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd != nil
+}
+
+func (p *process) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// logTail returns the end of the log, formatted to append to an error.
+func (p *process) logTail() string {
+	tail, err := readTail(p.logPath, 4096, 30)
+	if err != nil || tail == "" {
+		return ""
+	}
+	return fmt.Sprintf("\n--- last lines of %s:\n%s", p.logPath, tail)
+}
+
+// readTail returns at most the last maxLines lines of the last maxBytes of a file.
+func readTail(path string, maxBytes int64, maxLines int) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	off := max(info.Size()-maxBytes, 0)
+	b := make([]byte, info.Size()-off)
+	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if off > 0 && len(lines) > 1 {
+		lines = lines[1:] // the first line is probably cut
+	}
+	if len(lines) > maxLines {
+		lines = lines[len(lines)-maxLines:]
+	}
+	return strings.Join(lines, "\n"), nil
+}

@@ -1,0 +1,47 @@
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+func jsonLease(l Lease) ([]byte, error) { return json.Marshal(l) }
+
+// RoleConfig is the token role action tokens are created against.
+type RoleConfig struct {
+	// AllowedPolicies bounds the policies any action token may carry.
+	AllowedPolicies []string
+	// MaxTTL caps every action token. Default: 2h.
+	MaxTTL string
+}
+
+// EnsureRole creates or updates the broker's token role. The worker's own
+// token needs update on auth/token/roles/<role> for this; production setups
+// usually create the role with Terraform or deploy/vault instead.
+func (b *Broker) EnsureRole(ctx context.Context, rc RoleConfig) error {
+	if rc.MaxTTL == "" {
+		rc.MaxTTL = "2h"
+	}
+	_, err := b.client.Logical().WriteWithContext(ctx, "auth/token/roles/"+b.role, map[string]any{
+		"allowed_policies":       strings.Join(rc.AllowedPolicies, ","),
+		"disallowed_policies":    "root",
+		"orphan":                 false,
+		"renewable":              true,
+		"token_explicit_max_ttl": rc.MaxTTL,
+		"token_type":             "service",
+	})
+	if err != nil {
+		return classify("write token role", err)
+	}
+	return nil
+}
+
+// PutPolicy writes an ACL policy (HCL).
+func (b *Broker) PutPolicy(ctx context.Context, name, hcl string) error {
+	if err := b.client.Sys().PutPolicyWithContext(ctx, name, hcl); err != nil {
+		return classify(fmt.Sprintf("write policy %s", name), err)
+	}
+	return nil
+}

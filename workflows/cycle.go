@@ -1,0 +1,198 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/k8s"
+	"github.com/airlockhq/airlock/policy"
+)
+
+// QueryStatus returns the cycle's CycleResult so far.
+const QueryStatus = "status"
+
+// rollbackIndexOffset keeps a rollback's Job name apart from its action's.
+const rollbackIndexOffset = 10000
+
+// Activity options, declared once. Staging and release retry with backoff
+// for as long as Vault or the apiserver are down: nothing runs without
+// credentials, and a lease is always revoked in the end.
+var (
+	planOptions = workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			MaximumAttempts:        3,
+			NonRetryableErrorTypes: []string{activities.ErrTypeInvalidRequest},
+		},
+	}
+	stageOptions = workflow.ActivityOptions{
+		StartToCloseTimeout:    time.Minute,
+		ScheduleToCloseTimeout: 30 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        30 * time.Second,
+			NonRetryableErrorTypes: []string{activities.ErrTypeInvalidAction, activities.ErrTypeJobConflict},
+		},
+	}
+	releaseOptions = workflow.ActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: 24 * time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    time.Minute,
+		},
+	}
+)
+
+// runOptions gives a Job its deadline plus time to start and report.
+func runOptions(deadline time.Duration) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: deadline + 2*time.Minute,
+		HeartbeatTimeout:    30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    30 * time.Second,
+			MaximumAttempts:    10,
+		},
+	}
+}
+
+// AgentCycle runs one agent reasoning cycle: it validates the proposals
+// against the catalog, then handles each action as the trust model says.
+// Actions run in order; after a failure or a denial the rest are skipped.
+func AgentCycle(ctx workflow.Context, req CycleRequest) (CycleResult, error) {
+	info := workflow.GetInfo(ctx)
+	res := CycleResult{WorkflowID: info.WorkflowExecution.ID, AgentID: req.AgentID, CycleID: req.CycleID}
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (CycleResult, error) { return res, nil }); err != nil {
+		return res, err
+	}
+	if err := req.Validate(); err != nil {
+		return res, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeInvalidRequest, nil)
+	}
+
+	var a *activities.Activities
+	var plan policy.Plan
+	lctx := workflow.WithLocalActivityOptions(ctx, planOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, a.Plan, activities.PlanInput{AgentID: req.AgentID, Actions: req.Actions}).Get(ctx, &plan); err != nil {
+		return res, err
+	}
+
+	res.Outcome = OutcomeSucceeded
+	stop := false
+	for _, act := range plan.Actions {
+		if stop {
+			res.Actions = append(res.Actions, ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash, Outcome: OutcomeSkipped})
+			continue
+		}
+		r := handleAction(ctx, &plan, act)
+		res.Actions = append(res.Actions, r)
+		switch r.Outcome {
+		case OutcomeFailed:
+			res.Outcome, stop = OutcomeFailed, true
+		case OutcomeDenied:
+			res.Outcome, stop = OutcomeDenied, true
+		}
+		if ctx.Err() != nil {
+			return res, temporal.NewCanceledError()
+		}
+	}
+	return res, nil
+}
+
+// handleAction applies the policy decision to one action.
+func handleAction(ctx workflow.Context, plan *policy.Plan, act policy.RenderedAction) ActionResult {
+	base := ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash}
+	switch act.Decision.Mode {
+	case policy.ModeRun:
+		r := execute(ctx, plan, act)
+		if r.Outcome == OutcomeFailed && act.Rollback != nil && act.Decision.Phase == policy.PhaseAutonomous && ctx.Err() == nil {
+			rb := *act.Rollback
+			rb.Index = act.Index + rollbackIndexOffset
+			rr := execute(ctx, plan, rb)
+			r.Rollback = &rr
+		}
+		return r
+	case policy.ModeWouldDo:
+		base.Outcome = OutcomeWouldDo
+		base.Rendered = &act
+		return base
+	default:
+		// No approval channel yet: fail closed.
+		base.Outcome = OutcomeDenied
+		base.Error = fmt.Sprintf("%s: no approval was given", act.Decision.Rule)
+		return base
+	}
+}
+
+// execute stages, runs and releases one action. Release runs on every path,
+// on a disconnected context so cancellation cannot skip revocation.
+func execute(ctx workflow.Context, plan *policy.Plan, act policy.RenderedAction) (r ActionResult) {
+	var a *activities.Activities
+	wfID := workflow.GetInfo(ctx).WorkflowExecution.ID
+	r = ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash}
+	job := JobRef{Namespace: plan.Namespace, Name: k8s.JobName(wfID, act.Index)}
+	r.Job = &job
+
+	var staged activities.StageOutput
+	defer func() {
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		dctx = workflow.WithActivityOptions(dctx, releaseOptions)
+		in := activities.ReleaseInput{
+			Namespace: job.Namespace, JobName: job.Name,
+			LeaseAccessor: staged.LeaseAccessor, DeleteJob: ctx.Err() != nil,
+		}
+		var out activities.ReleaseOutput
+		if err := workflow.ExecuteActivity(dctx, a.ReleaseAction, in).Get(dctx, &out); err != nil {
+			workflow.GetLogger(ctx).Error("release action", "job", job.Name, "error", err)
+			if r.Error == "" {
+				r.Error = "release: " + err.Error()
+			}
+		}
+	}()
+
+	sctx := workflow.WithActivityOptions(ctx, stageOptions)
+	err := workflow.ExecuteActivity(sctx, a.StageAction, activities.StageInput{
+		WorkflowID: wfID, AgentID: plan.AgentID, Namespace: plan.Namespace, Action: act,
+	}).Get(ctx, &staged)
+	if err != nil {
+		r.Outcome, r.Error = OutcomeFailed, "stage: "+errorMessage(err)
+		return r
+	}
+	r.LeaseAccessor, r.LeaseTTL = staged.LeaseAccessor, staged.LeaseTTL
+
+	var run activities.RunOutput
+	rctx := workflow.WithActivityOptions(ctx, runOptions(time.Duration(act.Deadline)))
+	if err := workflow.ExecuteActivity(rctx, a.RunJob, activities.RunInput{Namespace: job.Namespace, JobName: job.Name}).Get(ctx, &run); err != nil {
+		r.Outcome, r.Error = OutcomeFailed, "run: "+errorMessage(err)
+		return r
+	}
+	r.ExitCode, r.Reason, r.Output = run.ExitCode, run.Reason, run.Output
+	r.StartedAt, r.FinishedAt = run.StartedAt, run.FinishedAt
+	if run.Succeeded {
+		r.Outcome = OutcomeSucceeded
+	} else {
+		r.Outcome, r.Error = OutcomeFailed, fmt.Sprintf("job failed: %s (exit code %d)", run.Reason, run.ExitCode)
+	}
+	return r
+}
+
+// errorMessage unwraps Temporal's activity error to the cause users need.
+func errorMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Error()
+	}
+	var canceled *temporal.CanceledError
+	if errors.As(err, &canceled) {
+		return "canceled"
+	}
+	return err.Error()
+}

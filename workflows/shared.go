@@ -1,0 +1,130 @@
+// Package workflows holds Airlock's deterministic Temporal workflows and their
+// contract: task queue, workflow names, inputs and outputs. Agents in other
+// languages start AgentCycle by name with a JSON CycleRequest.
+package workflows
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/airlockhq/airlock/policy"
+)
+
+const (
+	// TaskQueue is where Airlock workers poll.
+	TaskQueue = "airlock"
+	// CycleWorkflowName is the registered name of AgentCycle.
+	CycleWorkflowName = "AgentCycle"
+)
+
+// CycleWorkflowID is the workflow id of a cycle: starting the same cycle
+// twice yields the same workflow.
+func CycleWorkflowID(agentID, cycleID string) string {
+	return "cycle/" + agentID + "/" + cycleID
+}
+
+// Thought is one reasoning step of the agent.
+type Thought struct {
+	Step       int     `json:"step"`
+	Content    string  `json:"content"`
+	Confidence float64 `json:"confidence"`
+}
+
+// CycleRequest is one agent reasoning cycle: what it thought and the actions
+// it proposes. It is the AgentCycle workflow's only input.
+type CycleRequest struct {
+	AgentID string `json:"agent_id"`
+	CycleID string `json:"cycle_id"`
+	// Principal is who asked for the cycle (agent identity or user); it may
+	// never approve its own actions.
+	Principal string            `json:"principal,omitempty"`
+	Thoughts  []Thought         `json:"thoughts,omitempty"`
+	Actions   []policy.Proposal `json:"actions"`
+}
+
+var cycleIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// Validate checks the request's shape (not the catalog): every problem is
+// reported with the field it concerns.
+func (r CycleRequest) Validate() error {
+	rerr := &policy.RequestError{}
+	add := func(field, format string, args ...any) {
+		rerr.Problems = append(rerr.Problems, policy.FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if r.AgentID == "" {
+		add("agent_id", "required")
+	}
+	if r.CycleID == "" {
+		add("cycle_id", "required")
+	} else if !cycleIDPattern.MatchString(r.CycleID) {
+		add("cycle_id", "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
+	}
+	for i, t := range r.Thoughts {
+		if t.Content == "" {
+			add(fmt.Sprintf("thoughts[%d].content", i), "required")
+		}
+		if t.Confidence < 0 || t.Confidence > 1 {
+			add(fmt.Sprintf("thoughts[%d].confidence", i), "must be between 0 and 1, got %v", t.Confidence)
+		}
+	}
+	if len(r.Actions) == 0 {
+		add("actions", "at least one action is required")
+	}
+	for i, a := range r.Actions {
+		if a.Type == "" {
+			add(fmt.Sprintf("actions[%d].type", i), "required")
+		}
+	}
+	if len(rerr.Problems) > 0 {
+		return rerr
+	}
+	return nil
+}
+
+// Outcome of a cycle or an action.
+type Outcome string
+
+const (
+	OutcomeSucceeded Outcome = "succeeded"
+	OutcomeFailed    Outcome = "failed"
+	OutcomeDenied    Outcome = "denied"
+	OutcomeWouldDo   Outcome = "would_do" // shadow: recorded, never run
+	OutcomeSkipped   Outcome = "skipped"  // not reached because an earlier action failed or was denied
+)
+
+// JobRef names the Kubernetes Job that ran an action.
+type JobRef struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+}
+
+// ActionResult is what happened to one proposed action. It carries the
+// credential's accessor, never its value.
+type ActionResult struct {
+	Index         int                    `json:"index"`
+	Type          string                 `json:"type"`
+	Decision      policy.Decision        `json:"decision"`
+	Hash          string                 `json:"hash"`
+	Outcome       Outcome                `json:"outcome"`
+	Job           *JobRef                `json:"job,omitempty"`
+	LeaseAccessor string                 `json:"lease_accessor,omitempty"`
+	LeaseTTL      time.Duration          `json:"lease_ttl,omitempty"`
+	ExitCode      int32                  `json:"exit_code,omitempty"`
+	Reason        string                 `json:"reason,omitempty"`
+	Output        string                 `json:"output,omitempty"`
+	Error         string                 `json:"error,omitempty"`
+	StartedAt     time.Time              `json:"started_at,omitzero"`
+	FinishedAt    time.Time              `json:"finished_at,omitzero"`
+	Rendered      *policy.RenderedAction `json:"rendered,omitempty"`
+	Rollback      *ActionResult          `json:"rollback,omitempty"`
+}
+
+// CycleResult is the AgentCycle workflow's only output.
+type CycleResult struct {
+	WorkflowID string         `json:"workflow_id"`
+	AgentID    string         `json:"agent_id"`
+	CycleID    string         `json:"cycle_id"`
+	Outcome    Outcome        `json:"outcome"`
+	Actions    []ActionResult `json:"actions"`
+}
