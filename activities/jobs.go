@@ -36,16 +36,18 @@ type StageOutput struct {
 // tokenEnv is the Secret key (and env var) holding the action's Vault token.
 const tokenEnv = "VAULT_TOKEN"
 
-// SpecFor turns a rendered action into the Job spec that runs it.
-func (a *Activities) SpecFor(in StageInput) k8s.Spec {
+// JobSpec turns a rendered action into the Job spec that runs it.
+// jobVaultAddr is the VAULT_ADDR the container gets. (A function, not a
+// method: every exported method of Activities is registered as an activity.)
+func JobSpec(in StageInput, jobVaultAddr string) k8s.Spec {
 	env := map[string]string{
 		"AIRLOCK_AGENT":        in.AgentID,
 		"AIRLOCK_WORKFLOW_ID":  in.WorkflowID,
 		"AIRLOCK_ACTION_INDEX": strconv.Itoa(in.Action.Index),
 		"AIRLOCK_ACTION_TYPE":  in.Action.Type,
 	}
-	if a.JobVaultAddr != "" {
-		env["VAULT_ADDR"] = a.JobVaultAddr
+	if jobVaultAddr != "" {
+		env["VAULT_ADDR"] = jobVaultAddr
 	}
 	for k, v := range in.Action.Env {
 		env[k] = v
@@ -85,13 +87,13 @@ func (a *Activities) SpecFor(in StageInput) k8s.Spec {
 // lease instead of leasing a second token.
 func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutput, error) {
 	log := activity.GetLogger(ctx)
-	spec := a.SpecFor(in)
+	spec := JobSpec(in, a.JobVaultAddr)
 	job, err := a.Jobs.CreateJob(ctx, spec)
 	if err != nil {
 		if errors.Is(err, k8s.ErrImageNotPinned) {
 			return StageOutput{}, permanent(ErrTypeInvalidAction, err)
 		}
-		var conflict *k8s.ConflictError
+		var conflict *k8s.JobConflictError
 		if errors.As(err, &conflict) {
 			return StageOutput{}, permanent(ErrTypeJobConflict, err)
 		}

@@ -128,3 +128,66 @@ type CycleResult struct {
 	Outcome    Outcome        `json:"outcome"`
 	Actions    []ActionResult `json:"actions"`
 }
+
+// Human decisions on a cycle arrive as the Update UpdateDecide (validated
+// before anything is written to history) or, where updates cannot be used,
+// as the signal SignalDecide with the same payload.
+const (
+	UpdateDecide = "decide"
+	SignalDecide = "decide"
+	// QueryPending lists the actions that wait for a human.
+	QueryPending = "pending"
+)
+
+// DecisionKind is what a human said about an action.
+type DecisionKind string
+
+const (
+	DecisionApprove DecisionKind = "approve"
+	DecisionDeny    DecisionKind = "deny"
+	// DecisionStop vetoes a supervised action during its veto window.
+	DecisionStop DecisionKind = "stop"
+	// DecisionAgree and DecisionDisagree are shadow-mode feedback only:
+	// they are recorded and can never make anything run.
+	DecisionAgree    DecisionKind = "agree"
+	DecisionDisagree DecisionKind = "disagree"
+)
+
+// Decision is one human's decision on one action, bound to the hash of the
+// exact rendered action it was shown.
+type Decision struct {
+	ActionIndex int          `json:"action_index"`
+	ActionHash  string       `json:"action_hash"`
+	Kind        DecisionKind `json:"decision"`
+	// Approver is the Slack user id (or CLI principal) who decided.
+	Approver string `json:"approver"`
+	// Via is "slack" or "cli".
+	Via     string `json:"via"`
+	Comment string `json:"comment,omitempty"`
+}
+
+// DecisionResult is what the workflow answers to a Decision.
+type DecisionResult struct {
+	// Status is the action's state after the decision: "approved",
+	// "denied", "stopped", "waiting" (more approvers needed), "recorded"
+	// (shadow feedback) or "already decided" (a harmless second click).
+	Status     string    `json:"status"`
+	ApprovedBy []string  `json:"approved_by,omitempty"`
+	DecidedBy  string    `json:"decided_by,omitempty"`
+	DecidedAt  time.Time `json:"decided_at,omitzero"`
+}
+
+// PendingAction is an action waiting for humans (QueryPending).
+type PendingAction struct {
+	WorkflowID string                `json:"workflow_id"`
+	AgentID    string                `json:"agent_id"`
+	Principal  string                `json:"principal,omitempty"`
+	Action     policy.RenderedAction `json:"action"`
+	Approvers  []string              `json:"approvers"`
+	Needed     int                   `json:"needed"`
+	ApprovedBy []string              `json:"approved_by,omitempty"`
+	// Deadline is when waiting ends: a timeout is a denial (advisory) or
+	// the moment the action runs (supervised veto window).
+	Deadline time.Time `json:"deadline"`
+	Thoughts []Thought `json:"thoughts,omitempty"`
+}

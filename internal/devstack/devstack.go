@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -69,11 +70,13 @@ const (
 	ProcKwok                  = "kwok"
 )
 
-// processOrder is the start order. Stop runs it backwards, so etcd, which
-// every Kubernetes process depends on, stops last.
-var processOrder = []string{
-	ProcEtcd, ProcTemporal, ProcVault,
-	ProcKubeAPIServer, ProcKubeControllerManager, ProcKubeScheduler, ProcKwok,
+// stopGroups says in which order Stop stops processes: the groups at once,
+// each group in order. Kubernetes stops in reverse start order, etcd last, so
+// no component loses its store while it shuts down.
+var stopGroups = [][]string{
+	{ProcTemporal},
+	{ProcVault},
+	{ProcKwok, ProcKubeScheduler, ProcKubeControllerManager, ProcKubeAPIServer, ProcEtcd},
 }
 
 // Stack is a running set of servers. Its fields are fixed for its lifetime:
@@ -95,9 +98,10 @@ type Stack struct {
 	logf  func(format string, args ...any)
 	owned bool // Dir was created by Start
 
-	mu      sync.Mutex
-	procs   map[string]*process
-	stopped bool
+	mu         sync.Mutex
+	procs      map[string]*process
+	startTimes map[string]time.Duration
+	stopped    bool
 }
 
 // MissingBinaryError reports a server binary that has not been built.
@@ -127,7 +131,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	if len(opts.SearchAttributes) == 0 {
 		opts.SearchAttributes = DefaultSearchAttributes
 	}
-	s := &Stack{opts: opts, logf: opts.Logf, procs: map[string]*process{}}
+	s := &Stack{opts: opts, logf: opts.Logf, procs: map[string]*process{}, startTimes: map[string]time.Duration{}}
 	if s.logf == nil {
 		s.logf = func(string, ...any) {}
 	}
@@ -158,6 +162,9 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		}
 		return nil, err
 	}
+	s.mu.Lock()
+	s.startTimes["total"] = since(begin)
+	s.mu.Unlock()
 	s.logf("devstack: all started in %s (dir %s)", since(begin), s.Dir)
 	return s, nil
 }
@@ -208,12 +215,25 @@ func (s *Stack) launch(ctx context.Context, p *process) error {
 	if err := p.start(ctx); err != nil {
 		return err
 	}
-	s.logf("devstack: %s ready in %s", p.name, since(begin))
+	took := since(begin)
+	s.mu.Lock()
+	s.startTimes[p.name] = took
+	s.mu.Unlock()
+	s.logf("devstack: %s ready in %s", p.name, took)
 	return nil
 }
 
-// Stop stops every process in reverse start order (etcd last): SIGTERM, then
-// SIGKILL after a grace period. It removes Dir if Start created it and
+// StartTimes reports how long each process took from exec to ready during
+// Start, and under "total" the whole Start (parts start concurrently).
+func (s *Stack) StartTimes() map[string]time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.startTimes)
+}
+
+// Stop stops every process: SIGTERM, then SIGKILL after a grace period.
+// Temporal, Vault and Kubernetes stop concurrently; Kubernetes in reverse
+// start order, etcd last. It removes Dir if Start created it and
 // KeepDir is false. Stop is idempotent and safe to call concurrently.
 func (s *Stack) Stop() error {
 	s.mu.Lock()
@@ -223,11 +243,17 @@ func (s *Stack) Stop() error {
 	}
 	s.stopped = true
 	begin := time.Now()
-	for i := len(processOrder) - 1; i >= 0; i-- {
-		if p := s.procs[processOrder[i]]; p != nil {
-			p.stop()
-		}
+	var wg sync.WaitGroup
+	for _, group := range stopGroups {
+		wg.Go(func() {
+			for _, name := range group {
+				if p := s.procs[name]; p != nil {
+					p.shutdown()
+				}
+			}
+		})
 	}
+	wg.Wait()
 	s.logf("devstack: stopped in %s", since(begin))
 	if s.owned && !s.opts.KeepDir {
 		if err := os.RemoveAll(s.Dir); err != nil {
@@ -314,6 +340,7 @@ func (s *Stack) newProcess(name, binary string, args ...string) *process {
 		dir:     s.Dir,
 		env:     childEnv(filepath.Join(s.Dir, "home")),
 		logPath: s.LogPath(name),
+		logf:    s.logf,
 		timeout: 2 * time.Minute,
 		grace:   5 * time.Second,
 	}

@@ -27,11 +27,15 @@ type process struct {
 	timeout time.Duration // for ready
 	grace   time.Duration // between SIGTERM and SIGKILL
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once cmd has been waited for
-	werr   error         // cmd.Wait's result, set before exited is closed
-	final  bool          // the stack is stopping; never start again
+	// logf reports a process that exits without being asked to.
+	logf func(format string, args ...any)
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd     // nil once stopped
+	exited   chan struct{} // closed once cmd has been waited for
+	werr     error         // cmd.Wait's result, set before exited is closed
+	stopping bool          // stop was called for cmd
+	final    bool          // the stack is stopping; never start again
 }
 
 // start runs the binary and waits until ready passes. On failure the process
@@ -50,7 +54,10 @@ func (p *process) start(ctx context.Context) error {
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("start %s: exited during start-up (%v)%s", p.name, p.werr, p.logTail())
+			p.mu.Lock()
+			werr := p.werr
+			p.mu.Unlock()
+			return fmt.Errorf("start %s: exited during start-up (%v)%s", p.name, werr, p.logTail())
 		case <-ctx.Done():
 			p.stop()
 			return fmt.Errorf("start %s: not ready: %w (last check: %v)%s", p.name, context.Cause(ctx), lastErr, p.logTail())
@@ -65,7 +72,7 @@ func (p *process) spawn() (<-chan struct{}, error) {
 	if p.final {
 		return nil, fmt.Errorf("start %s: stack is stopped", p.name)
 	}
-	if p.cmd != nil {
+	if p.runningLocked() {
 		return nil, fmt.Errorf("start %s: already running", p.name)
 	}
 	// Append: a restarted process keeps the log of its earlier run.
@@ -91,14 +98,18 @@ func (p *process) spawn() (<-chan struct{}, error) {
 		return nil, fmt.Errorf("start %s: %w", p.name, err)
 	}
 	exited := make(chan struct{})
-	p.cmd, p.exited = cmd, exited
+	p.cmd, p.exited, p.stopping = cmd, exited, false
 	go func() {
 		err := cmd.Wait()
 		log.Close()
 		p.mu.Lock()
 		p.werr = err
+		expected := p.stopping || p.cmd != cmd
 		p.mu.Unlock()
 		close(exited)
+		if !expected && p.logf != nil {
+			p.logf("devstack: %s exited unexpectedly (%v); log: %s", p.name, err, p.logPath)
+		}
 	}()
 	return exited, nil
 }
@@ -108,17 +119,22 @@ func (p *process) spawn() (<-chan struct{}, error) {
 func (p *process) stop() {
 	p.mu.Lock()
 	cmd, exited := p.cmd, p.exited
+	p.stopping = true
 	p.mu.Unlock()
 	if cmd == nil {
 		return
 	}
-	pgid := cmd.Process.Pid // Setpgid makes the pid the group id
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
 	select {
-	case <-exited:
-	case <-time.After(p.grace):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-exited
+	case <-exited: // crashed earlier; its pid may belong to someone else now
+	default:
+		pgid := cmd.Process.Pid // Setpgid makes the pid the group id
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(p.grace):
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			<-exited
+		}
 	}
 	p.mu.Lock()
 	if p.cmd == cmd {
@@ -138,13 +154,26 @@ func (p *process) shutdown() {
 func (p *process) running() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.cmd != nil
+	return p.runningLocked()
 }
 
+func (p *process) runningLocked() bool {
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// pid is the process id while the process runs, else 0.
 func (p *process) pid() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd == nil {
+	if !p.runningLocked() {
 		return 0
 	}
 	return p.cmd.Process.Pid

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/starter"
+	"github.com/airlockhq/airlock/worker"
+	"github.com/airlockhq/airlock/workflows"
+)
+
+// clientFlags are shared by commands that talk to Temporal.
+type clientFlags struct {
+	address, namespace, catalog string
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.address, "temporal-address", envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
+	fs.StringVar(&c.namespace, "namespace", envOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace (env TEMPORAL_NAMESPACE)")
+	fs.StringVar(&c.catalog, "catalog", os.Getenv("AIRLOCK_CATALOG"), "catalog to validate against before starting (env AIRLOCK_CATALOG)")
+}
+
+func (c *clientFlags) starter(ctx context.Context) (*starter.Client, func(), error) {
+	var opts []starter.Option
+	if c.catalog != "" {
+		cat, err := policy.LoadFile(c.catalog)
+		if err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, starter.WithCatalog(cat))
+	}
+	tc, err := worker.Dial(ctx, c.address, c.namespace, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return nil, nil, err
+	}
+	return starter.New(tc, opts...), tc.Close, nil
+}
+
+func runCycleStart(ctx context.Context, args []string, stdout io.Writer) error {
+	var cf clientFlags
+	fs := flag.NewFlagSet("cycle start", flag.ContinueOnError)
+	cf.register(fs)
+	file := fs.String("f", "", "cycle request JSON file ('-' for stdin)")
+	wait := fs.Bool("wait", false, "wait for the cycle to finish and print its result")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return errors.New("cycle start: -f <request.json> is required")
+	}
+	req, err := readRequest(*file)
+	if err != nil {
+		return err
+	}
+	st, done, err := cf.starter(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	run, err := st.Start(ctx, req)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "started %s (run %s)\n", run.WorkflowID, run.RunID)
+	if !*wait {
+		return nil
+	}
+	res, err := run.Get(ctx)
+	if err != nil {
+		return fmt.Errorf("cycle %s: %w", run.WorkflowID, err)
+	}
+	printResult(stdout, res)
+	if res.Outcome != workflows.OutcomeSucceeded {
+		return fmt.Errorf("cycle %s: %s", run.WorkflowID, res.Outcome)
+	}
+	return nil
+}
+
+func readRequest(path string) (workflows.CycleRequest, error) {
+	var req workflows.CycleRequest
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(os.Stdin)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return req, fmt.Errorf("read request: %w", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, fmt.Errorf("parse request %s: %w", path, err)
+	}
+	return req, nil
+}
+
+func runCycleShow(ctx context.Context, args []string, stdout io.Writer) error {
+	var cf clientFlags
+	fs := flag.NewFlagSet("cycle show", flag.ContinueOnError)
+	cf.register(fs)
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("cycle show: want one workflow id (cycle/<agent>/<cycle-id>)")
+	}
+	id := fs.Arg(0)
+	if !strings.HasPrefix(id, "cycle/") {
+		id = "cycle/" + id // accept <agent>/<cycle-id>
+	}
+	st, done, err := cf.starter(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	res, err := st.Status(ctx, id)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	printResult(stdout, res)
+	return nil
+}
+
+func printResult(w io.Writer, res workflows.CycleResult) {
+	outcome := string(res.Outcome)
+	if outcome == "" {
+		outcome = "running"
+	}
+	fmt.Fprintf(w, "cycle    %s\noutcome  %s\n", res.WorkflowID, outcome)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tTYPE\tMODE\tOUTCOME\tJOB\tLEASE ACCESSOR\tOUTPUT / ERROR")
+	for _, a := range res.Actions {
+		job := "-"
+		if a.Job != nil {
+			job = a.Job.Namespace + "/" + a.Job.Name
+		}
+		detail := a.Output
+		if a.Error != "" {
+			detail = a.Error
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Index, a.Type, a.Decision.Mode, a.Outcome, job, orDash(a.LeaseAccessor), oneLine(detail))
+		if rb := a.Rollback; rb != nil {
+			fmt.Fprintf(tw, "\t↳ rollback %s\t%s\t%s\t%s\t%s\t%s\n", rb.Type, rb.Decision.Mode, rb.Outcome, rb.Job.Namespace+"/"+rb.Job.Name, orDash(rb.LeaseAccessor), oneLine(rb.Output+rb.Error))
+		}
+	}
+	tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(strings.TrimSpace(s), "\n", " ")
+	if len(s) > 120 {
+		s = s[:117] + "..."
+	}
+	return s
+}

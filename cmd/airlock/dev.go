@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/airlockhq/airlock/internal/devsetup"
+	"github.com/airlockhq/airlock/internal/devstack"
+	"github.com/airlockhq/airlock/starter"
+	"github.com/airlockhq/airlock/worker"
+)
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	catalog := fs.String("catalog", "deploy/catalog.yaml", "agent and action catalog")
+	request := fs.String("request", "examples/cycle-request.json", "sample cycle to run once the stack is up")
+	uiPort := fs.Int("ui-port", 8233, "Temporal Web UI port (a free port if taken)")
+	exit := fs.Bool("exit", false, "stop after the sample cycle instead of waiting for Ctrl-C")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	say := func(format string, a ...any) { fmt.Fprintf(stdout, "airlock dev: "+format+"\n", a...) }
+
+	port := *uiPort
+	if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+		port = 0
+	} else {
+		l.Close()
+	}
+	start := time.Now()
+	stack, err := devstack.Start(ctx, devstack.Options{
+		Temporal: true, Vault: true, Kube: true, TemporalUIPort: port,
+		Logf: func(f string, a ...any) { say(f, a...) },
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("stopping the stack")
+		stack.Stop()
+	}()
+	say("stack up in %s", time.Since(start).Round(10*time.Millisecond))
+
+	catPath, _ := filepath.Abs(*catalog)
+	cfg := worker.Config{
+		TemporalAddress: stack.TemporalAddress, VaultAddr: stack.VaultAddr, VaultToken: stack.VaultToken,
+		Kubeconfig: stack.Kubeconfig, CatalogPath: catPath,
+	}
+	acts, err := worker.NewActivities(cfg)
+	if err != nil {
+		return err
+	}
+	if err := devsetup.Prepare(ctx, acts.Catalog, acts.Broker, acts.Jobs); err != nil {
+		return err
+	}
+	logFile, err := os.Create(filepath.Join(stack.Dir, "worker.log"))
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	tc, err := worker.Dial(ctx, stack.TemporalAddress, "default", newLogger(logFile, "json"))
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	w := worker.New(tc, "", acts)
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	defer w.Stop()
+
+	say("Kubernetes nodes are SIMULATED by kwok here: Jobs are created, admitted and scheduled for real, but no container runs. Give the worker a real KUBECONFIG (with VAULT_ADDR and TEMPORAL_ADDRESS) to run Jobs on a cluster.")
+	fmt.Fprintf(stdout, `
+  Temporal UI      %s
+  export TEMPORAL_ADDRESS=%s
+  export VAULT_ADDR=%s VAULT_TOKEN=%s   # dev root token
+  export KUBECONFIG=%s
+  export AIRLOCK_CATALOG=%s
+  worker log       %s
+
+`, stack.TemporalUIURL, stack.TemporalAddress, stack.VaultAddr, stack.VaultToken, stack.Kubeconfig, catPath, logFile.Name())
+
+	req, err := readRequest(*request)
+	if err != nil {
+		return err
+	}
+	req.CycleID = fmt.Sprintf("dev-%d", time.Now().Unix())
+	st := starter.New(tc, starter.WithCatalog(acts.Catalog))
+	run, err := st.Start(ctx, req)
+	if err != nil {
+		return err
+	}
+	say("started sample cycle %s", run.WorkflowID)
+	say("watch it: %s", workflowURL(stack.TemporalUIURL, run.WorkflowID))
+	res, err := run.Get(ctx)
+	if err != nil {
+		return fmt.Errorf("sample cycle: %w", err)
+	}
+	printResult(stdout, res)
+	say("sample cycle %s: %s", res.WorkflowID, res.Outcome)
+	if *exit {
+		return nil
+	}
+	say("stack is up; try: go run ./cmd/airlock cycle start -f examples/cycle-request.json --wait   (Ctrl-C stops everything)")
+	<-ctx.Done()
+	return nil
+}
+
+// workflowURL links straight to a workflow in the Temporal Web UI.
+func workflowURL(ui, workflowID string) string {
+	return fmt.Sprintf("%s/namespaces/default/workflows/%s", ui, url.PathEscape(workflowID))
+}

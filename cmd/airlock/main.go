@@ -1,0 +1,82 @@
+// Command airlock is Airlock's one binary: the local dev stack, the worker,
+// and the commands humans and agents use to start and inspect cycles.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `airlock — durable, approved, least-privilege actions for AI agents
+
+Usage:
+  airlock dev                         start Temporal, Vault, Kubernetes (kwok) and a worker; run a sample cycle
+  airlock worker [flags]              run a worker (TEMPORAL_ADDRESS, VAULT_ADDR, VAULT_TOKEN, KUBECONFIG, AIRLOCK_CATALOG)
+  airlock cycle start -f req.json     propose a cycle (JSON CycleRequest); --wait prints its result
+  airlock cycle show <workflow-id>    show a cycle's status and actions (id: cycle/<agent>/<cycle-id>)
+
+Run "airlock <command> -h" for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "airlock:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command")
+	}
+	switch args[0] {
+	case "dev":
+		return runDev(ctx, args[1:], stdout, stderr)
+	case "worker":
+		return runWorker(ctx, args[1:], stderr)
+	case "cycle":
+		if len(args) < 2 {
+			return errors.New("cycle: want start or show")
+		}
+		switch args[1] {
+		case "start":
+			return runCycleStart(ctx, args[2:], stdout)
+		case "show":
+			return runCycleShow(ctx, args[2:], stdout)
+		}
+		return fmt.Errorf("cycle: unknown command %q (want start or show)", args[1])
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// newLogger logs JSON by default, as a worker in a cluster should; text is
+// easier to read in a terminal.
+func newLogger(w io.Writer, format string) *slog.Logger {
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, nil))
+	}
+	return slog.New(slog.NewJSONHandler(w, nil))
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,155 @@
+// Package e2e runs Airlock end to end on the real servers: the Temporal dev
+// server, Vault in dev mode and a Kubernetes control plane (etcd,
+// kube-apiserver, controller manager, scheduler) whose node is simulated by
+// kwok. tools/build.sh builds them; `make test` runs both.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/internal/devsetup"
+	"github.com/airlockhq/airlock/internal/devstack"
+	"github.com/airlockhq/airlock/k8s"
+	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/starter"
+	"github.com/airlockhq/airlock/vault"
+	"github.com/airlockhq/airlock/worker"
+)
+
+const digest = "@sha256:9ae97d36d26566ff84e8893c64a6dc4fe8ca6d1144bf5b87b2b85a32def253c7"
+
+// The test catalog. Pod annotations drive the kwok simulator: what the
+// container "prints", whether it fails, and how long it runs.
+const catalogYAML = `
+actions:
+  - name: echo
+    image: docker.io/library/busybox` + digest + `
+    command: ["echo", "{{.text}}"]
+    params_schema: {type: object, required: [text], properties: {text: {type: string, maxLength: 100}}, additionalProperties: false}
+    class: read
+    risk: low
+    vault_policies: [airlock-e2e-read]
+    egress: [{cidr: 10.96.0.0/12, port: 443}]
+    deadline: 1m
+    pod_annotations:
+      kwok.airlock.dev/result: '{"echo":"done"}'
+  - name: slow-write
+    image: docker.io/library/busybox` + digest + `
+    command: ["sh", "-c", "sleep 2; echo {{.target}}"]
+    params_schema: {type: object, required: [target], properties: {target: {type: string}}}
+    class: write
+    risk: medium
+    vault_policies: [airlock-e2e-write]
+    deadline: 1m
+    pod_annotations:
+      kwok.airlock.dev/result: '{"written":true}'
+      kwok.airlock.dev/duration-ms: "2500"
+  - name: broken
+    image: docker.io/library/busybox` + digest + `
+    command: ["false"]
+    class: write
+    risk: low
+    vault_policies: [airlock-e2e-write]
+    deadline: 1m
+    pod_annotations:
+      kwok.airlock.dev/fail: "true"
+      kwok.airlock.dev/result: 'boom'
+agents:
+  - id: e2e
+    owner: airlock-tests
+    approvers: [U1, U2]
+    namespace: airlock-e2e
+    actions: [echo, slow-write, broken]
+    phases: {read: autonomous, write: autonomous}
+`
+
+// env is what every test shares: one stack, one worker.
+var env struct {
+	stack   *devstack.Stack
+	tc      client.Client
+	starter *starter.Client
+	broker  *vault.Broker
+	kube    kubernetes.Interface
+	catalog *policy.Catalog
+	logs    *syncBuffer // everything the worker logged
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "devstack: "+f+"\n", a...) }
+	stack, err := devstack.Start(context.Background(), devstack.Options{Temporal: true, Vault: true, Kube: true, Logf: logf})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer stack.Stop()
+	cleanup, err := setup(stack)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: setup:", err)
+		return 1
+	}
+	defer cleanup()
+	return m.Run()
+}
+
+func setup(stack *devstack.Stack) (func(), error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	env.stack = stack
+	cat, err := policy.Parse("e2e catalog", []byte(catalogYAML))
+	if err != nil {
+		return nil, err
+	}
+	env.catalog = cat
+	if env.broker, err = vault.NewBroker(vault.Config{Address: stack.VaultAddr, Token: stack.VaultToken}); err != nil {
+		return nil, err
+	}
+	if env.kube, err = kubernetes.NewForConfig(stack.RestConfig); err != nil {
+		return nil, err
+	}
+	acts := &activities.Activities{Catalog: cat, Broker: env.broker, Jobs: k8s.NewRunner(env.kube), JobVaultAddr: "http://vault.example:8200"}
+	if err := devsetup.Prepare(ctx, cat, acts.Broker, acts.Jobs); err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	env.logs = &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(io.MultiWriter(env.logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if env.tc, err = worker.Dial(ctx, stack.TemporalAddress, "default", logger); err != nil {
+		return nil, err
+	}
+	w := worker.New(env.tc, "", acts)
+	if err := w.Start(); err != nil {
+		return nil, err
+	}
+	env.starter = starter.New(env.tc, starter.WithCatalog(cat))
+	return func() { w.Stop(); env.tc.Close() }, nil
+}

@@ -1,0 +1,61 @@
+// Package devsetup prepares a development or test stack for Airlock: the
+// Vault policies and token role action tokens are issued under, and each
+// agent's namespace. On a real installation these come from deploy/.
+package devsetup
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/airlockhq/airlock/k8s"
+	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/vault"
+)
+
+// PolicyHCL is the development ACL policy written for a catalog policy name:
+// it can only read (or, for names ending in "-write", update) the KV paths
+// under secret/data/airlock/<name>/.
+func PolicyHCL(name string) string {
+	caps := `["read"]`
+	if strings.HasSuffix(name, "-write") {
+		caps = `["read", "create", "update"]`
+	}
+	return fmt.Sprintf("path \"secret/data/airlock/%s/*\" {\n  capabilities = %s\n}\n", name, caps)
+}
+
+// Prepare writes a dev policy for every Vault policy the catalog names, the
+// broker's token role allowing exactly those, and bootstraps each agent's
+// namespace. It is idempotent.
+func Prepare(ctx context.Context, cat *policy.Catalog, broker *vault.Broker, jobs *k8s.Runner) error {
+	var names []string
+	for _, id := range cat.AgentIDs() {
+		ag, _ := cat.Agent(id)
+		for _, an := range ag.Actions {
+			a, _ := cat.Action(an)
+			names = append(names, a.VaultPolicies...)
+			if a.Rollback != "" {
+				rb, _ := cat.Action(a.Rollback)
+				names = append(names, rb.VaultPolicies...)
+			}
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	for _, n := range names {
+		if err := broker.PutPolicy(ctx, n, PolicyHCL(n)); err != nil {
+			return err
+		}
+	}
+	if err := broker.EnsureRole(ctx, vault.RoleConfig{AllowedPolicies: names}); err != nil {
+		return err
+	}
+	for _, id := range cat.AgentIDs() {
+		ag, _ := cat.Agent(id)
+		if err := jobs.EnsureNamespace(ctx, ag.Namespace, ag.ID, k8s.Quota{}); err != nil {
+			return fmt.Errorf("bootstrap namespace %s: %w", ag.Namespace, err)
+		}
+	}
+	return nil
+}

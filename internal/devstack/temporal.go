@@ -1,0 +1,90 @@
+package devstack
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+)
+
+// startTemporal runs `temporal server start-dev` with a SQLite file in Dir, so
+// a restarted server keeps its workflows.
+func (s *Stack) startTemporal(ctx context.Context) error {
+	ports, err := freePorts(4)
+	if err != nil {
+		return fmt.Errorf("start temporal: %w", err)
+	}
+	grpcPort, uiPort, httpPort, metricsPort := ports[0], ports[1], ports[2], ports[3]
+	if s.opts.TemporalUIPort != 0 {
+		uiPort = s.opts.TemporalUIPort
+	}
+	s.TemporalAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(grpcPort))
+	s.TemporalUIURL = fmt.Sprintf("http://127.0.0.1:%d", uiPort)
+
+	args := []string{
+		"server", "start-dev",
+		"--ip", "127.0.0.1",
+		"--port", strconv.Itoa(grpcPort),
+		"--ui-port", strconv.Itoa(uiPort),
+		// Fixed rather than the CLI's random choice, so a restart keeps them.
+		"--http-port", strconv.Itoa(httpPort),
+		"--metrics-port", strconv.Itoa(metricsPort),
+		"--db-filename", filepath.Join(s.Dir, "temporal.db"),
+		"--log-level", "warn",
+		"--disable-config-file", "--disable-config-env",
+	}
+	var want []string
+	for _, sa := range s.opts.SearchAttributes {
+		args = append(args, "--search-attribute", sa)
+		name, _, _ := strings.Cut(sa, "=")
+		want = append(want, name)
+	}
+	p := s.newProcess(ProcTemporal, "temporal", args...)
+	p.ready = func(ctx context.Context) error { return temporalReady(ctx, s.TemporalAddress, want) }
+	return s.launch(ctx, p)
+}
+
+// temporalReady passes once the frontend answers a health check and the
+// default namespace has every wanted search attribute.
+func temporalReady(ctx context.Context, addr string, searchAttributes []string) error {
+	// A plain TCP dial first: cheaper than building a client while the
+	// server is still starting.
+	conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	conn.Close()
+
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := client.DialContext(ctx, client.Options{
+		HostPort:  addr,
+		Namespace: "default",
+		Logger:    tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
+	})
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	defer c.Close()
+	if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		return fmt.Errorf("check health: %w", err)
+	}
+	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: "default"})
+	if err != nil {
+		return fmt.Errorf("list search attributes: %w", err)
+	}
+	for _, name := range searchAttributes {
+		if _, ok := resp.GetCustomAttributes()[name]; !ok {
+			return fmt.Errorf("search attribute %s not registered yet", name)
+		}
+	}
+	return nil
+}
