@@ -225,3 +225,20 @@ func (a *Activities) ReleaseAction(ctx context.Context, in ReleaseInput) (Releas
 	}
 	return ReleaseOutput{RevokedAccessor: accessor}, nil
 }
+
+// DryRunOutput says whether the apiserver would have admitted an action.
+type DryRunOutput struct {
+	Admitted bool   `json:"admitted"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// DryRunAction asks the apiserver whether it would admit the fully rendered
+// Job of a shadow-mode action, without creating anything or leasing
+// credentials.
+func (a *Activities) DryRunAction(ctx context.Context, in StageInput) (DryRunOutput, error) {
+	r, err := a.Jobs.DryRun(ctx, JobSpec(in, a.JobVaultAddr))
+	if err != nil {
+		return DryRunOutput{}, err
+	}
+	return DryRunOutput{Admitted: r.Admitted, Reason: r.Reason}, nil
+}

@@ -146,7 +146,7 @@ func setup(stack *devstack.Stack) (func(), error) {
 	if env.tc, err = worker.Dial(ctx, stack.TemporalAddress, "default", logger); err != nil {
 		return nil, err
 	}
-	w := worker.New(env.tc, "", acts)
+	w := worker.New(env.tc, "", acts, &worker.LogNotifier{Logger: logger})
 	if err := w.Start(); err != nil {
 		return nil, err
 	}

@@ -9,7 +9,9 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/workflows"
@@ -128,4 +130,77 @@ func (c *Client) Status(ctx context.Context, workflowID string) (workflows.Cycle
 // credentials revoked.
 func (c *Client) Cancel(ctx context.Context, workflowID string) error {
 	return c.tc.CancelWorkflow(ctx, workflowID, "")
+}
+
+// RefusedError is a decision the workflow's validator refused (not an
+// approver, own request, stale hash, already closed). Nothing was recorded.
+type RefusedError struct{ Reason string }
+
+func (e *RefusedError) Error() string { return "refused: " + e.Reason }
+
+// Refused marks the error as a refusal, for HTTP handlers mapping it to 403.
+func (e *RefusedError) Refused() bool { return true }
+
+// Decide sends a human decision to a cycle through the validated Update.
+func (c *Client) Decide(ctx context.Context, workflowID string, d workflows.Decision) (workflows.DecisionResult, error) {
+	var res workflows.DecisionResult
+	h, err := c.tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   workflowID,
+		UpdateName:   workflows.UpdateDecide,
+		Args:         []any{d},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, &res)
+	}
+	if err != nil {
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) {
+			return res, &RefusedError{Reason: appErr.Message()}
+		}
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return res, &RefusedError{Reason: "cycle " + workflowID + " is not running"}
+		}
+		return res, fmt.Errorf("decide on %s: %w", workflowID, err)
+	}
+	return res, nil
+}
+
+// Pending lists the actions of one cycle waiting for humans.
+func (c *Client) Pending(ctx context.Context, workflowID string) ([]workflows.PendingAction, error) {
+	v, err := c.tc.QueryWorkflow(ctx, workflowID, "", workflows.QueryPending)
+	if err != nil {
+		return nil, fmt.Errorf("query pending of %s: %w", workflowID, err)
+	}
+	var out []workflows.PendingAction
+	if err := v.Get(&out); err != nil {
+		return nil, fmt.Errorf("decode pending of %s: %w", workflowID, err)
+	}
+	return out, nil
+}
+
+// AllPending lists what waits for humans across running cycles.
+func (c *Client) AllPending(ctx context.Context) ([]workflows.PendingAction, error) {
+	var out []workflows.PendingAction
+	var token []byte
+	for {
+		resp, err := c.tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query:         fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running'", workflows.CycleWorkflowName),
+			NextPageToken: token,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list cycles: %w", err)
+		}
+		for _, e := range resp.Executions {
+			p, err := c.Pending(ctx, e.Execution.WorkflowId)
+			if err != nil {
+				continue // closed meanwhile
+			}
+			out = append(out, p...)
+		}
+		if token = resp.NextPageToken; len(token) == 0 {
+			return out, nil
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
@@ -128,24 +129,32 @@ func NewActivities(cfg Config) (*activities.Activities, error) {
 	return &activities.Activities{Catalog: cat, Broker: broker, Jobs: k8s.NewRunner(cs), JobVaultAddr: cfg.JobVaultAddr}, nil
 }
 
-// New registers Airlock's workflows and activities on a worker.
-func New(c client.Client, taskQueue string, acts *activities.Activities) sdkworker.Worker {
+// New registers Airlock's workflows and activities on a worker. A nil
+// notifier logs instead of posting to Slack.
+func New(c client.Client, taskQueue string, acts *activities.Activities, n Notifier) sdkworker.Worker {
 	if taskQueue == "" {
 		taskQueue = workflows.TaskQueue
 	}
 	w := sdkworker.New(c, taskQueue, sdkworker.Options{})
-	Register(w, acts)
+	Register(w, acts, n)
 	return w
 }
 
-// Register adds Airlock's workflows and activities to any registry (a
-// worker, a replayer or a test environment).
-func Register(r interface {
+type registry interface {
 	RegisterWorkflowWithOptions(any, workflow.RegisterOptions)
 	RegisterActivity(any)
-}, acts *activities.Activities) {
+	RegisterActivityWithOptions(any, activity.RegisterOptions)
+}
+
+// Register adds Airlock's workflows and activities to any registry (a
+// worker or a test environment).
+func Register(r registry, acts *activities.Activities, n Notifier) {
+	if n == nil {
+		n = &LogNotifier{}
+	}
 	r.RegisterWorkflowWithOptions(workflows.AgentCycle, workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
 	r.RegisterActivity(acts)
+	registerNotifier(r, n)
 }
 
 // Run connects everything and runs a worker until ctx is done.
@@ -160,7 +169,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	defer c.Close()
-	w := New(c, cfg.TaskQueue, acts)
+	w := New(c, cfg.TaskQueue, acts, &LogNotifier{Logger: logger})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}

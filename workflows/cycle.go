@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -70,45 +71,51 @@ func runOptions(deadline time.Duration) workflow.ActivityOptions {
 // Actions run in order; after a failure or a denial the rest are skipped.
 func AgentCycle(ctx workflow.Context, req CycleRequest) (CycleResult, error) {
 	info := workflow.GetInfo(ctx)
-	res := CycleResult{WorkflowID: info.WorkflowExecution.ID, AgentID: req.AgentID, CycleID: req.CycleID}
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (CycleResult, error) { return res, nil }); err != nil {
-		return res, err
+	c := &cycle{req: req, gates: map[int]*gate{}}
+	c.res = CycleResult{WorkflowID: info.WorkflowExecution.ID, AgentID: req.AgentID, CycleID: req.CycleID}
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (CycleResult, error) { return c.res, nil }); err != nil {
+		return c.res, err
+	}
+	if err := c.registerHandlers(ctx); err != nil {
+		return c.res, err
 	}
 	if err := req.Validate(); err != nil {
-		return res, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeInvalidRequest, nil)
+		return c.res, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeInvalidRequest, nil)
 	}
 
 	var a *activities.Activities
 	var plan policy.Plan
 	lctx := workflow.WithLocalActivityOptions(ctx, planOptions)
 	if err := workflow.ExecuteLocalActivity(lctx, a.Plan, activities.PlanInput{AgentID: req.AgentID, Actions: req.Actions}).Get(ctx, &plan); err != nil {
-		return res, err
+		return c.res, err
 	}
+	c.plan = &plan
 
-	res.Outcome = OutcomeSucceeded
+	c.res.Outcome = OutcomeSucceeded
 	stop := false
 	for _, act := range plan.Actions {
 		if stop {
-			res.Actions = append(res.Actions, ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash, Outcome: OutcomeSkipped})
+			c.res.Actions = append(c.res.Actions, ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash, Outcome: OutcomeSkipped})
 			continue
 		}
-		r := handleAction(ctx, &plan, act)
-		res.Actions = append(res.Actions, r)
+		r := c.handleAction(ctx, act)
+		c.res.Actions = append(c.res.Actions, r)
 		switch r.Outcome {
 		case OutcomeFailed:
-			res.Outcome, stop = OutcomeFailed, true
+			c.res.Outcome, stop = OutcomeFailed, true
 		case OutcomeDenied:
-			res.Outcome, stop = OutcomeDenied, true
+			c.res.Outcome, stop = OutcomeDenied, true
 		}
 		if ctx.Err() != nil {
-			return res, temporal.NewCanceledError()
+			return c.res, temporal.NewCanceledError()
 		}
 	}
-	return res, nil
+	return c.res, nil
 }
 
 // handleAction applies the policy decision to one action.
-func handleAction(ctx workflow.Context, plan *policy.Plan, act policy.RenderedAction) ActionResult {
+func (c *cycle) handleAction(ctx workflow.Context, act policy.RenderedAction) ActionResult {
+	plan := c.plan
 	base := ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash}
 	switch act.Decision.Mode {
 	case policy.ModeRun:
@@ -120,16 +127,72 @@ func handleAction(ctx workflow.Context, plan *policy.Plan, act policy.RenderedAc
 			r.Rollback = &rr
 		}
 		return r
+
 	case policy.ModeWouldDo:
-		base.Outcome = OutcomeWouldDo
-		base.Rendered = &act
+		// Shadow: never run, never lease. Ask the apiserver whether it
+		// would have admitted the Job, record it, and invite feedback.
+		base.Outcome, base.Rendered = OutcomeWouldDo, &act
+		var dry activities.DryRunOutput
+		var a *activities.Activities
+		dctx := workflow.WithActivityOptions(ctx, stageOptions)
+		wfID := workflow.GetInfo(ctx).WorkflowExecution.ID
+		if err := workflow.ExecuteActivity(dctx, a.DryRunAction, activities.StageInput{
+			WorkflowID: wfID, AgentID: plan.AgentID, Namespace: plan.Namespace, Action: act,
+		}).Get(ctx, &dry); err != nil {
+			base.DryRun = "unknown: " + errorMessage(err)
+		} else if dry.Admitted {
+			base.DryRun = "admitted"
+		} else {
+			base.DryRun = "rejected: " + dry.Reason
+		}
+		g := &gate{act: act, notice: NoticeShadow, status: statusRecorded}
+		c.gates[act.Index] = g
+		c.notify(ctx, g)
 		return base
-	default:
-		// No approval channel yet: fail closed.
-		base.Outcome = OutcomeDenied
-		base.Error = fmt.Sprintf("%s: no approval was given", act.Decision.Rule)
-		return base
+
+	case policy.ModeApprove, policy.ModeVeto:
+		notice, needed, window := NoticeApproval, act.Decision.Approvals, time.Duration(plan.ApprovalTimeout)
+		if act.Decision.Mode == policy.ModeVeto {
+			notice, needed, window = NoticeVeto, 0, time.Duration(plan.VetoWindow)
+		}
+		needed = max(needed, 1)
+		if notice == NoticeVeto {
+			needed = 0
+		}
+		g, ref := c.await(ctx, act, notice, needed, window)
+		decisions := slices.Clone(g.decisions)
+		switch g.status {
+		case statusApproved, statusPassed:
+			c.settle(ctx, g, ref, "running")
+			r := execute(ctx, plan, act)
+			r.Decisions = decisions
+			return r
+		default:
+			c.settle(ctx, g, ref, "")
+			base.Outcome, base.Decisions = OutcomeDenied, decisions
+			base.Error = denialMessage(g, window)
+			return base
+		}
 	}
+	// Unknown mode: fail closed.
+	base.Outcome, base.Error = OutcomeDenied, fmt.Sprintf("unknown mode %q", act.Decision.Mode)
+	return base
+}
+
+func denialMessage(g *gate, window time.Duration) string {
+	var by string
+	if n := len(g.decisions); n > 0 {
+		by = " by " + g.decisions[n-1].Approver
+	}
+	switch g.status {
+	case statusExpired:
+		return fmt.Sprintf("no decision within %s: a timeout is a denial", window)
+	case statusStopped:
+		return "stopped" + by + " during the veto window"
+	case statusDenied:
+		return "denied" + by
+	}
+	return g.status
 }
 
 // execute stages, runs and releases one action. Release runs on every path,

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -39,6 +40,14 @@ actions:
     risk: medium
     vault_policies: [rw]
     rollback: unscale
+  - name: scale2
+    image: busybox` + digest + `
+    command: ["scale", "{{.replicas}}"]
+    params_schema: {type: object, required: [replicas], properties: {replicas: {type: integer}}}
+    class: write
+    risk: medium
+    vault_policies: [rw]
+    bounds: {replicas: {max: 10}}
   - name: unscale
     image: busybox` + digest + `
     command: ["unscale"]
@@ -46,11 +55,31 @@ actions:
     class: write
     risk: medium
     vault_policies: [rw]
+  - name: drop
+    image: busybox` + digest + `
+    command: ["drop"]
+    class: write
+    risk: critical
+    vault_policies: [rw]
 agents:
+  - id: adv
+    owner: team
+    approvers: [U1, U2, U3]
+    namespace: agents-adv
+    actions: [inspect, scale, drop]
+    phases: {read: autonomous, write: advisory}
+    approval_timeout: 10m
+  - id: sup
+    owner: team
+    approvers: [U1, U2]
+    namespace: agents-sup
+    actions: [inspect, scale2]
+    phases: {read: autonomous, write: supervised}
+    veto_window: 2m
   - id: auto
     owner: team
     namespace: agents-auto
-    actions: [inspect, scale]
+    actions: [inspect, scale, drop]
     phases: {read: autonomous, write: autonomous}
   - id: shadowy
     owner: team
@@ -73,6 +102,13 @@ func newEnv(t *testing.T) *cycleSuite {
 	s.env = s.NewTestWorkflowEnvironment()
 	s.env.RegisterWorkflowWithOptions(workflows.AgentCycle, workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
 	s.env.RegisterActivity(s.acts)
+	// The Slack activities are registered by name by the worker; here they
+	// only need to exist so tests can mock them.
+	s.env.RegisterActivityWithOptions(func(context.Context, workflows.Notice) (workflows.MessageRef, error) {
+		return workflows.MessageRef{}, nil
+	}, activity.RegisterOptions{Name: workflows.ActivityPostApproval})
+	s.env.RegisterActivityWithOptions(func(context.Context, workflows.NoticeUpdate) error { return nil },
+		activity.RegisterOptions{Name: workflows.ActivityUpdateApproval})
 	s.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflows.CycleWorkflowID("auto", "c1")})
 	s.env.SetTestTimeout(20 * time.Second)
 	return s
@@ -210,6 +246,7 @@ func TestShadowWriteIsRecordedNeverRun(t *testing.T) {
 	s.env.OnActivity(s.acts.StageAction, mock.Anything, mock.Anything).Return(stageOK)
 	s.env.OnActivity(s.acts.RunJob, mock.Anything, mock.Anything).Return(activities.RunOutput{Succeeded: true}, nil)
 	s.env.OnActivity(s.acts.ReleaseAction, mock.Anything, mock.Anything).Return(activities.ReleaseOutput{}, nil)
+	s.env.OnActivity(s.acts.DryRunAction, mock.Anything, mock.Anything).Return(activities.DryRunOutput{Admitted: true}, nil)
 
 	s.env.ExecuteWorkflow(workflows.CycleWorkflowName, request("shadowy", inspect, scale))
 	var res workflows.CycleResult
@@ -218,6 +255,7 @@ func TestShadowWriteIsRecordedNeverRun(t *testing.T) {
 	assert.Equal(t, workflows.OutcomeWouldDo, res.Actions[1].Outcome)
 	require.NotNil(t, res.Actions[1].Rendered)
 	assert.Equal(t, []string{"scale", "3"}, res.Actions[1].Rendered.Command)
+	assert.Equal(t, "admitted", res.Actions[1].DryRun)
 	s.env.AssertNumberOfCalls(t, "RunJob", 1)
 }
 

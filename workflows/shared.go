@@ -117,7 +117,12 @@ type ActionResult struct {
 	StartedAt     time.Time              `json:"started_at,omitzero"`
 	FinishedAt    time.Time              `json:"finished_at,omitzero"`
 	Rendered      *policy.RenderedAction `json:"rendered,omitempty"`
-	Rollback      *ActionResult          `json:"rollback,omitempty"`
+	// Decisions are the human decisions on this action, in order.
+	Decisions []DecisionRecord `json:"decisions,omitempty"`
+	// DryRun is, in shadow mode, whether the apiserver would have admitted
+	// the rendered Job ("admitted" or the rejection).
+	DryRun   string        `json:"dry_run,omitempty"`
+	Rollback *ActionResult `json:"rollback,omitempty"`
 }
 
 // CycleResult is the AgentCycle workflow's only output.
@@ -190,4 +195,56 @@ type PendingAction struct {
 	// the moment the action runs (supervised veto window).
 	Deadline time.Time `json:"deadline"`
 	Thoughts []Thought `json:"thoughts,omitempty"`
+}
+
+// Activities the workflow calls by name because they live with the Slack
+// integration (package approval), registered by the worker. Without Slack
+// configured the worker registers versions that only log.
+const (
+	ActivityPostApproval   = "PostApprovalMessage"
+	ActivityUpdateApproval = "UpdateApprovalMessage"
+)
+
+// NoticeMode is the kind of message posted for an action.
+type NoticeMode string
+
+const (
+	NoticeApproval NoticeMode = "approval" // Approve / Deny
+	NoticeVeto     NoticeMode = "veto"     // Stop before the window ends
+	NoticeShadow   NoticeMode = "shadow"   // Agree / Disagree: feedback only
+	NoticeDone     NoticeMode = "done"     // autonomous: humans notified after
+)
+
+// Notice asks for a message about one action.
+type Notice struct {
+	Mode    NoticeMode    `json:"mode"`
+	Channel string        `json:"channel,omitempty"`
+	Pending PendingAction `json:"pending"`
+}
+
+// MessageRef identifies a posted message so it can be updated.
+type MessageRef struct {
+	Channel string `json:"channel,omitempty"`
+	TS      string `json:"ts,omitempty"`
+}
+
+// NoticeUpdate rewrites a posted message with an action's final state.
+type NoticeUpdate struct {
+	Ref        MessageRef `json:"ref"`
+	WorkflowID string     `json:"workflow_id"`
+	Index      int        `json:"index"`
+	// Status is approved, denied, expired, stopped, ran, or recorded.
+	Status    string    `json:"status"`
+	DecidedBy []string  `json:"decided_by,omitempty"`
+	DecidedAt time.Time `json:"decided_at,omitzero"`
+	Detail    string    `json:"detail,omitempty"`
+}
+
+// DecisionRecord is a decision as recorded in the action's result.
+type DecisionRecord struct {
+	Approver string       `json:"approver"`
+	Kind     DecisionKind `json:"decision"`
+	Via      string       `json:"via"`
+	At       time.Time    `json:"at"`
+	Comment  string       `json:"comment,omitempty"`
 }

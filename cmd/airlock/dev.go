@@ -71,7 +71,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer tc.Close()
-	w := worker.New(tc, "", acts)
+	w := worker.New(tc, "", acts, &worker.LogNotifier{Logger: newLogger(logFile, "json")})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}

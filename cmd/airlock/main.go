@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/airlockhq/airlock/workflows"
 )
 
 const usage = `airlock — durable, approved, least-privilege actions for AI agents
@@ -21,6 +23,9 @@ Usage:
   airlock worker [flags]              run a worker (TEMPORAL_ADDRESS, VAULT_ADDR, VAULT_TOKEN, KUBECONFIG, AIRLOCK_CATALOG)
   airlock cycle start -f req.json     propose a cycle (JSON CycleRequest); --wait prints its result
   airlock cycle show <workflow-id>    show a cycle's status and actions (id: cycle/<agent>/<cycle-id>)
+  airlock cycle pending               list actions waiting for a human decision
+  airlock approve <cycle> [--action N] --approver <id>   approve a waiting action (same check as Slack)
+  airlock deny <cycle> [--action N] --approver <id>      deny it (or stop it during a veto window)
 
 Run "airlock <command> -h" for a command's flags.
 `
@@ -55,8 +60,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runCycleStart(ctx, args[2:], stdout)
 		case "show":
 			return runCycleShow(ctx, args[2:], stdout)
+		case "pending":
+			return runPending(ctx, args[2:], stdout)
 		}
-		return fmt.Errorf("cycle: unknown command %q (want start or show)", args[1])
+		return fmt.Errorf("cycle: unknown command %q (want start, show or pending)", args[1])
+	case "approve":
+		return runDecide(ctx, workflows.DecisionApprove, args[1:], stdout)
+	case "deny":
+		return runDecide(ctx, workflows.DecisionDeny, args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

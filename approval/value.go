@@ -1,0 +1,119 @@
+package approval
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/airlockhq/airlock/workflows"
+)
+
+// Button action ids. Slack echoes the clicked button's action_id and value
+// back in the interaction payload; the handler accepts nothing else.
+const (
+	ActionApprove  = "airlock_approve"
+	ActionDeny     = "airlock_deny"
+	ActionStop     = "airlock_stop"
+	ActionAgree    = "airlock_agree"
+	ActionDisagree = "airlock_disagree"
+)
+
+// actionKinds maps each button's action_id to the only decision it may carry.
+var actionKinds = map[string]workflows.DecisionKind{
+	ActionApprove:  workflows.DecisionApprove,
+	ActionDeny:     workflows.DecisionDeny,
+	ActionStop:     workflows.DecisionStop,
+	ActionAgree:    workflows.DecisionAgree,
+	ActionDisagree: workflows.DecisionDisagree,
+}
+
+// ActionID returns the button action_id for a decision kind ("" if unknown).
+func ActionID(k workflows.DecisionKind) string {
+	for id, kind := range actionKinds {
+		if kind == k {
+			return id
+		}
+	}
+	return ""
+}
+
+// MaxButtonValue is Slack's limit for a button's value.
+const MaxButtonValue = 2000
+
+// buttonValuePrefix versions the format so it can change without
+// misreading buttons still visible in old messages.
+const buttonValuePrefix = "a1"
+
+// ErrBadButtonValue is returned for a button value this package did not
+// produce (or cannot produce).
+var ErrBadButtonValue = errors.New("invalid button value")
+
+// ButtonValue is what a button carries: which decision, on which action of
+// which workflow, bound to the hash of the exact rendered action shown.
+//
+// Encoded as "a1|<kind>|<index>|<hash>|<workflow id>". The workflow id comes
+// last so it may itself contain "|"; the hash may not.
+type ButtonValue struct {
+	WorkflowID  string
+	ActionIndex int
+	ActionHash  string
+	Kind        workflows.DecisionKind
+}
+
+// Encode returns the button value. It fails rather than produce a value
+// that would not round-trip or that Slack would reject (> MaxButtonValue).
+func (v ButtonValue) Encode() (string, error) {
+	if err := v.validate(); err != nil {
+		return "", err
+	}
+	s := strings.Join([]string{buttonValuePrefix, string(v.Kind), strconv.Itoa(v.ActionIndex), v.ActionHash, v.WorkflowID}, "|")
+	if len(s) > MaxButtonValue {
+		return "", fmt.Errorf("%w: %d bytes, Slack allows %d", ErrBadButtonValue, len(s), MaxButtonValue)
+	}
+	return s, nil
+}
+
+// ParseButtonValue decodes a value produced by Encode. Only canonical
+// encodings are accepted, so ParseButtonValue(s) re-encodes to exactly s.
+func ParseButtonValue(s string) (ButtonValue, error) {
+	if len(s) > MaxButtonValue {
+		return ButtonValue{}, fmt.Errorf("%w: too long", ErrBadButtonValue)
+	}
+	parts := strings.SplitN(s, "|", 5)
+	if len(parts) != 5 || parts[0] != buttonValuePrefix {
+		return ButtonValue{}, fmt.Errorf("%w: unknown format", ErrBadButtonValue)
+	}
+	idx, err := strconv.Atoi(parts[2])
+	if err != nil || strconv.Itoa(idx) != parts[2] {
+		return ButtonValue{}, fmt.Errorf("%w: bad action index", ErrBadButtonValue)
+	}
+	v := ButtonValue{Kind: workflows.DecisionKind(parts[1]), ActionIndex: idx, ActionHash: parts[3], WorkflowID: parts[4]}
+	if err := v.validate(); err != nil {
+		return ButtonValue{}, err
+	}
+	return v, nil
+}
+
+func (v ButtonValue) validate() error {
+	switch {
+	case ActionID(v.Kind) == "":
+		return fmt.Errorf("%w: unknown decision %q", ErrBadButtonValue, v.Kind)
+	case v.ActionIndex < 0:
+		return fmt.Errorf("%w: negative action index", ErrBadButtonValue)
+	case v.ActionHash == "" || strings.ContainsAny(v.ActionHash, "|") || hasControl(v.ActionHash):
+		return fmt.Errorf("%w: action hash must be non-empty, without '|' or control characters", ErrBadButtonValue)
+	case v.WorkflowID == "" || hasControl(v.WorkflowID):
+		return fmt.Errorf("%w: workflow id must be non-empty, without control characters", ErrBadButtonValue)
+	}
+	return nil
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return true
+		}
+	}
+	return false
+}

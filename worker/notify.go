@@ -1,0 +1,59 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/airlockhq/airlock/workflows"
+)
+
+// Notifier tells humans about actions that wait for them. The Slack
+// notifier (package approval) implements it; LogNotifier stands in when no
+// Slack is configured.
+type Notifier interface {
+	PostApprovalMessage(ctx context.Context, n workflows.Notice) (workflows.MessageRef, error)
+	UpdateApprovalMessage(ctx context.Context, u workflows.NoticeUpdate) error
+}
+
+// LogNotifier logs, for teams without Slack, the exact command that decides.
+type LogNotifier struct{ Logger *slog.Logger }
+
+var _ Notifier = (*LogNotifier)(nil)
+
+// PostApprovalMessage logs how to decide on the action.
+func (n *LogNotifier) PostApprovalMessage(ctx context.Context, no workflows.Notice) (workflows.MessageRef, error) {
+	p := no.Pending
+	var how string
+	switch no.Mode {
+	case workflows.NoticeApproval:
+		how = fmt.Sprintf("airlock approve %s --action %d --approver <id>   (or: airlock deny ...)", p.WorkflowID, p.Action.Index)
+	case workflows.NoticeVeto:
+		how = fmt.Sprintf("runs at %s unless: airlock deny %s --action %d --approver <id>", p.Deadline.Format("15:04:05"), p.WorkflowID, p.Action.Index)
+	default:
+		how = "feedback only"
+	}
+	n.logger().InfoContext(ctx, "action needs a human", "mode", no.Mode, "workflow_id", p.WorkflowID,
+		"agent", p.AgentID, "action", p.Action.Index, "type", p.Action.Type, "needed", p.Needed, "how", how)
+	return workflows.MessageRef{}, nil
+}
+
+// UpdateApprovalMessage logs the outcome.
+func (n *LogNotifier) UpdateApprovalMessage(ctx context.Context, u workflows.NoticeUpdate) error {
+	n.logger().InfoContext(ctx, "action decided", "workflow_id", u.WorkflowID, "action", u.Index, "status", u.Status, "by", u.DecidedBy)
+	return nil
+}
+
+func (n *LogNotifier) logger() *slog.Logger {
+	if n.Logger != nil {
+		return n.Logger
+	}
+	return slog.Default()
+}
+
+func registerNotifier(r registry, n Notifier) {
+	r.RegisterActivityWithOptions(n.PostApprovalMessage, activity.RegisterOptions{Name: workflows.ActivityPostApproval})
+	r.RegisterActivityWithOptions(n.UpdateApprovalMessage, activity.RegisterOptions{Name: workflows.ActivityUpdateApproval})
+}

@@ -1,0 +1,234 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/airlockhq/airlock/policy"
+)
+
+// Gate states.
+const (
+	statusWaiting  = "waiting"
+	statusApproved = "approved"
+	statusDenied   = "denied"
+	statusStopped  = "stopped"
+	statusExpired  = "expired"
+	statusRecorded = "recorded"
+	statusPassed   = "veto window passed"
+	statusAlready  = "already decided"
+)
+
+// gate is an action open to human decisions.
+type gate struct {
+	act       policy.RenderedAction
+	notice    NoticeMode
+	needed    int
+	approved  []string
+	decisions []DecisionRecord
+	closed    bool
+	status    string
+	deadline  time.Time
+}
+
+func (g *gate) decidedBy(approver string) bool {
+	return slices.ContainsFunc(g.decisions, func(d DecisionRecord) bool { return d.Approver == approver })
+}
+
+// cycle is the state a running AgentCycle shares with its handlers.
+type cycle struct {
+	req   CycleRequest
+	plan  *policy.Plan
+	res   CycleResult
+	gates map[int]*gate
+}
+
+var allowedKinds = map[NoticeMode][]DecisionKind{
+	NoticeApproval: {DecisionApprove, DecisionDeny},
+	NoticeVeto:     {DecisionStop},
+	NoticeShadow:   {DecisionAgree, DecisionDisagree},
+}
+
+// validate refuses a decision before it reaches history: unknown action,
+// approver not allowed, self-approval, stale hash, wrong kind, or a
+// decision on an action another human already closed. The same approver
+// repeating a decision passes: apply answers "already decided".
+func (c *cycle) validate(d Decision) error {
+	if c.plan == nil {
+		return errors.New("cycle is not planned yet")
+	}
+	g, ok := c.gates[d.ActionIndex]
+	if !ok {
+		return fmt.Errorf("action %d is not waiting for a decision", d.ActionIndex)
+	}
+	if d.Approver == "" {
+		return errors.New("approver is required")
+	}
+	if !slices.Contains(c.plan.Approvers, d.Approver) {
+		return fmt.Errorf("%s is not an approver of agent %s", d.Approver, c.plan.AgentID)
+	}
+	if c.req.Principal != "" && d.Approver == c.req.Principal {
+		return fmt.Errorf("%s requested this cycle and cannot decide on it", d.Approver)
+	}
+	if d.ActionHash != g.act.Hash {
+		return errors.New("stale decision: the action changed since it was shown (hash mismatch)")
+	}
+	if !slices.Contains(allowedKinds[g.notice], d.Kind) {
+		return fmt.Errorf("%q is not a valid decision for this action (want one of %v)", d.Kind, allowedKinds[g.notice])
+	}
+	if g.decidedBy(d.Approver) {
+		return nil // a second click: harmless
+	}
+	if g.closed {
+		return fmt.Errorf("action %d is already closed: %s", d.ActionIndex, g.status)
+	}
+	return nil
+}
+
+// apply records a validated decision.
+func (c *cycle) apply(ctx workflow.Context, d Decision) DecisionResult {
+	g := c.gates[d.ActionIndex]
+	if g.decidedBy(d.Approver) || (g.closed && g.notice != NoticeShadow) {
+		return DecisionResult{Status: statusAlready, ApprovedBy: slices.Clone(g.approved)}
+	}
+	now := workflow.Now(ctx)
+	g.decisions = append(g.decisions, DecisionRecord{Approver: d.Approver, Kind: d.Kind, Via: d.Via, At: now, Comment: d.Comment})
+	switch d.Kind {
+	case DecisionApprove:
+		g.approved = append(g.approved, d.Approver)
+		g.status = statusWaiting
+		if len(g.approved) >= g.needed {
+			g.closed, g.status = true, statusApproved
+		}
+	case DecisionDeny:
+		g.closed, g.status = true, statusDenied
+	case DecisionStop:
+		g.closed, g.status = true, statusStopped
+	case DecisionAgree, DecisionDisagree:
+		g.status = statusRecorded // feedback only: never changes what runs
+	}
+	workflow.GetLogger(ctx).Info("decision", "action", d.ActionIndex, "approver", d.Approver, "decision", d.Kind, "via", d.Via, "status", g.status)
+	return DecisionResult{Status: g.status, ApprovedBy: slices.Clone(g.approved), DecidedBy: d.Approver, DecidedAt: now}
+}
+
+// registerHandlers installs the decision Update (with its validator), the
+// signal fallback and the pending query.
+func (c *cycle) registerHandlers(ctx workflow.Context) error {
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateDecide,
+		func(ctx workflow.Context, d Decision) (DecisionResult, error) { return c.apply(ctx, d), nil },
+		workflow.UpdateHandlerOptions{Validator: func(_ workflow.Context, d Decision) error { return c.validate(d) }},
+	); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryPending, c.pending); err != nil {
+		return err
+	}
+	ch := workflow.GetSignalChannel(ctx, SignalDecide)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var d Decision
+			if !ch.Receive(ctx, &d) {
+				return
+			}
+			// Signals cannot be refused; invalid ones are logged and dropped.
+			if err := c.validate(d); err != nil {
+				workflow.GetLogger(ctx).Warn("decision refused", "action", d.ActionIndex, "approver", d.Approver, "error", err)
+				continue
+			}
+			c.apply(ctx, d)
+		}
+	})
+	return nil
+}
+
+// pending lists actions waiting for humans.
+func (c *cycle) pending() ([]PendingAction, error) {
+	var out []PendingAction
+	for _, i := range sortedGates(c.gates) {
+		g := c.gates[i]
+		if g.closed || g.notice == NoticeShadow {
+			continue
+		}
+		out = append(out, c.pendingFor(g))
+	}
+	return out, nil
+}
+
+func (c *cycle) pendingFor(g *gate) PendingAction {
+	return PendingAction{
+		WorkflowID: c.res.WorkflowID, AgentID: c.plan.AgentID, Principal: c.req.Principal,
+		Action: g.act, Approvers: c.plan.Approvers, Needed: g.needed,
+		ApprovedBy: slices.Clone(g.approved), Deadline: g.deadline, Thoughts: c.req.Thoughts,
+	}
+}
+
+func sortedGates(m map[int]*gate) []int {
+	keys := make([]int, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	return keys
+}
+
+var noticeOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: 15 * time.Second,
+	RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+}
+
+// notify posts a message about a gate. A failure to post is logged, never
+// fatal: the decision can still come from the CLI, and a timeout denies.
+func (c *cycle) notify(ctx workflow.Context, g *gate) MessageRef {
+	var ref MessageRef
+	actx := workflow.WithActivityOptions(ctx, noticeOptions)
+	n := Notice{Mode: g.notice, Channel: c.plan.SlackChannel, Pending: c.pendingFor(g)}
+	if err := workflow.ExecuteActivity(actx, ActivityPostApproval, n).Get(ctx, &ref); err != nil {
+		workflow.GetLogger(ctx).Warn("post approval message", "action", g.act.Index, "error", err)
+	}
+	return ref
+}
+
+// settle rewrites the gate's message with its final state.
+func (c *cycle) settle(ctx workflow.Context, g *gate, ref MessageRef, detail string) {
+	if ref.TS == "" {
+		return
+	}
+	var by []string
+	var at time.Time
+	for _, d := range g.decisions {
+		by = append(by, d.Approver)
+		at = d.At
+	}
+	actx := workflow.WithActivityOptions(ctx, noticeOptions)
+	u := NoticeUpdate{Ref: ref, WorkflowID: c.res.WorkflowID, Index: g.act.Index, Status: g.status, DecidedBy: by, DecidedAt: at, Detail: detail}
+	if err := workflow.ExecuteActivity(actx, ActivityUpdateApproval, u).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("update approval message", "action", g.act.Index, "error", err)
+	}
+}
+
+// await opens a gate for an action, posts its message and waits until the
+// gate closes or the window ends. It returns the gate's final status.
+func (c *cycle) await(ctx workflow.Context, act policy.RenderedAction, notice NoticeMode, needed int, window time.Duration) (*gate, MessageRef) {
+	g := &gate{act: act, notice: notice, needed: needed, status: statusWaiting, deadline: workflow.Now(ctx).Add(window)}
+	c.gates[act.Index] = g
+	ref := c.notify(ctx, g)
+	closed, err := workflow.AwaitWithTimeout(ctx, window, func() bool { return g.closed })
+	if err != nil || !closed {
+		g.closed = true
+		switch {
+		case err != nil:
+			g.status = statusDenied // cancelled while waiting: nothing runs
+		case notice == NoticeVeto:
+			g.status = statusPassed
+		default:
+			g.status = statusExpired // a timeout is a denial
+		}
+	}
+	return g, ref
+}

@@ -1,0 +1,244 @@
+package workflows_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/workflows"
+)
+
+// decisionLog collects what the Update answered.
+type decisionLog struct {
+	rejected  []string
+	completed []workflows.DecisionResult
+}
+
+// decideAt sends a decision Update after delay (workflow time).
+func (s *cycleSuite) decideAt(delay time.Duration, log *decisionLog, d workflows.Decision) {
+	s.env.RegisterDelayedCallback(func() {
+		s.env.UpdateWorkflow(workflows.UpdateDecide, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(err error) { log.rejected = append(log.rejected, err.Error()) },
+			OnComplete: func(v any, err error) {
+				if err == nil {
+					log.completed = append(log.completed, v.(workflows.DecisionResult))
+				}
+			},
+		}, d)
+	}, delay)
+}
+
+// mockRunOK makes every action that runs succeed, and counts nothing else.
+func (s *cycleSuite) mockRunOK() {
+	s.env.OnActivity(s.acts.StageAction, mock.Anything, mock.Anything).Return(stageOK)
+	s.env.OnActivity(s.acts.RunJob, mock.Anything, mock.Anything).Return(activities.RunOutput{Succeeded: true}, nil)
+	s.env.OnActivity(s.acts.ReleaseAction, mock.Anything, mock.Anything).Return(activities.ReleaseOutput{}, nil)
+	s.env.OnActivity(workflows.ActivityPostApproval, mock.Anything, mock.Anything).Return(workflows.MessageRef{Channel: "C1", TS: "1.1"}, nil)
+	s.env.OnActivity(workflows.ActivityUpdateApproval, mock.Anything, mock.Anything).Return(nil)
+}
+
+func hashOf(t *testing.T, s *cycleSuite, agent string, p policy.Proposal) string {
+	t.Helper()
+	plan, err := s.acts.Catalog.Plan(agent, []policy.Proposal{p})
+	require.NoError(t, err)
+	return plan.Actions[0].Hash
+}
+
+func runCycle(t *testing.T, s *cycleSuite, req workflows.CycleRequest) workflows.CycleResult {
+	t.Helper()
+	s.env.ExecuteWorkflow(workflows.CycleWorkflowName, req)
+	require.True(t, s.env.IsWorkflowCompleted())
+	require.NoError(t, s.env.GetWorkflowError())
+	var res workflows.CycleResult
+	require.NoError(t, s.env.GetWorkflowResult(&res))
+	return res
+}
+
+func TestAdvisoryWriteRunsOnlyAfterApproval(t *testing.T) {
+	s := newEnv(t)
+	s.mockRunOK()
+	var log decisionLog
+	h := hashOf(t, s, "adv", scale)
+	var pending []workflows.PendingAction
+	s.env.RegisterDelayedCallback(func() {
+		v, err := s.env.QueryWorkflow(workflows.QueryPending)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&pending))
+		s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
+	}, time.Minute)
+	s.decideAt(2*time.Minute, &log, workflows.Decision{ActionIndex: 0, ActionHash: h, Kind: workflows.DecisionApprove, Approver: "U1", Via: "cli"})
+
+	res := runCycle(t, s, request("adv", scale))
+	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+	require.Len(t, pending, 1, "the write waited, visible to the pending query")
+	assert.Equal(t, h, pending[0].Action.Hash)
+	assert.Equal(t, 1, pending[0].Needed)
+	require.Len(t, res.Actions[0].Decisions, 1)
+	assert.Equal(t, "U1", res.Actions[0].Decisions[0].Approver, "the approver is recorded")
+	assert.False(t, res.Actions[0].Decisions[0].At.IsZero(), "with the time")
+	assert.Equal(t, "approved", log.completed[0].Status)
+	s.env.AssertNumberOfCalls(t, "RunJob", 1)
+}
+
+func TestAdvisoryTimeoutIsADenialAndNothingIsLeased(t *testing.T) {
+	s := newEnv(t)
+	s.mockRunOK()
+	res := runCycle(t, s, request("adv", scale, inspect))
+	assert.Equal(t, workflows.OutcomeDenied, res.Outcome)
+	assert.Equal(t, workflows.OutcomeDenied, res.Actions[0].Outcome)
+	assert.Contains(t, res.Actions[0].Error, "no decision within 10m0s: a timeout is a denial")
+	assert.Equal(t, workflows.OutcomeSkipped, res.Actions[1].Outcome)
+	s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
+	s.env.AssertNotCalled(t, "ReleaseAction", mock.Anything, mock.Anything)
+}
+
+func TestDenialEndsTheActionAndLeasesNothing(t *testing.T) {
+	s := newEnv(t)
+	s.mockRunOK()
+	var log decisionLog
+	h := hashOf(t, s, "adv", scale)
+	s.decideAt(time.Minute, &log, workflows.Decision{ActionIndex: 0, ActionHash: h, Kind: workflows.DecisionDeny, Approver: "U2", Via: "slack"})
+	res := runCycle(t, s, request("adv", scale))
+	assert.Equal(t, workflows.OutcomeDenied, res.Outcome)
+	assert.Equal(t, "denied by U2", res.Actions[0].Error)
+	s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
+}
+
+func TestValidatorRefusesBadDecisionsWithoutTouchingTheAction(t *testing.T) {
+	s := newEnv(t)
+	s.mockRunOK()
+	var log decisionLog
+	h := hashOf(t, s, "adv", scale)
+	d := func(approver, hash string, kind workflows.DecisionKind, index int) workflows.Decision {
+		return workflows.Decision{ActionIndex: index, ActionHash: hash, Kind: kind, Approver: approver, Via: "slack"}
+	}
+	s.decideAt(1*time.Minute, &log, d("U9", h, workflows.DecisionApprove, 0))          // not an approver
+	s.decideAt(2*time.Minute, &log, d("U3", h, workflows.DecisionApprove, 0))          // requested the cycle
+	s.decideAt(3*time.Minute, &log, d("U1", "deadbeef", workflows.DecisionApprove, 0)) // stale hash
+	s.decideAt(4*time.Minute, &log, d("U1", h, workflows.DecisionAgree, 0))            // wrong kind
+	s.decideAt(5*time.Minute, &log, d("U1", h, workflows.DecisionApprove, 7))          // no such action
+	s.decideAt(6*time.Minute, &log, d("U1", h, workflows.DecisionApprove, 0))          // valid
+	s.decideAt(7*time.Minute, &log, d("U1", h, workflows.DecisionApprove, 0))          // double click
+	s.decideAt(8*time.Minute, &log, d("U2", h, workflows.DecisionDeny, 0))             // too late
+
+	// A second action keeps the cycle open (waiting) for the late clicks.
+	req := request("adv", scale, policy.Proposal{Type: "scale", Params: map[string]any{"replicas": 4}})
+	req.Principal = "U3"
+	res := runCycle(t, s, req)
+
+	require.Len(t, log.rejected, 6, "%v", log.rejected)
+	assert.Contains(t, log.rejected[0], "U9 is not an approver of agent adv")
+	assert.Contains(t, log.rejected[1], "U3 requested this cycle and cannot decide on it")
+	assert.Contains(t, log.rejected[2], "stale decision")
+	assert.Contains(t, log.rejected[3], `"agree" is not a valid decision`)
+	assert.Contains(t, log.rejected[4], "action 7 is not waiting for a decision")
+	assert.Contains(t, log.rejected[5], "action 0 is already closed")
+	require.Len(t, log.completed, 2)
+	assert.Equal(t, "approved", log.completed[0].Status)
+	assert.Equal(t, "already decided", log.completed[1].Status, "a second click is harmless")
+	assert.Equal(t, workflows.OutcomeSucceeded, res.Actions[0].Outcome)
+	assert.Equal(t, workflows.OutcomeDenied, res.Actions[1].Outcome, "nobody approved the second one")
+	assert.Len(t, res.Actions[0].Decisions, 1, "only the valid decision is recorded")
+	s.env.AssertNumberOfCalls(t, "RunJob", 1)
+}
+
+func TestCriticalNeedsTwoDistinctApprovers(t *testing.T) {
+	drop := policy.Proposal{Type: "drop"}
+	t.Run("one approver clicking twice is not two", func(t *testing.T) {
+		s := newEnv(t)
+		s.mockRunOK()
+		var log decisionLog
+		h := hashOf(t, s, "adv", drop)
+		approve := workflows.Decision{ActionIndex: 0, ActionHash: h, Kind: workflows.DecisionApprove, Approver: "U1", Via: "slack"}
+		s.decideAt(time.Minute, &log, approve)
+		s.decideAt(2*time.Minute, &log, approve)
+		res := runCycle(t, s, request("adv", drop))
+		assert.Equal(t, workflows.OutcomeDenied, res.Outcome, "even in advisory/autonomous, one approver is not enough")
+		assert.Equal(t, "waiting", log.completed[0].Status)
+		assert.Equal(t, "already decided", log.completed[1].Status)
+		s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
+	})
+	t.Run("two distinct approvers run it", func(t *testing.T) {
+		s := newEnv(t)
+		s.mockRunOK()
+		var log decisionLog
+		h := hashOf(t, s, "adv", drop)
+		s.decideAt(time.Minute, &log, workflows.Decision{ActionIndex: 0, ActionHash: h, Kind: workflows.DecisionApprove, Approver: "U1", Via: "slack"})
+		s.decideAt(2*time.Minute, &log, workflows.Decision{ActionIndex: 0, ActionHash: h, Kind: workflows.DecisionApprove, Approver: "U2", Via: "cli"})
+		res := runCycle(t, s, request("adv", drop))
+		assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+		assert.Equal(t, []string{"U1", "U2"}, log.completed[1].ApprovedBy)
+		assert.Equal(t, "approved", log.completed[1].Status)
+		s.env.AssertNumberOfCalls(t, "RunJob", 1)
+	})
+}
+
+func TestCriticalInAutonomousPhaseStillWaits(t *testing.T) {
+	s := newEnv(t)
+	s.mockRunOK()
+	res := runCycle(t, s, request("auto", policy.Proposal{Type: "drop"}))
+	assert.Equal(t, workflows.OutcomeDenied, res.Outcome)
+	assert.Equal(t, 2, res.Actions[0].Decision.Approvals)
+	s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
+}
+
+func TestSupervisedVeto(t *testing.T) {
+	inBounds := policy.Proposal{Type: "scale2", Params: map[string]any{"replicas": 5}}
+	outOfBounds := policy.Proposal{Type: "scale2", Params: map[string]any{"replicas": 50}}
+
+	t.Run("inside bounds runs after the window", func(t *testing.T) {
+		s := newEnv(t)
+		var started time.Time
+		s.env.OnActivity(s.acts.RunJob, mock.Anything, mock.Anything).Return(activities.RunOutput{Succeeded: true}, nil)
+		s.env.OnActivity(s.acts.ReleaseAction, mock.Anything, mock.Anything).Return(activities.ReleaseOutput{}, nil)
+		s.env.OnActivity(workflows.ActivityPostApproval, mock.Anything, mock.Anything).Return(workflows.MessageRef{}, nil)
+		s.env.OnActivity(s.acts.StageAction, mock.Anything, mock.Anything).Return(
+			func(ctx context.Context, in activities.StageInput) (activities.StageOutput, error) {
+				started = s.env.Now()
+				return stageOK(ctx, in)
+			})
+		begin := s.env.Now()
+		res := runCycle(t, s, request("sup", inBounds))
+		assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+		assert.GreaterOrEqual(t, started.Sub(begin), 2*time.Minute, "ran only after the 2m veto window")
+	})
+	t.Run("stop during the window vetoes it", func(t *testing.T) {
+		s := newEnv(t)
+		s.mockRunOK()
+		var log decisionLog
+		h := hashOf(t, s, "sup", inBounds)
+		s.decideAt(30*time.Second, &log, workflows.Decision{ActionIndex: 0, ActionHash: h, Kind: workflows.DecisionStop, Approver: "U2", Via: "slack"})
+		res := runCycle(t, s, request("sup", inBounds))
+		assert.Equal(t, workflows.OutcomeDenied, res.Outcome)
+		assert.Equal(t, "stopped by U2 during the veto window", res.Actions[0].Error)
+		s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
+	})
+	t.Run("outside bounds waits for approval like advisory", func(t *testing.T) {
+		s := newEnv(t)
+		s.mockRunOK()
+		res := runCycle(t, s, request("sup", outOfBounds))
+		assert.Equal(t, workflows.OutcomeDenied, res.Outcome)
+		assert.Equal(t, policy.ModeApprove, res.Actions[0].Decision.Mode)
+		assert.Contains(t, res.Actions[0].Decision.Rule, "params.replicas outside bounds")
+		assert.Contains(t, res.Actions[0].Error, "a timeout is a denial")
+	})
+}
+
+func TestShadowRecordsTheDryRunAndNeverLeases(t *testing.T) {
+	s := newEnv(t)
+	s.mockRunOK()
+	s.env.OnActivity(s.acts.DryRunAction, mock.Anything, mock.Anything).Return(activities.DryRunOutput{Admitted: false, Reason: "pod refused: exceeded quota"}, nil)
+	res := runCycle(t, s, request("shadowy", scale))
+	assert.Equal(t, workflows.OutcomeWouldDo, res.Actions[0].Outcome)
+	assert.Equal(t, "rejected: pod refused: exceeded quota", res.Actions[0].DryRun)
+	s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
+	s.env.AssertNotCalled(t, "RunJob", mock.Anything, mock.Anything)
+}
