@@ -385,13 +385,15 @@ func (o Outcome) Text() string {
 func OutcomeMessage(o Outcome) []slack.Block {
 	var kept []slack.Block
 	switch {
+	case o.Pending != nil && !o.Final():
+		// Still waiting for approvals: the approval request, buttons and all.
+		if blocks, err := Message(*o.Pending, workflows.NoticeApproval); err == nil {
+			kept = blocks
+		} else {
+			kept = summary(*o.Pending, headerFor(*o.Pending, o.Mode))
+		}
 	case o.Pending != nil:
 		kept = summary(*o.Pending, headerFor(*o.Pending, o.Mode))
-		if !o.Final() {
-			if blocks, err := Message(*o.Pending, workflows.NoticeApproval); err == nil {
-				kept = blocks
-			}
-		}
 	case len(o.Summary) > 0:
 		kept = o.Summary
 	default:

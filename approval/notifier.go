@@ -80,6 +80,9 @@ func (n *Notifier) String() string {
 	return fmt.Sprintf("approval.Notifier{api: %s, channel: %q}", n.apiURL, n.channel)
 }
 
+// GoString keeps the token out of %#v.
+func (n *Notifier) GoString() string { return n.String() }
+
 // Post posts the message for a pending action to channel (or the default
 // channel) and returns where it landed.
 func (n *Notifier) Post(ctx context.Context, channel string, p workflows.PendingAction, mode workflows.NoticeMode) (MessageRef, error) {

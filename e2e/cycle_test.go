@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -139,7 +140,7 @@ func TestCycleRunsHardenedJobWithScopedShortLivedToken(t *testing.T) {
 
 	t.Run("no credential value in the workflow history or the worker's logs", func(t *testing.T) {
 		history := historyJSON(ctx, t, wfID)
-		assert.Contains(t, history, lease.accessor, "sanity: the history does mention the lease")
+		assert.True(t, strings.Contains(history, lease.accessor), "sanity: the decoded history mentions the lease accessor")
 		assertAbsent(t, "workflow history", history, lease.token)
 		assertAbsent(t, "worker logs", env.logs.String(), lease.token)
 	})
@@ -179,7 +180,10 @@ func assertAbsent(t *testing.T, where, haystack, secret string) {
 	}
 }
 
-// historyJSON returns every event of a workflow's history as JSON.
+var payloadData = regexp.MustCompile(`"data":\s*"([A-Za-z0-9+/=]+)"`)
+
+// historyJSON returns every event of a workflow's history as JSON, followed
+// by every payload decoded, so searches see what the payloads say.
 func historyJSON(ctx context.Context, t *testing.T, wfID string) string {
 	t.Helper()
 	var b strings.Builder
@@ -191,6 +195,12 @@ func historyJSON(ctx context.Context, t *testing.T, wfID string) string {
 		require.NoError(t, err)
 		b.Write(js)
 		b.WriteByte('\n')
+		for _, m := range payloadData.FindAllSubmatch(js, -1) {
+			if dec, err := base64.StdEncoding.DecodeString(string(m[1])); err == nil {
+				b.Write(dec)
+				b.WriteByte('\n')
+			}
+		}
 	}
 	return b.String()
 }

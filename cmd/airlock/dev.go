@@ -92,20 +92,38 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	req.CycleID = fmt.Sprintf("dev-%d", time.Now().Unix())
 	st := starter.New(tc, starter.WithCatalog(acts.Catalog))
-	run, err := st.Start(ctx, req)
+	stamp := time.Now().Unix()
+	// The same proposal under three agents shows the trust phases.
+	for _, demo := range []struct{ agent, what string }{
+		{req.AgentID, "autonomous: reads and writes run"},
+		{"shadow-bot", "shadow: reads run, writes are dry-run against the apiserver and recorded as 'would do'"},
+	} {
+		r := req
+		r.AgentID, r.CycleID = demo.agent, fmt.Sprintf("dev-%d", stamp)
+		run, err := st.Start(ctx, r)
+		if err != nil {
+			return err
+		}
+		say("%s — cycle %s", demo.what, run.WorkflowID)
+		say("  watch it: %s", workflowURL(stack.TemporalUIURL, run.WorkflowID))
+		res, err := run.Get(ctx)
+		if err != nil {
+			return fmt.Errorf("cycle %s: %w", run.WorkflowID, err)
+		}
+		printResult(stdout, res)
+		say("cycle %s: %s", res.WorkflowID, res.Outcome)
+	}
+	adv := req
+	adv.AgentID, adv.CycleID = "advisor", fmt.Sprintf("dev-%d", stamp)
+	run, err := st.Start(ctx, adv)
 	if err != nil {
 		return err
 	}
-	say("started sample cycle %s", run.WorkflowID)
-	say("watch it: %s", workflowURL(stack.TemporalUIURL, run.WorkflowID))
-	res, err := run.Get(ctx)
-	if err != nil {
-		return fmt.Errorf("sample cycle: %w", err)
-	}
-	printResult(stdout, res)
-	say("sample cycle %s: %s", res.WorkflowID, res.Outcome)
+	say("advisory: the write waits for a human — cycle %s", run.WorkflowID)
+	say("  approve it:  go run ./cmd/airlock approve %s --approver U0APPROVER1   (with the exports above)", run.WorkflowID)
+	say("  or deny it:  go run ./cmd/airlock deny %s --approver U0APPROVER2", run.WorkflowID)
+	say("  what waits:  go run ./cmd/airlock cycle pending")
 	if *exit {
 		return nil
 	}

@@ -6,6 +6,12 @@
 // downloaded at run time. Every server listens on a free loopback port, keeps
 // its data, certificates and log under one directory, and dies with its parent
 // (Pdeathsig), so a crashed test run leaves nothing behind.
+//
+// Pods run no containers: kwok moves every Pod scheduled to its node to
+// Running, and a Job's Pod on to Succeeded with the termination message taken
+// from the annotation AnnotationResult. AnnotationFail and
+// AnnotationDurationMS make it fail or take longer. Test packages start a
+// stack once per binary with Main from TestMain.
 package devstack
 
 import (
@@ -162,10 +168,11 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		}
 		return nil, err
 	}
+	took := since(begin)
 	s.mu.Lock()
-	s.startTimes["total"] = since(begin)
+	s.startTimes["total"] = took
 	s.mu.Unlock()
-	s.logf("devstack: all started in %s (dir %s)", since(begin), s.Dir)
+	s.logf("devstack: all started in %s (dir %s)", took, s.Dir)
 	return s, nil
 }
 
@@ -184,22 +191,23 @@ func (s *Stack) startAll(ctx context.Context) error {
 	if s.opts.Kube {
 		chains = append(chains, s.startKube)
 	}
-	errs := make([]error, len(chains))
-	var wg sync.WaitGroup
-	for i, chain := range chains {
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for _, chain := range chains {
 		wg.Go(func() {
 			if err := chain(ctx); err != nil {
-				errs[i] = err
+				// Report the first failure, not the "context canceled" of
+				// the chains it cut short.
+				once.Do(func() { first = err })
 				cancel(err)
 			}
 		})
 	}
 	wg.Wait()
-	// Report the cause, not the "context canceled" of the chains it cut short.
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-		return cause
-	}
-	return errors.Join(errs...)
+	return first
 }
 
 // launch registers p and starts it, logging how long it took to get ready.
@@ -272,8 +280,9 @@ func (s *Stack) StopProcess(name string) error {
 	if err != nil {
 		return err
 	}
+	begin := time.Now()
 	p.stop()
-	s.logf("devstack: %s stopped", name)
+	s.logf("devstack: %s stopped in %s", name, since(begin))
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -31,7 +32,7 @@ import (
 var stack *devstack.Stack
 
 func TestMain(m *testing.M) {
-	os.Exit(devstack.Main(m, devstack.Options{Temporal: true, Vault: os.Getenv("NOVAULT") == "", Kube: true}, &stack))
+	os.Exit(devstack.Main(m, devstack.Options{Temporal: true, Vault: true, Kube: true}, &stack))
 }
 
 func TestStartTimes(t *testing.T) {
@@ -231,9 +232,46 @@ func TestMissingBinary(t *testing.T) {
 	assert.ErrorContains(t, err, "make tools")
 }
 
-// alive reports whether pid names a process (signal 0 checks without sending).
+func TestStartFailureReportsLog(t *testing.T) {
+	tests := map[string]struct {
+		script  string
+		timeout time.Duration
+		want    []string
+	}{
+		"exits at once": {
+			script:  "echo 'Error: flag provided but not defined: -bogus' >&2; exit 3",
+			timeout: time.Minute,
+			want:    []string{"start vault: exited during start-up", "exit status 3", "flag provided but not defined"},
+		},
+		"never ready": {
+			script:  "echo 'still starting'; exec sleep 60",
+			timeout: time.Second,
+			want:    []string{"start vault: not ready", "still starting"},
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			bin := t.TempDir()
+			require.NoError(t, os.WriteFile(filepath.Join(bin, "vault"), []byte("#!/bin/sh\n"+tt.script+"\n"), 0o755))
+			ctx, cancel := context.WithTimeout(t.Context(), tt.timeout)
+			defer cancel()
+			begin := time.Now()
+			_, err := devstack.Start(ctx, devstack.Options{Vault: true, BinDir: bin})
+			require.Error(t, err)
+			t.Log(err)
+			for _, want := range tt.want {
+				assert.ErrorContains(t, err, want)
+			}
+			assert.Less(t, time.Since(begin), tt.timeout+10*time.Second)
+		})
+	}
+}
+
+// alive reports whether the process pid or anything in its process group
+// still exists (signal 0 checks without sending; devstack gives every server
+// its own group).
 func alive(pid int) bool {
-	return syscall.Kill(pid, 0) == nil
+	return syscall.Kill(pid, 0) == nil || syscall.Kill(-pid, 0) == nil
 }
 
 func restrictedNamespace(t *testing.T, cs kubernetes.Interface) string {

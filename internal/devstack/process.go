@@ -185,7 +185,7 @@ func (p *process) logTail() string {
 	if err != nil || tail == "" {
 		return ""
 	}
-	return fmt.Sprintf("\n--- last lines of %s:\n%s", p.logPath, tail)
+	return fmt.Sprintf("\n--- last lines of %s.log:\n%s", p.name, tail)
 }
 
 // readTail returns at most the last maxLines lines of the last maxBytes of a file.
