@@ -40,6 +40,13 @@ func (s *Stack) startTemporal(ctx context.Context) error {
 		"--db-filename", filepath.Join(s.Dir, "temporal.db"),
 		"--log-level", "warn",
 		"--disable-config-file", "--disable-config-env",
+		// Eager activities: a worker that schedules an activity may run it at
+		// once instead of polling for it, as production servers allow.
+		"--dynamic-config-value", "system.enableActivityEagerExecution=true",
+		// A dev server need not fsync every history write; WAL keeps
+		// readers and the writer apart. Data still survives a restart.
+		"--sqlite-pragma", "journal_mode=wal",
+		"--sqlite-pragma", "synchronous=normal",
 	}
 	var want []string
 	for _, sa := range s.opts.SearchAttributes {
