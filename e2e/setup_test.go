@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/approval"
 	"github.com/airlockhq/airlock/internal/devsetup"
 	"github.com/airlockhq/airlock/internal/devstack"
 	"github.com/airlockhq/airlock/k8s"
@@ -66,7 +67,39 @@ actions:
     pod_annotations:
       kwok.airlock.dev/fail: "true"
       kwok.airlock.dev/result: 'boom'
+  - name: quick-write
+    image: docker.io/library/busybox` + digest + `
+    command: ["sh", "-c", "echo {{.target}}"]
+    params_schema: {type: object, required: [target], properties: {target: {type: string}}}
+    class: write
+    risk: medium
+    vault_policies: [airlock-e2e-write]
+    deadline: 1m
+    pod_annotations:
+      kwok.airlock.dev/result: 'approved write done'
+  - name: greedy-write
+    image: docker.io/library/busybox` + digest + `
+    command: ["true"]
+    class: write
+    risk: low
+    vault_policies: [airlock-e2e-write]
+    pod_annotations:
+      "not a valid annotation key!": "x"
 agents:
+  - id: e2e-adv
+    owner: airlock-tests
+    approvers: [U1, U2]
+    namespace: airlock-e2e-adv
+    actions: [echo, quick-write]
+    phases: {read: autonomous, write: advisory}
+    approval_timeout: 2m
+    slack_channel: C0APPROVALS
+  - id: e2e-shadow
+    owner: airlock-tests
+    approvers: [U1, U2]
+    namespace: airlock-e2e-shadow
+    actions: [echo, quick-write, greedy-write]
+    phases: {read: shadow, write: shadow}
   - id: e2e
     owner: airlock-tests
     approvers: [U1, U2]
@@ -84,6 +117,7 @@ var env struct {
 	kube    kubernetes.Interface
 	catalog *policy.Catalog
 	logs    *syncBuffer // everything the worker logged
+	slack   *recordingSlack
 }
 
 type syncBuffer struct {
@@ -146,10 +180,15 @@ func setup(stack *devstack.Stack) (func(), error) {
 	if env.tc, err = worker.Dial(ctx, stack.TemporalAddress, "default", logger); err != nil {
 		return nil, err
 	}
-	w := worker.New(env.tc, "", acts, &worker.LogNotifier{Logger: logger})
+	env.slack = newRecordingSlack()
+	notifier, err := approval.NewNotifier("xoxb-e2e-bot-token", approval.WithAPIURL(env.slack.GetAPIURL()), approval.WithDefaultChannel("C0DEFAULT"))
+	if err != nil {
+		return nil, err
+	}
+	w := worker.New(env.tc, "", acts, notifier)
 	if err := w.Start(); err != nil {
 		return nil, err
 	}
 	env.starter = starter.New(env.tc, starter.WithCatalog(cat))
-	return func() { w.Stop(); env.tc.Close() }, nil
+	return func() { w.Stop(); env.tc.Close(); env.slack.Stop() }, nil
 }

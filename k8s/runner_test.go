@@ -270,17 +270,27 @@ func jobPod(job *batchv1.Job, name string, terminated *corev1.ContainerStateTerm
 	return p
 }
 
-// finish marks job finished as the Job controller would.
-func finish(t *testing.T, cs *fake.Clientset, job *batchv1.Job, cond batchv1.JobConditionType, reason string) {
-	t.Helper()
-	j, err := cs.BatchV1().Jobs(job.Namespace).Get(context.Background(), job.Name, metav1.GetOptions{})
-	require.NoError(t, err)
+// finish marks job finished as the Job controller would. It goes to the
+// fake's tracker directly, past reactors that simulate a failing apiserver.
+func finish(cs *fake.Clientset, job *batchv1.Job, cond batchv1.JobConditionType, reason string) error {
+	gvr := batchv1.SchemeGroupVersion.WithResource("jobs")
+	obj, err := cs.Tracker().Get(gvr, job.Namespace, job.Name)
+	if err != nil {
+		return err
+	}
+	j := obj.(*batchv1.Job).DeepCopy()
 	j.Status.StartTime = ptr.To(metav1.NewTime(time.Unix(100, 0)))
 	j.Status.Conditions = append(j.Status.Conditions, batchv1.JobCondition{
 		Type: cond, Status: corev1.ConditionTrue, Reason: reason, LastTransitionTime: metav1.NewTime(time.Unix(200, 0)),
 	})
-	_, err = cs.BatchV1().Jobs(job.Namespace).UpdateStatus(context.Background(), j, metav1.UpdateOptions{})
-	require.NoError(t, err)
+	return cs.Tracker().Update(gvr, j, job.Namespace)
+}
+
+// waitCtx bounds a Wait so a broken one fails the test instead of hanging it.
+func waitCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 func TestWaitOutcome(t *testing.T) {
@@ -327,9 +337,9 @@ func TestWaitOutcome(t *testing.T) {
 				_, err = cs.CoreV1().Pods(job.Namespace).Create(ctx, jobPod(job, "p", tc.term), metav1.CreateOptions{})
 				require.NoError(t, err)
 			}
-			finish(t, cs, job, tc.cond, tc.reason)
+			require.NoError(t, finish(cs, job, tc.cond, tc.reason))
 
-			got, err := r.Wait(ctx, job.Namespace, job.Name, nil)
+			got, err := r.Wait(waitCtx(t), job.Namespace, job.Name, nil)
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, got)
 		})
@@ -368,9 +378,9 @@ func TestWaitReportsProgressAndSurvivesDroppedWatches(t *testing.T) {
 	}
 	go func() {
 		time.Sleep(100 * time.Millisecond)
-		finish(t, cs, job, batchv1.JobComplete, "")
+		assert.NoError(t, finish(cs, job, batchv1.JobComplete, ""))
 	}()
-	out, err := r.Wait(ctx, job.Namespace, job.Name, progress)
+	out, err := r.Wait(waitCtx(t), job.Namespace, job.Name, progress)
 	require.NoError(t, err)
 	assert.True(t, out.Succeeded)
 	assert.Greater(t, watches.Load(), int64(1), "re-watched after each drop")
@@ -389,11 +399,9 @@ func TestWaitFollowsTheWatch(t *testing.T) {
 	require.NoError(t, err)
 	go func() {
 		time.Sleep(50 * time.Millisecond)
-		finish(t, cs, job, batchv1.JobFailed, batchv1.JobReasonDeadlineExceeded)
+		assert.NoError(t, finish(cs, job, batchv1.JobFailed, batchv1.JobReasonDeadlineExceeded))
 	}()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := r.Wait(ctx, job.Namespace, job.Name, nil)
+	out, err := r.Wait(waitCtx(t), job.Namespace, job.Name, nil)
 	require.NoError(t, err)
 	assert.False(t, out.Succeeded)
 	assert.Equal(t, "DeadlineExceeded", out.Reason)
@@ -408,9 +416,9 @@ func TestWaitEnds(t *testing.T) {
 		require.NoError(t, err)
 		go func() {
 			time.Sleep(50 * time.Millisecond)
-			_ = r.Delete(context.Background(), job.Namespace, job.Name)
+			assert.NoError(t, r.Delete(context.Background(), job.Namespace, job.Name))
 		}()
-		_, err = r.Wait(ctx, job.Namespace, job.Name, nil)
+		_, err = r.Wait(waitCtx(t), job.Namespace, job.Name, nil)
 		assert.ErrorIs(t, err, ErrJobDeleted)
 	})
 	t.Run("context done", func(t *testing.T) {

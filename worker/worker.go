@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/approval"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/vault"
@@ -37,6 +38,9 @@ type Config struct {
 	Kubeconfig        string // KUBECONFIG; empty means in-cluster config
 	CatalogPath       string // AIRLOCK_CATALOG
 	TaskQueue         string // Default: workflows.TaskQueue
+	SlackBotToken     string // SLACK_BOT_TOKEN; empty: log instead of posting. Never logged
+	SlackAPIURL       string // SLACK_API_URL. Default: Slack's
+	SlackChannel      string // AIRLOCK_SLACK_CHANNEL: default channel when an agent names none
 }
 
 // FromEnv reads the configuration from the environment.
@@ -50,7 +54,26 @@ func FromEnv() Config {
 		JobVaultAddr:      os.Getenv("AIRLOCK_JOB_VAULT_ADDR"),
 		Kubeconfig:        os.Getenv("KUBECONFIG"),
 		CatalogPath:       os.Getenv("AIRLOCK_CATALOG"),
+		SlackBotToken:     os.Getenv("SLACK_BOT_TOKEN"),
+		SlackAPIURL:       os.Getenv("SLACK_API_URL"),
+		SlackChannel:      os.Getenv("AIRLOCK_SLACK_CHANNEL"),
 	}
+}
+
+// NewNotifier returns the Slack notifier when a bot token is configured,
+// else one that logs the command that decides.
+func NewNotifier(cfg Config, logger *slog.Logger) (Notifier, error) {
+	if cfg.SlackBotToken == "" {
+		return &LogNotifier{Logger: logger}, nil
+	}
+	var opts []approval.Option
+	if cfg.SlackAPIURL != "" {
+		opts = append(opts, approval.WithAPIURL(cfg.SlackAPIURL))
+	}
+	if cfg.SlackChannel != "" {
+		opts = append(opts, approval.WithDefaultChannel(cfg.SlackChannel))
+	}
+	return approval.NewNotifier(cfg.SlackBotToken, opts...)
 }
 
 func (c *Config) defaults() {
@@ -169,7 +192,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	defer c.Close()
-	w := New(c, cfg.TaskQueue, acts, &LogNotifier{Logger: logger})
+	n, err := NewNotifier(cfg, logger)
+	if err != nil {
+		return err
+	}
+	w := New(c, cfg.TaskQueue, acts, n)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}

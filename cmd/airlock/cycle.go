@@ -152,6 +152,9 @@ func printResult(w io.Writer, res workflows.CycleResult) {
 			job = a.Job.Namespace + "/" + a.Job.Name
 		}
 		detail := a.Output
+		if a.DryRun != "" {
+			detail = "dry-run: " + a.DryRun
+		}
 		if a.Error != "" {
 			detail = a.Error
 		}
