@@ -122,4 +122,3 @@ func reorder(args []string) []string {
 	}
 	return append(flags, pos...)
 }
-
