@@ -483,3 +483,20 @@ func TestEnsureNamespace(t *testing.T) {
 	assert.ErrorContains(t, r.EnsureNamespace(ctx, "kube-system", "agent-a", Quota{}), "reserved")
 	assert.ErrorContains(t, r.EnsureNamespace(ctx, "agent-c", "agent-c", Quota{CPU: "much"}), "quota: cpu")
 }
+
+func TestLogs(t *testing.T) {
+	ctx := t.Context()
+	cs := fakeClientset()
+	r := fastRunner(cs)
+	job, err := r.CreateJob(ctx, baseSpec())
+	require.NoError(t, err)
+
+	_, err = r.Logs(ctx, job.Namespace, job.Name, 0)
+	assert.ErrorContains(t, err, "no pod")
+
+	_, err = cs.CoreV1().Pods(job.Namespace).Create(ctx, jobPod(job, "p", nil), metav1.CreateOptions{})
+	require.NoError(t, err)
+	logs, err := r.Logs(ctx, job.Namespace, job.Name, 4)
+	require.NoError(t, err)
+	assert.Equal(t, "fake", logs, "the fake apiserver's log, cut at the limit")
+}

@@ -6,11 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/airlockhq/airlock/policy"
@@ -198,6 +201,79 @@ func (c *Client) AllPending(ctx context.Context) ([]workflows.PendingAction, err
 				continue // closed meanwhile
 			}
 			out = append(out, p...)
+		}
+		if token = resp.NextPageToken; len(token) == 0 {
+			return out, nil
+		}
+	}
+}
+
+// Audit returns a cycle's audit trail: from its result once closed (no
+// worker needed), by query while it runs.
+func (c *Client) Audit(ctx context.Context, workflowID string) ([]workflows.AuditEntry, error) {
+	desc, err := c.tc.DescribeWorkflowExecution(ctx, workflowID, "")
+	if err != nil {
+		return nil, fmt.Errorf("describe cycle %s: %w", workflowID, err)
+	}
+	if desc.WorkflowExecutionInfo.Status == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+		res, err := c.Result(ctx, workflowID)
+		if err != nil {
+			return nil, fmt.Errorf("read cycle %s: %w", workflowID, err)
+		}
+		return res.Audit, nil
+	}
+	v, err := c.tc.QueryWorkflow(ctx, workflowID, "", workflows.QueryAudit)
+	if err != nil {
+		return nil, fmt.Errorf("query audit of %s: %w", workflowID, err)
+	}
+	var out []workflows.AuditEntry
+	if err := v.Get(&out); err != nil {
+		return nil, fmt.Errorf("decode audit of %s: %w", workflowID, err)
+	}
+	return out, nil
+}
+
+// CycleSummary is one line of List.
+type CycleSummary struct {
+	WorkflowID string
+	Status     string
+	Agent      string
+	Phase      string
+	Outcome    string
+	Risk       string
+	StartTime  time.Time
+}
+
+// List finds cycles with a Temporal visibility query over the Airlock
+// search attributes, e.g. `AirlockAgent="x" AND AirlockOutcome="denied"`.
+func (c *Client) List(ctx context.Context, query string, limit int) ([]CycleSummary, error) {
+	q := fmt.Sprintf("WorkflowType = '%s'", workflows.CycleWorkflowName)
+	if strings.TrimSpace(query) != "" {
+		q += " AND (" + query + ")"
+	}
+	var out []CycleSummary
+	var token []byte
+	for {
+		resp, err := c.tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, NextPageToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("list cycles: %w", err)
+		}
+		for _, e := range resp.Executions {
+			s := CycleSummary{
+				WorkflowID: e.Execution.WorkflowId,
+				Status:     strings.ToLower(strings.TrimPrefix(e.Status.String(), "WORKFLOW_EXECUTION_STATUS_")),
+				StartTime:  e.StartTime.AsTime(),
+			}
+			sa := e.GetSearchAttributes().GetIndexedFields()
+			for name, dst := range map[string]*string{"AirlockAgent": &s.Agent, "AirlockPhase": &s.Phase, "AirlockOutcome": &s.Outcome, "AirlockRisk": &s.Risk} {
+				if p, ok := sa[name]; ok {
+					_ = converter.GetDefaultDataConverter().FromPayload(p, dst)
+				}
+			}
+			out = append(out, s)
+			if limit > 0 && len(out) >= limit {
+				return out, nil
+			}
 		}
 		if token = resp.NextPageToken; len(token) == 0 {
 			return out, nil

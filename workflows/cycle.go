@@ -76,6 +76,9 @@ func AgentCycle(ctx workflow.Context, req CycleRequest) (CycleResult, error) {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (CycleResult, error) { return c.res, nil }); err != nil {
 		return c.res, err
 	}
+	if err := workflow.SetQueryHandler(ctx, QueryAudit, func() ([]AuditEntry, error) { return c.res.Audit, nil }); err != nil {
+		return c.res, err
+	}
 	if err := c.registerHandlers(ctx); err != nil {
 		return c.res, err
 	}
@@ -83,19 +86,36 @@ func AgentCycle(ctx workflow.Context, req CycleRequest) (CycleResult, error) {
 		return c.res, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeInvalidRequest, nil)
 	}
 
+	c.record(ctx, AuditCycle, nil, "cycle started", map[string]any{"agent": req.AgentID, "cycle": req.CycleID, "principal": req.Principal})
+	for _, t := range req.Thoughts {
+		c.record(ctx, AuditThought, nil, t.Content, map[string]any{"step": t.Step, "confidence": t.Confidence})
+	}
+	for i, p := range req.Actions {
+		c.record(ctx, AuditProposal, idx(i), p.Type, map[string]any{"params": p.Params, "rationale": p.Rationale})
+	}
+
 	var a *activities.Activities
 	var plan policy.Plan
 	lctx := workflow.WithLocalActivityOptions(ctx, planOptions)
 	if err := workflow.ExecuteLocalActivity(lctx, a.Plan, activities.PlanInput{AgentID: req.AgentID, Actions: req.Actions}).Get(ctx, &plan); err != nil {
+		c.record(ctx, AuditPolicy, nil, "request refused", map[string]any{"error": errorMessage(err)})
 		return c.res, err
 	}
 	c.plan = &plan
+	for _, act := range plan.Actions {
+		c.record(ctx, AuditPolicy, idx(act.Index), act.Decision.Rule, map[string]any{
+			"mode": act.Decision.Mode, "phase": act.Decision.Phase, "approvals": act.Decision.Approvals,
+			"risk": act.Risk, "hash": act.Hash, "image": act.Image, "command": act.Command,
+		})
+	}
+	c.upsertSearchAttributes(ctx, "running")
 
 	c.res.Outcome = OutcomeSucceeded
 	stop := false
 	for _, act := range plan.Actions {
 		if stop {
 			c.res.Actions = append(c.res.Actions, ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash, Outcome: OutcomeSkipped})
+			c.record(ctx, AuditResult, idx(act.Index), act.Type+": skipped after an earlier failure or denial", map[string]any{"outcome": OutcomeSkipped})
 			continue
 		}
 		r := c.handleAction(ctx, act)
@@ -107,10 +127,53 @@ func AgentCycle(ctx workflow.Context, req CycleRequest) (CycleResult, error) {
 			c.res.Outcome, stop = OutcomeDenied, true
 		}
 		if ctx.Err() != nil {
+			c.finish(ctx, "canceled")
 			return c.res, temporal.NewCanceledError()
 		}
 	}
+	c.finish(ctx, string(c.res.Outcome))
 	return c.res, nil
+}
+
+// finish records the end of the cycle and makes it findable by outcome.
+func (c *cycle) finish(ctx workflow.Context, outcome string) {
+	c.record(ctx, AuditCycle, nil, "cycle finished: "+outcome, map[string]any{"outcome": outcome})
+	if ctx.Err() != nil {
+		ctx, _ = workflow.NewDisconnectedContext(ctx)
+	}
+	c.upsertSearchAttributes(ctx, outcome)
+}
+
+// Search attributes that make cycles filterable in the Temporal UI.
+var (
+	saAgent   = temporal.NewSearchAttributeKeyKeyword("AirlockAgent")
+	saPhase   = temporal.NewSearchAttributeKeyKeyword("AirlockPhase")
+	saOutcome = temporal.NewSearchAttributeKeyKeyword("AirlockOutcome")
+	saRisk    = temporal.NewSearchAttributeKeyKeyword("AirlockRisk")
+)
+
+var riskRank = map[policy.Risk]int{policy.RiskLow: 0, policy.RiskMedium: 1, policy.RiskHigh: 2, policy.RiskCritical: 3}
+
+// upsertSearchAttributes sets agent, phase (of the cycle's least trusted
+// action), highest risk and outcome. The server must have them registered
+// (airlock dev does; see README).
+func (c *cycle) upsertSearchAttributes(ctx workflow.Context, outcome string) {
+	phase, risk := policy.Phase(""), policy.RiskLow
+	for _, a := range c.plan.Actions {
+		if phase == "" {
+			phase = a.Decision.Phase
+		}
+		phase = phase.Min(a.Decision.Phase)
+		if riskRank[a.Risk] > riskRank[risk] {
+			risk = a.Risk
+		}
+	}
+	err := workflow.UpsertTypedSearchAttributes(ctx,
+		saAgent.ValueSet(c.plan.AgentID), saPhase.ValueSet(string(phase)),
+		saRisk.ValueSet(string(risk)), saOutcome.ValueSet(outcome))
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("upsert search attributes", "error", err)
+	}
 }
 
 // handleAction applies the policy decision to one action.
@@ -119,11 +182,12 @@ func (c *cycle) handleAction(ctx workflow.Context, act policy.RenderedAction) Ac
 	base := ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash}
 	switch act.Decision.Mode {
 	case policy.ModeRun:
-		r := execute(ctx, plan, act)
+		r := c.execute(ctx, act)
 		if r.Outcome == OutcomeFailed && act.Rollback != nil && act.Decision.Phase == policy.PhaseAutonomous && ctx.Err() == nil {
 			rb := *act.Rollback
 			rb.Index = act.Index + rollbackIndexOffset
-			rr := execute(ctx, plan, rb)
+			c.record(ctx, AuditPolicy, idx(act.Index), "autonomous failure: running rollback "+rb.Type, map[string]any{"rollback": rb.Type, "hash": rb.Hash})
+			rr := c.execute(ctx, rb)
 			r.Rollback = &rr
 		}
 		return r
@@ -145,6 +209,7 @@ func (c *cycle) handleAction(ctx workflow.Context, act policy.RenderedAction) Ac
 		} else {
 			base.DryRun = "rejected: " + dry.Reason
 		}
+		c.record(ctx, AuditResult, idx(act.Index), "would do (shadow): dry-run "+base.DryRun, map[string]any{"outcome": base.Outcome, "dry_run": base.DryRun})
 		g := &gate{act: act, notice: NoticeShadow, status: statusRecorded}
 		c.gates[act.Index] = g
 		c.notify(ctx, g)
@@ -164,13 +229,14 @@ func (c *cycle) handleAction(ctx workflow.Context, act policy.RenderedAction) Ac
 		switch g.status {
 		case statusApproved, statusPassed:
 			c.settle(ctx, g, ref, "running")
-			r := execute(ctx, plan, act)
+			r := c.execute(ctx, act)
 			r.Decisions = decisions
 			return r
 		default:
 			c.settle(ctx, g, ref, "")
 			base.Outcome, base.Decisions = OutcomeDenied, decisions
 			base.Error = denialMessage(g, window)
+			c.record(ctx, AuditResult, idx(act.Index), base.Error, map[string]any{"outcome": base.Outcome, "status": g.status})
 			return base
 		}
 	}
@@ -197,8 +263,9 @@ func denialMessage(g *gate, window time.Duration) string {
 
 // execute stages, runs and releases one action. Release runs on every path,
 // on a disconnected context so cancellation cannot skip revocation.
-func execute(ctx workflow.Context, plan *policy.Plan, act policy.RenderedAction) (r ActionResult) {
+func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r ActionResult) {
 	var a *activities.Activities
+	plan := c.plan
 	wfID := workflow.GetInfo(ctx).WorkflowExecution.ID
 	r = ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash}
 	job := JobRef{Namespace: plan.Namespace, Name: k8s.JobName(wfID, act.Index)}
@@ -218,7 +285,12 @@ func execute(ctx workflow.Context, plan *policy.Plan, act policy.RenderedAction)
 			if r.Error == "" {
 				r.Error = "release: " + err.Error()
 			}
+		} else if out.RevokedAccessor != "" {
+			c.record(dctx, AuditLease, idx(act.Index), "credential revoked", map[string]any{"accessor": out.RevokedAccessor})
 		}
+		c.record(dctx, AuditResult, idx(act.Index), fmt.Sprintf("%s: %s", act.Type, r.Outcome), map[string]any{
+			"outcome": r.Outcome, "exit_code": r.ExitCode, "output": clip(r.Output, 1024), "error": r.Error,
+		})
 	}()
 
 	sctx := workflow.WithActivityOptions(ctx, stageOptions)
@@ -230,6 +302,10 @@ func execute(ctx workflow.Context, plan *policy.Plan, act policy.RenderedAction)
 		return r
 	}
 	r.LeaseAccessor, r.LeaseTTL = staged.LeaseAccessor, staged.LeaseTTL
+	c.record(ctx, AuditLease, idx(act.Index), "credential leased", map[string]any{
+		"accessor": staged.LeaseAccessor, "ttl": staged.LeaseTTL.String(), "policies": staged.LeasePolicies,
+		"job": staged.JobName, "secret": staged.SecretName,
+	})
 
 	var run activities.RunOutput
 	rctx := workflow.WithActivityOptions(ctx, runOptions(time.Duration(act.Deadline)))
@@ -239,12 +315,23 @@ func execute(ctx workflow.Context, plan *policy.Plan, act policy.RenderedAction)
 	}
 	r.ExitCode, r.Reason, r.Output = run.ExitCode, run.Reason, run.Output
 	r.StartedAt, r.FinishedAt = run.StartedAt, run.FinishedAt
+	c.record(ctx, AuditJob, idx(act.Index), fmt.Sprintf("job %s/%s: %s", job.Namespace, job.Name, run.Reason), map[string]any{
+		"namespace": job.Namespace, "job": job.Name, "pod": run.PodName, "exit_code": run.ExitCode,
+		"reason": run.Reason, "duration": run.FinishedAt.Sub(run.StartedAt).String(),
+	})
 	if run.Succeeded {
 		r.Outcome = OutcomeSucceeded
 	} else {
 		r.Outcome, r.Error = OutcomeFailed, fmt.Sprintf("job failed: %s (exit code %d)", run.Reason, run.ExitCode)
 	}
 	return r
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // errorMessage unwraps Temporal's activity error to the cause users need.

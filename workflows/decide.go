@@ -113,6 +113,9 @@ func (c *cycle) apply(ctx workflow.Context, d Decision) DecisionResult {
 	case DecisionAgree, DecisionDisagree:
 		g.status = statusRecorded // feedback only: never changes what runs
 	}
+	c.record(ctx, AuditDecision, idx(d.ActionIndex), fmt.Sprintf("%s by %s via %s", d.Kind, d.Approver, d.Via), map[string]any{
+		"approver": d.Approver, "decision": d.Kind, "via": d.Via, "comment": d.Comment, "status": g.status, "hash": d.ActionHash,
+	})
 	workflow.GetLogger(ctx).Info("decision", "action", d.ActionIndex, "approver", d.Approver, "decision", d.Kind, "via", d.Via, "status", g.status)
 	return DecisionResult{Status: g.status, ApprovedBy: slices.Clone(g.approved), DecidedBy: d.Approver, DecidedAt: now}
 }

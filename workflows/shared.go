@@ -132,6 +132,9 @@ type CycleResult struct {
 	CycleID    string         `json:"cycle_id"`
 	Outcome    Outcome        `json:"outcome"`
 	Actions    []ActionResult `json:"actions"`
+	// Audit is the hash-chained trail of everything the cycle thought,
+	// proposed, decided and did (see VerifyAudit).
+	Audit []AuditEntry `json:"audit,omitempty"`
 }
 
 // Human decisions on a cycle arrive as the Update UpdateDecide (validated

@@ -25,6 +25,8 @@ Usage:
   airlock cycle start -f req.json     propose a cycle (JSON CycleRequest); --wait prints its result
   airlock cycle show <workflow-id>    show a cycle's status and actions (id: cycle/<agent>/<cycle-id>)
   airlock cycle pending               list actions waiting for a human decision
+  airlock cycle list [--query Q]      find cycles, e.g. --query 'AirlockAgent="sample" AND AirlockOutcome="denied"'
+  airlock cycle audit <id> [--json]   print and verify a cycle's hash-chained thought trail; --file F verifies an export
   airlock approve <cycle> [--action N] --approver <id>   approve a waiting action (same check as Slack)
   airlock deny <cycle> [--action N] --approver <id>      deny it (or stop it during a veto window)
 
@@ -65,8 +67,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runCycleShow(ctx, args[2:], stdout)
 		case "pending":
 			return runPending(ctx, args[2:], stdout)
+		case "audit":
+			return runAudit(ctx, args[2:], stdout)
+		case "list":
+			return runList(ctx, args[2:], stdout)
 		}
-		return fmt.Errorf("cycle: unknown command %q (want start, show or pending)", args[1])
+		return fmt.Errorf("cycle: unknown command %q (want start, show, pending, audit or list)", args[1])
 	case "approve":
 		return runDecide(ctx, workflows.DecisionApprove, args[1:], stdout)
 	case "deny":
