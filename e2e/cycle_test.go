@@ -45,7 +45,7 @@ type leaseSeen struct {
 
 // watchLease waits for the action's Secret to appear and reads the live
 // token from it: what the Job's container would get.
-func watchLease(ctx context.Context, t *testing.T, jobName string) <-chan leaseSeen {
+func watchLease(ctx context.Context, t *testing.T, ns, jobName string) <-chan leaseSeen {
 	out := make(chan leaseSeen, 1)
 	go func() {
 		defer close(out)
@@ -79,7 +79,7 @@ func TestCycleRunsHardenedJobWithScopedShortLivedToken(t *testing.T) {
 		},
 	}
 	wfID := workflows.CycleWorkflowID(req.AgentID, req.CycleID)
-	seen := watchLease(ctx, t, k8s.JobName(wfID, 1))
+	seen := watchLease(ctx, t, ns, k8s.JobName(wfID, 1))
 
 	res, err := env.starter.RunCycle(ctx, req)
 	require.NoError(t, err)
