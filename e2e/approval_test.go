@@ -78,7 +78,7 @@ func (rs *recordingSlack) message(method, needle string) (url.Values, bool) {
 
 // buttonValue digs the value of a button out of posted blocks JSON; it
 // returns "<block id>\x00<value>" for click.
-func buttonValue(t *testing.T, blocksJSON, actionID string) string {
+func buttonValue(t testing.TB, blocksJSON, actionID string) string {
 	t.Helper()
 	var blocks slack.Blocks
 	require.NoError(t, json.Unmarshal([]byte(blocksJSON), &blocks))
@@ -96,7 +96,7 @@ func buttonValue(t *testing.T, blocksJSON, actionID string) string {
 }
 
 // click is what Slack sends when user presses a button of a message.
-func click(t *testing.T, endpoint, user, actionID, button, ts string, signedAt time.Time, secret string) *http.Response {
+func click(t testing.TB, endpoint, user, actionID, button, ts string, signedAt time.Time, secret string) *http.Response {
 	t.Helper()
 	blockID, value, _ := strings.Cut(button, "\x00")
 	payload, _ := json.Marshal(map[string]any{

@@ -3,10 +3,17 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"slices"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/airlockhq/airlock/approval"
 
 	"github.com/airlockhq/airlock/activities"
 	"github.com/airlockhq/airlock/k8s"
@@ -107,3 +114,72 @@ func percentiles(d []time.Duration) (p50, p99 time.Duration) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// BenchmarkApprovalClickToJob measures, on the real stack, how long a
+// correctly signed Slack click takes to become a Job in the apiserver:
+// endpoint → signature check → Temporal Update → workflow → StageAction.
+// Target p99 ≤ 200 ms. Run: make bench.
+func BenchmarkApprovalClickToJob(b *testing.B) {
+	ctx := context.Background()
+	t := b
+	endpoint := approvalEndpointB(b)
+	var lat []time.Duration
+	stamp := time.Now().UnixNano()
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		run, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: "e2e-adv", CycleID: fmt.Sprintf("click-%d-%d", stamp, i),
+			Actions: []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "bench"}}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		i++
+		var msg url.Values
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			var ok bool
+			if msg, ok = env.slack.message("chat.postMessage", run.WorkflowID); ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatal("no approval message")
+			}
+		}
+		approve := buttonValue(t, msg.Get("blocks"), approval.ActionID(workflows.DecisionApprove))
+		jobName := k8s.JobName(run.WorkflowID, 0)
+		w, err := env.kube.BatchV1().Jobs("airlock-e2e-adv").Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + jobName})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		if resp := click(t, endpoint, "U1", approval.ActionID(workflows.DecisionApprove), approve, msg.Get("ts"), time.Now(), signingSecret); resp.StatusCode != 200 {
+			b.Fatalf("click: %d", resp.StatusCode)
+		}
+		for ev := range w.ResultChan() {
+			if ev.Type == watch.Added {
+				break
+			}
+		}
+		lat = append(lat, time.Since(start))
+		b.StopTimer()
+		w.Stop()
+		if _, err := run.Get(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	p50, p99 := percentiles(lat)
+	b.ReportMetric(ms(p50), "click-to-job-p50-ms")
+	b.ReportMetric(ms(p99), "click-to-job-p99-ms")
+	fmt.Fprintf(os.Stdout, "\nsigned Slack click → Job in the apiserver, n=%d: p50 %.1f ms  p99 %.1f ms  (target p99 <= 200 ms)\n", len(lat), ms(p50), ms(p99))
+}
+
+func approvalEndpointB(b *testing.B) string {
+	h, err := approval.NewHandler(approval.HandlerConfig{SigningSecret: signingSecret, Decider: approval.DeciderFunc(env.starter.Decide)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	b.Cleanup(func() { srv.Close(); h.Close() })
+	return srv.URL + "/slack/interactions"
+}
