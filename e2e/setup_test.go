@@ -94,6 +94,13 @@ agents:
     phases: {read: autonomous, write: advisory}
     approval_timeout: 2m
     slack_channel: C0APPROVALS
+  - id: e2e-sup
+    owner: airlock-tests
+    approvers: [U1, U2]
+    namespace: airlock-e2e-sup
+    actions: [quick-write]
+    phases: {read: autonomous, write: supervised}
+    veto_window: 3s
   - id: e2e-shadow
     owner: airlock-tests
     approvers: [U1, U2]

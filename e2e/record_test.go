@@ -1,0 +1,85 @@
+package e2e
+
+import (
+	"context"
+	"flag"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/airlockhq/airlock/approval"
+	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/workflows"
+)
+
+var record = flag.Bool("record-histories", false, "record one history per phase path into ../workflows/testdata (for replay tests)")
+
+// TestRecordHistories runs one cycle per phase path on the real stack and,
+// with -record-histories, saves their histories for the replay tests in
+// workflows/. Without the flag it still runs the paths (and checks them).
+//
+//	go test ./e2e -run TestRecordHistories -record-histories
+func TestRecordHistories(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	endpoint := approvalEndpoint(t)
+	decide := func(wfID string, kind workflows.DecisionKind, user string) {
+		msg := waitPosted(t, wfID)
+		v := buttonValue(t, msg.Get("blocks"), approval.ActionID(kind))
+		require.Equal(t, http.StatusOK, click(t, endpoint, user, approval.ActionID(kind), v, msg.Get("ts"), time.Now(), signingSecret).StatusCode)
+	}
+	write := policy.Proposal{Type: "quick-write", Params: map[string]any{"target": "db"}}
+	read := policy.Proposal{Type: "echo", Params: map[string]any{"text": "hi"}}
+	paths := []struct {
+		name    string
+		req     workflows.CycleRequest
+		human   func(wfID string)
+		outcome workflows.Outcome
+	}{
+		{"autonomous", workflows.CycleRequest{AgentID: "e2e", Actions: []policy.Proposal{read, {Type: "slow-write", Params: map[string]any{"target": "x"}}}}, nil, workflows.OutcomeSucceeded},
+		{"autonomous-failure", workflows.CycleRequest{AgentID: "e2e", Actions: []policy.Proposal{{Type: "broken"}, read}}, nil, workflows.OutcomeFailed},
+		{"advisory-approved", workflows.CycleRequest{AgentID: "e2e-adv", Actions: []policy.Proposal{read, write}},
+			func(id string) { decide(id, workflows.DecisionApprove, "U1") }, workflows.OutcomeSucceeded},
+		{"advisory-denied", workflows.CycleRequest{AgentID: "e2e-adv", Actions: []policy.Proposal{write}},
+			func(id string) { decide(id, workflows.DecisionDeny, "U2") }, workflows.OutcomeDenied},
+		{"shadow", workflows.CycleRequest{AgentID: "e2e-shadow", Actions: []policy.Proposal{read, write}}, nil, workflows.OutcomeSucceeded},
+		{"supervised-veto-passed", workflows.CycleRequest{AgentID: "e2e-sup", Actions: []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "db"}}}}, nil, workflows.OutcomeSucceeded},
+		{"supervised-stopped", workflows.CycleRequest{AgentID: "e2e-sup", Actions: []policy.Proposal{write}},
+			func(id string) { decide(id, workflows.DecisionStop, "U2") }, workflows.OutcomeDenied},
+	}
+	for _, p := range paths {
+		t.Run(p.name, func(t *testing.T) {
+			req := p.req
+			req.CycleID = cycleID(t)
+			req.Thoughts = []workflows.Thought{{Step: 1, Content: "recorded path " + p.name, Confidence: 0.5}}
+			run, err := env.starter.Start(ctx, req)
+			require.NoError(t, err)
+			if p.human != nil {
+				p.human(run.WorkflowID)
+			}
+			res, err := run.Get(ctx)
+			require.NoError(t, err)
+			require.Equal(t, p.outcome, res.Outcome, "%+v", res.Actions)
+			if !*record {
+				return
+			}
+			hist := &historypb.History{}
+			it := env.tc.GetWorkflowHistory(ctx, run.WorkflowID, run.RunID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+			for it.HasNext() {
+				ev, err := it.Next()
+				require.NoError(t, err)
+				hist.Events = append(hist.Events, ev)
+			}
+			js, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(hist)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join("..", "workflows", "testdata", p.name+".json"), js, 0o644))
+		})
+	}
+}

@@ -1,0 +1,49 @@
+package workflows_test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/airlockhq/airlock/workflows"
+)
+
+// Histories in testdata/ were recorded on the real stack, one per phase
+// path (go test ./e2e -run TestRecordHistories -record-histories). Every
+// change to AgentCycle must still replay them, or running cycles would break.
+func TestReplayRecordedHistories(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.json")
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(files), 7, "one history per phase path")
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".json"), func(t *testing.T) {
+			r := worker.NewWorkflowReplayer()
+			r.RegisterWorkflowWithOptions(workflows.AgentCycle, workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
+			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
+		})
+	}
+}
+
+// changedAgentCycle is AgentCycle as a careless edit might leave it: it now
+// waits before planning. Replaying real histories must catch that.
+func changedAgentCycle(ctx workflow.Context, req workflows.CycleRequest) (workflows.CycleResult, error) {
+	if err := workflow.Sleep(ctx, time.Second); err != nil {
+		return workflows.CycleResult{}, err
+	}
+	return workflows.AgentCycle(ctx, req)
+}
+
+func TestReplayCatchesANonDeterministicChange(t *testing.T) {
+	r := worker.NewWorkflowReplayer()
+	r.RegisterWorkflowWithOptions(changedAgentCycle, workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
+	err := r.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/advisory-approved.json")
+	require.Error(t, err, "the changed workflow must not replay")
+	// TMPRL1100 is the SDK's code for a non-determinism error.
+	assert.Contains(t, err.Error(), "TMPRL1100")
+}
