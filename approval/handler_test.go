@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -605,10 +606,16 @@ func TestNewHandlerValidates(t *testing.T) {
 }
 
 func TestHandlerCloseBoundsStuckEdits(t *testing.T) {
+	release := make(chan struct{})
 	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		<-r.Context().Done() // Slack never answers
+		io.Copy(io.Discard, r.Body)
+		select { // Slack never answers
+		case <-r.Context().Done():
+		case <-release:
+		}
 	}))
 	defer hung.Close()
+	defer close(release)
 	n, err := NewNotifier(testToken, WithAPIURL(hung.URL+"/"))
 	require.NoError(t, err)
 	e := newEnv(t, 1, false, func(c *HandlerConfig) { c.Notifier = n; c.EditTimeout = 200 * time.Millisecond })
