@@ -1,0 +1,236 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	k8serrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/internal/devsetup"
+	"github.com/airlockhq/airlock/internal/devstack"
+	"github.com/airlockhq/airlock/k8s"
+	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/vault"
+	"github.com/airlockhq/airlock/workflows"
+)
+
+// jobsOf lists the Jobs a cycle created in a namespace.
+func jobsOf(ctx context.Context, t *testing.T, namespace, wfID string) []batchv1.Job {
+	t.Helper()
+	list, err := env.kube.BatchV1().Jobs(namespace).List(ctx, metav1.ListOptions{LabelSelector: k8s.LabelWorkflow + "=" + k8s.WorkflowLabel(wfID)})
+	require.NoError(t, err)
+	return list.Items
+}
+
+func podsOf(ctx context.Context, t *testing.T, namespace, jobName string) []corev1.Pod {
+	t.Helper()
+	list, err := env.kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + jobName})
+	require.NoError(t, err)
+	return list.Items
+}
+
+// Invariant 2: without credentials nothing runs — and the cycle recovers
+// once Vault is back.
+func TestInvariant2FailClosedVaultOutage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	require.NoError(t, env.stack.StopProcess(devstack.ProcVault))
+	restarted := false
+	defer func() {
+		if !restarted {
+			_ = env.stack.StartProcess(context.Background(), devstack.ProcVault)
+		}
+	}()
+	run, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t),
+		Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "outage"}}}})
+	require.NoError(t, err)
+	jobName := k8s.JobName(run.WorkflowID, 0)
+
+	// The cycle keeps trying to lease; the Job may exist but stays suspended.
+	time.Sleep(4 * time.Second)
+	job, err := env.kube.BatchV1().Jobs(ns).Get(ctx, jobName, metav1.GetOptions{})
+	if err == nil {
+		assert.True(t, *job.Spec.Suspend, "the Job must not start without credentials")
+	}
+	assert.Empty(t, podsOf(ctx, t, ns, jobName), "no Pod without credentials")
+	_, err = env.kube.CoreV1().Secrets(ns).Get(ctx, k8s.SecretName(jobName), metav1.GetOptions{})
+	assert.True(t, k8serrors.IsNotFound(err), "no Secret without credentials")
+	status, err := env.starter.Status(ctx, run.WorkflowID)
+	require.NoError(t, err)
+	assert.Empty(t, status.Actions, "the action has not finished")
+
+	// Vault returns (dev mode starts empty: the operator re-applies its setup).
+	require.NoError(t, env.stack.StartProcess(ctx, devstack.ProcVault))
+	restarted = true
+	require.NoError(t, devsetup.Prepare(ctx, env.catalog, env.broker, k8s.NewRunner(env.kube)))
+	res, err := run.Get(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
+	assert.Len(t, jobsOf(ctx, t, ns, run.WorkflowID), 1)
+}
+
+// Invariant 2, the other ways in: no policy (unknown action) and no
+// approval (timeout) mean nothing runs.
+func TestInvariant2FailClosedNoPolicyNoApproval(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "not-in-catalog"}}})
+	require.Error(t, err)
+	// Approval timeouts are denials: unit-tested with time skipping in
+	// workflows (TestAdvisoryTimeoutIsADenialAndNothingIsLeased).
+}
+
+// Invariant 3 and the lease-accounting test: after cycles that succeed,
+// fail and are cancelled mid-Job, no lease of theirs is still valid.
+func TestInvariant3EveryLeaseIsRevokedWhateverTheOutcome(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var accessors []string
+	for i, acts := range [][]policy.Proposal{
+		{{Type: "echo", Params: map[string]any{"text": "ok"}}},
+		{{Type: "broken"}},
+		{{Type: "echo", Params: map[string]any{"text": "a"}}, {Type: "slow-write", Params: map[string]any{"target": "b"}}},
+	} {
+		res, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t) + "-" + strconv.Itoa(i), Actions: acts})
+		require.NoError(t, err)
+		for _, a := range res.Actions {
+			if a.LeaseAccessor != "" {
+				accessors = append(accessors, a.LeaseAccessor)
+			}
+		}
+	}
+
+	// Cancellation while the Job runs: the Job and its Pods are deleted and
+	// the lease revoked, on a disconnected context.
+	run, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t) + "-cancel",
+		Actions: []policy.Proposal{{Type: "slow-write", Params: map[string]any{"target": "c"}}}})
+	require.NoError(t, err)
+	jobName := k8s.JobName(run.WorkflowID, 0)
+	lease := <-watchLease(ctx, t, ns, jobName)
+	require.NotEmpty(t, lease.accessor)
+	accessors = append(accessors, lease.accessor)
+	require.NoError(t, env.starter.Cancel(ctx, run.WorkflowID))
+	_, err = run.Get(ctx)
+	var canceled *temporal.CanceledError
+	require.True(t, errors.As(err, &canceled), "got %v", err)
+	require.Eventually(t, func() bool {
+		_, err := env.kube.BatchV1().Jobs(ns).Get(ctx, jobName, metav1.GetOptions{})
+		return k8serrors.IsNotFound(err) && len(podsOf(ctx, t, ns, jobName)) == 0
+	}, 30*time.Second, 100*time.Millisecond, "cancellation deletes the Job and its Pods")
+
+	require.GreaterOrEqual(t, len(accessors), 5)
+	for _, acc := range accessors {
+		_, err := env.broker.Lookup(ctx, acc)
+		assert.ErrorIs(t, err, vault.ErrNotFound, "lease %s still valid", acc)
+	}
+}
+
+// Invariant 4: the NetworkPolicy exists before the Pod. A watch started
+// before the cycle sees the Pod's ADDED event at its creation revision;
+// resourceVersions are etcd revisions here, so they order writes across
+// resource types.
+func TestInvariant4NetworkPolicyExistsBeforeThePod(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	req := workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t),
+		Actions: []policy.Proposal{{Type: "slow-write", Params: map[string]any{"target": "np"}}}}
+	jobName := k8s.JobName(workflows.CycleWorkflowID(req.AgentID, req.CycleID), 0)
+	w, err := env.kube.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: "job-name=" + jobName})
+	require.NoError(t, err)
+	defer w.Stop()
+	run, err := env.starter.Start(ctx, req)
+	require.NoError(t, err)
+	var podRV int64
+	for ev := range w.ResultChan() {
+		if pod, ok := ev.Object.(*corev1.Pod); ok && ev.Type == watch.Added {
+			podRV, _ = strconv.ParseInt(pod.ResourceVersion, 10, 64)
+			break
+		}
+	}
+	require.NotZero(t, podRV, "the Pod was never seen")
+	np, err := env.kube.NetworkingV1().NetworkPolicies(ns).Get(ctx, k8s.NetworkPolicyName(jobName), metav1.GetOptions{})
+	require.NoError(t, err, "the NetworkPolicy exists while the Pod runs")
+	npRV, _ := strconv.ParseInt(np.ResourceVersion, 10, 64)
+	assert.Less(t, npRV, podRV, "the NetworkPolicy was written before the Pod was created")
+	_, err = run.Get(ctx)
+	require.NoError(t, err)
+}
+
+func podsOfNoT(ctx context.Context, jobName string) []corev1.Pod {
+	list, err := env.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + jobName})
+	if err != nil {
+		return nil
+	}
+	return list.Items
+}
+
+// Invariant 6: a retried staging activity (or a restarted worker) neither
+// leases twice nor creates a second Job; the Secret is owned by the Job.
+func TestInvariant6StagingIsIdempotent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	acts := &activities.Activities{Catalog: env.catalog, Broker: env.broker, Jobs: k8s.NewRunner(env.kube)}
+	plan, err := env.catalog.Plan("e2e", []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "twice"}}})
+	require.NoError(t, err)
+	in := activities.StageInput{WorkflowID: "cycle/e2e/" + cycleID(t), AgentID: "e2e", Namespace: ns, Action: plan.Actions[0]}
+	var suite testsuite.WorkflowTestSuite
+	aenv := suite.NewTestActivityEnvironment()
+	aenv.RegisterActivity(acts)
+	stage := func() activities.StageOutput {
+		v, err := aenv.ExecuteActivity(acts.StageAction, in)
+		require.NoError(t, err)
+		var out activities.StageOutput
+		require.NoError(t, v.Get(&out))
+		return out
+	}
+	first, second := stage(), stage()
+	assert.Equal(t, first.LeaseAccessor, second.LeaseAccessor, "the retry reuses the lease")
+	assert.Equal(t, first.JobName, second.JobName)
+	assert.Len(t, jobsOf(ctx, t, ns, in.WorkflowID), 1)
+	job, err := env.kube.BatchV1().Jobs(ns).Get(ctx, first.JobName, metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, int32(0), *job.Spec.BackoffLimit)
+	assert.Equal(t, int64(60), *job.Spec.ActiveDeadlineSeconds)
+	assert.NotNil(t, job.Spec.TTLSecondsAfterFinished)
+	sec, err := env.kube.CoreV1().Secrets(ns).Get(ctx, first.SecretName, metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Len(t, sec.OwnerReferences, 1)
+	assert.Equal(t, job.UID, sec.OwnerReferences[0].UID, "the Secret is owned by the Job")
+	v, err := aenv.ExecuteActivity(acts.ReleaseAction, activities.ReleaseInput{Namespace: ns, JobName: first.JobName, DeleteJob: true})
+	require.NoError(t, err)
+	var out activities.ReleaseOutput
+	require.NoError(t, v.Get(&out))
+	assert.Equal(t, first.LeaseAccessor, out.RevokedAccessor, "release finds the lease by the Job's Secret")
+	_, err = env.broker.Lookup(ctx, first.LeaseAccessor)
+	assert.ErrorIs(t, err, vault.ErrNotFound)
+}
+
+// Outage: the apiserver restarts while a Job runs; the cycle completes and
+// no action runs twice.
+func TestApiserverRestartMidCycleCompletesWithoutDuplicateJobs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	run, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t),
+		Actions: []policy.Proposal{{Type: "slow-write", Params: map[string]any{"target": "restart"}}, {Type: "echo", Params: map[string]any{"text": "after"}}}})
+	require.NoError(t, err)
+	jobName := k8s.JobName(run.WorkflowID, 0)
+	require.Eventually(t, func() bool { return len(podsOfNoT(ctx, jobName)) == 1 }, 30*time.Second, 20*time.Millisecond)
+	require.NoError(t, env.stack.Restart(ctx, devstack.ProcKubeAPIServer))
+	res, err := run.Get(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
+	assert.Len(t, jobsOf(ctx, t, ns, run.WorkflowID), 2, "one Job per action")
+	assert.Len(t, podsOf(ctx, t, ns, jobName), 1, "the action ran once")
+}
