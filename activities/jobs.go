@@ -115,6 +115,8 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 			Policies:    in.Action.VaultPolicies,
 			TTL:         time.Duration(in.Action.Deadline) + a.leaseMargin(),
 			DisplayName: "airlock-" + in.AgentID,
+			// Read actions (all that ever runs in shadow) get the read-only role.
+			ReadOnly: in.Action.Class == policy.ClassRead || in.Action.Decision.Phase == policy.PhaseShadow,
 			Metadata: map[string]string{
 				"agent": in.AgentID, "workflow_id": in.WorkflowID,
 				"action_index": strconv.Itoa(in.Action.Index), "job": job.Name,

@@ -234,3 +234,16 @@ func TestApiserverRestartMidCycleCompletesWithoutDuplicateJobs(t *testing.T) {
 	assert.Len(t, jobsOf(ctx, t, ns, run.WorkflowID), 2, "one Job per action")
 	assert.Len(t, podsOf(ctx, t, ns, jobName), 1, "the action ran once")
 }
+
+// Read actions (and so everything that runs in shadow mode) get tokens from
+// the read-only role, which cannot carry a write policy whatever the catalog says.
+func TestReadOnlyRoleCannotCarryWritePolicies(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := env.broker.IssueToken(ctx, vault.TokenRequest{Policies: []string{"airlock-e2e-write"}, TTL: time.Minute, ReadOnly: true})
+	require.Error(t, err, "the read-only role refuses a write policy")
+	cred, err := env.broker.IssueToken(ctx, vault.TokenRequest{Policies: []string{"airlock-e2e-read"}, TTL: time.Minute, ReadOnly: true})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"airlock-e2e-read"}, cred.Policies)
+	require.NoError(t, env.broker.Revoke(ctx, cred.Accessor))
+}

@@ -27,17 +27,26 @@ type Config struct {
 	// TokenRole is the token role action tokens are created against; its
 	// allowed_policies bound what any action can ever get. Default: airlock-action.
 	TokenRole string
+	// ReadTokenRole is the role for read actions (and everything in shadow
+	// mode): its allowed_policies hold only read-only policies, so a
+	// misconfigured catalog still cannot hand a read action write access.
+	// Default: airlock-action-read.
+	ReadTokenRole string
 	// Timeout of a single Vault request. Default: 10s.
 	Timeout time.Duration
 }
 
-// DefaultTokenRole is the token role action tokens are created with.
-const DefaultTokenRole = "airlock-action"
+// Default token roles action tokens are created with.
+const (
+	DefaultTokenRole     = "airlock-action"
+	DefaultReadTokenRole = "airlock-action-read"
+)
 
 // Broker leases and revokes per-action credentials.
 type Broker struct {
-	client *api.Client
-	role   string
+	client   *api.Client
+	role     string
+	readRole string
 }
 
 // NewBroker connects to Vault. It does not contact the server.
@@ -65,11 +74,14 @@ func NewBroker(cfg Config) (*Broker, error) {
 	if c.Token() == "" {
 		return nil, errors.New("vault client: no token (set VAULT_TOKEN or --vault-token)")
 	}
-	role := cfg.TokenRole
+	role, readRole := cfg.TokenRole, cfg.ReadTokenRole
 	if role == "" {
 		role = DefaultTokenRole
 	}
-	return &Broker{client: c, role: role}, nil
+	if readRole == "" {
+		readRole = DefaultReadTokenRole
+	}
+	return &Broker{client: c, role: role, readRole: readRole}, nil
 }
 
 // Lease describes an issued credential without revealing it.
@@ -108,6 +120,8 @@ type TokenRequest struct {
 	TTL         time.Duration
 	DisplayName string
 	Metadata    map[string]string
+	// ReadOnly issues the token under the read-only role.
+	ReadOnly bool
 }
 
 // ErrUnavailable marks Vault outages and 5xx answers: the caller retries.
@@ -122,6 +136,10 @@ func (b *Broker) IssueToken(ctx context.Context, req TokenRequest) (Credential, 
 	if req.TTL <= 0 {
 		return Credential{}, errors.New("create token: TTL must be positive")
 	}
+	role := b.role
+	if req.ReadOnly {
+		role = b.readRole
+	}
 	s, err := b.client.Auth().Token().CreateWithRoleWithContext(ctx, &api.TokenCreateRequest{
 		Policies:        req.Policies,
 		TTL:             req.TTL.String(),
@@ -129,7 +147,7 @@ func (b *Broker) IssueToken(ctx context.Context, req TokenRequest) (Credential, 
 		DisplayName:     req.DisplayName,
 		Metadata:        req.Metadata,
 		NoDefaultPolicy: true,
-	}, b.role)
+	}, role)
 	if err != nil {
 		return Credential{}, classify("create token", err)
 	}

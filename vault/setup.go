@@ -9,27 +9,40 @@ import (
 
 func jsonLease(l Lease) ([]byte, error) { return json.Marshal(l) }
 
-// RoleConfig is the token role action tokens are created against.
+// RoleConfig is the token roles action tokens are created against.
 type RoleConfig struct {
 	// AllowedPolicies bounds the policies any action token may carry.
 	AllowedPolicies []string
+	// ReadPolicies bounds the policies of read-only tokens.
+	ReadPolicies []string
 	// MaxTTL caps every action token. Default: 2h.
 	MaxTTL string
 }
 
-// EnsureRole creates or updates the broker's token role. The worker's own
+// EnsureRole creates or updates the broker's token roles. The worker's own
 // token needs update on auth/token/roles/<role> for this; production setups
-// usually create the role with Terraform or deploy/vault instead.
+// usually create the roles with Terraform or deploy/vault instead.
 func (b *Broker) EnsureRole(ctx context.Context, rc RoleConfig) error {
 	if rc.MaxTTL == "" {
 		rc.MaxTTL = "2h"
 	}
-	_, err := b.client.Logical().WriteWithContext(ctx, "auth/token/roles/"+b.role, map[string]any{
-		"allowed_policies":       strings.Join(rc.AllowedPolicies, ","),
+	if err := b.writeRole(ctx, b.role, rc.AllowedPolicies, rc.MaxTTL); err != nil {
+		return err
+	}
+	return b.writeRole(ctx, b.readRole, rc.ReadPolicies, rc.MaxTTL)
+}
+
+func (b *Broker) writeRole(ctx context.Context, role string, policies []string, maxTTL string) error {
+	if len(policies) == 0 {
+		// An empty allow-list would mean "any subset of the caller's": deny instead.
+		policies = []string{"airlock-none"}
+	}
+	_, err := b.client.Logical().WriteWithContext(ctx, "auth/token/roles/"+role, map[string]any{
+		"allowed_policies":       strings.Join(policies, ","),
 		"disallowed_policies":    "root",
 		"orphan":                 false,
 		"renewable":              true,
-		"token_explicit_max_ttl": rc.MaxTTL,
+		"token_explicit_max_ttl": maxTTL,
 		"token_type":             "service",
 	})
 	if err != nil {

@@ -29,26 +29,23 @@ func PolicyHCL(name string) string {
 // broker's token role allowing exactly those, and bootstraps each agent's
 // namespace. It is idempotent.
 func Prepare(ctx context.Context, cat *policy.Catalog, broker *vault.Broker, jobs *k8s.Runner) error {
-	var names []string
-	for _, id := range cat.AgentIDs() {
-		ag, _ := cat.Agent(id)
-		for _, an := range ag.Actions {
-			a, _ := cat.Action(an)
-			names = append(names, a.VaultPolicies...)
-			if a.Rollback != "" {
-				rb, _ := cat.Action(a.Rollback)
-				names = append(names, rb.VaultPolicies...)
-			}
+	var names, read []string
+	for _, a := range cat.Actions {
+		names = append(names, a.VaultPolicies...)
+		if a.Class == policy.ClassRead {
+			read = append(read, a.VaultPolicies...)
 		}
 	}
 	slices.Sort(names)
 	names = slices.Compact(names)
+	slices.Sort(read)
+	read = slices.Compact(read)
 	for _, n := range names {
 		if err := broker.PutPolicy(ctx, n, PolicyHCL(n)); err != nil {
 			return err
 		}
 	}
-	if err := broker.EnsureRole(ctx, vault.RoleConfig{AllowedPolicies: names}); err != nil {
+	if err := broker.EnsureRole(ctx, vault.RoleConfig{AllowedPolicies: names, ReadPolicies: read}); err != nil {
 		return err
 	}
 	for _, id := range cat.AgentIDs() {
