@@ -143,7 +143,7 @@ func waitPosted(t *testing.T, wfID string) url.Values {
 	return msg
 }
 
-func TestAdvisoryCycleWaitsForASignedSlackClick(t *testing.T) {
+func TestInvariant7AdvisoryCycleWaitsForASignedSlackClick(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	endpoint := approvalEndpoint(t)

@@ -67,7 +67,7 @@ func watchLease(ctx context.Context, t *testing.T, ns, jobName string) <-chan le
 	return out
 }
 
-func TestCycleRunsHardenedJobWithScopedShortLivedToken(t *testing.T) {
+func TestInvariant1And5CycleRunsHardenedJobWithScopedShortLivedToken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	req := workflows.CycleRequest{

@@ -247,3 +247,26 @@ func TestReadOnlyRoleCannotCarryWritePolicies(t *testing.T) {
 	assert.Equal(t, []string{"airlock-e2e-read"}, cred.Policies)
 	require.NoError(t, env.broker.Revoke(ctx, cred.Accessor))
 }
+
+// Invariant 5: agent namespaces enforce Pod Security "restricted" for real,
+// so even a Pod created outside Airlock cannot escalate there.
+func TestInvariant5AgentNamespacesEnforceRestricted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	nsObj, err := env.kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "restricted", nsObj.Labels["pod-security.kubernetes.io/enforce"])
+	privileged := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "escalate", Namespace: ns},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "x", Image: "docker.io/library/busybox" + digest,
+			SecurityContext: &corev1.SecurityContext{Privileged: ptrTo(true)},
+		}}},
+	}
+	_, err = env.kube.CoreV1().Pods(ns).Create(ctx, privileged, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	require.Error(t, err)
+	assert.True(t, k8serrors.IsForbidden(err), "got %v", err)
+	assert.Contains(t, err.Error(), `violates PodSecurity "restricted`)
+}
+
+func ptrTo[T any](v T) *T { return &v }
