@@ -53,7 +53,9 @@ type AuditBreak struct {
 	Reason string
 }
 
-func (b *AuditBreak) Error() string { return fmt.Sprintf("audit trail broken at entry %d: %s", b.Seq, b.Reason) }
+func (b *AuditBreak) Error() string {
+	return fmt.Sprintf("audit trail broken at entry %d: %s", b.Seq, b.Reason)
+}
 
 // VerifyAudit checks a trail's chain and returns the first break, or nil.
 func VerifyAudit(trail []AuditEntry) *AuditBreak {

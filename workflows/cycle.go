@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -66,12 +67,30 @@ func runOptions(deadline time.Duration) workflow.ActivityOptions {
 	}
 }
 
+// CycleMetrics receives cycle-level metrics. The workflow only reports
+// outside replay, so a replayed history never counts twice.
+type CycleMetrics interface {
+	CycleFinished(ctx context.Context, agent, phase, outcome string)
+	ApprovalWait(ctx context.Context, agent string, d time.Duration, outcome string)
+	PolicyDenial(ctx context.Context, agent, rule string)
+}
+
 // AgentCycle runs one agent reasoning cycle: it validates the proposals
 // against the catalog, then handles each action as the trust model says.
 // Actions run in order; after a failure or a denial the rest are skipped.
+// It reports no metrics; workers register NewAgentCycle(metrics).
 func AgentCycle(ctx workflow.Context, req CycleRequest) (CycleResult, error) {
+	return runCycle(ctx, req, nil)
+}
+
+// NewAgentCycle returns AgentCycle reporting to m (which may be nil).
+func NewAgentCycle(m CycleMetrics) func(workflow.Context, CycleRequest) (CycleResult, error) {
+	return func(ctx workflow.Context, req CycleRequest) (CycleResult, error) { return runCycle(ctx, req, m) }
+}
+
+func runCycle(ctx workflow.Context, req CycleRequest, m CycleMetrics) (CycleResult, error) {
 	info := workflow.GetInfo(ctx)
-	c := &cycle{req: req, gates: map[int]*gate{}}
+	c := &cycle{req: req, gates: map[int]*gate{}, metrics: m}
 	c.res = CycleResult{WorkflowID: info.WorkflowExecution.ID, AgentID: req.AgentID, CycleID: req.CycleID}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (CycleResult, error) { return c.res, nil }); err != nil {
 		return c.res, err
@@ -83,6 +102,7 @@ func AgentCycle(ctx workflow.Context, req CycleRequest) (CycleResult, error) {
 		return c.res, err
 	}
 	if err := req.Validate(); err != nil {
+		c.report(ctx, func(m CycleMetrics) { m.PolicyDenial(context.Background(), req.AgentID, "invalid request") })
 		return c.res, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeInvalidRequest, nil)
 	}
 
@@ -99,6 +119,7 @@ func AgentCycle(ctx workflow.Context, req CycleRequest) (CycleResult, error) {
 	lctx := workflow.WithLocalActivityOptions(ctx, planOptions)
 	if err := workflow.ExecuteLocalActivity(lctx, a.Plan, activities.PlanInput{AgentID: req.AgentID, Actions: req.Actions}).Get(ctx, &plan); err != nil {
 		c.record(ctx, AuditPolicy, nil, "request refused", map[string]any{"error": errorMessage(err)})
+		c.report(ctx, func(m CycleMetrics) { m.PolicyDenial(context.Background(), req.AgentID, "invalid request") })
 		return c.res, err
 	}
 	c.plan = &plan
@@ -141,7 +162,15 @@ func (c *cycle) finish(ctx workflow.Context, outcome string) {
 	if ctx.Err() != nil {
 		ctx, _ = workflow.NewDisconnectedContext(ctx)
 	}
-	c.upsertSearchAttributes(ctx, outcome)
+	phase := c.upsertSearchAttributes(ctx, outcome)
+	c.report(ctx, func(m CycleMetrics) { m.CycleFinished(context.Background(), c.plan.AgentID, phase, outcome) })
+}
+
+// report calls the metrics sink outside replay.
+func (c *cycle) report(ctx workflow.Context, f func(CycleMetrics)) {
+	if c.metrics != nil && !workflow.IsReplaying(ctx) {
+		f(c.metrics)
+	}
 }
 
 // Search attributes that make cycles filterable in the Temporal UI.
@@ -157,7 +186,7 @@ var riskRank = map[policy.Risk]int{policy.RiskLow: 0, policy.RiskMedium: 1, poli
 // upsertSearchAttributes sets agent, phase (of the cycle's least trusted
 // action), highest risk and outcome. The server must have them registered
 // (airlock dev does; see README).
-func (c *cycle) upsertSearchAttributes(ctx workflow.Context, outcome string) {
+func (c *cycle) upsertSearchAttributes(ctx workflow.Context, outcome string) string {
 	phase, risk := policy.Phase(""), policy.RiskLow
 	for _, a := range c.plan.Actions {
 		if phase == "" {
@@ -174,6 +203,7 @@ func (c *cycle) upsertSearchAttributes(ctx workflow.Context, outcome string) {
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("upsert search attributes", "error", err)
 	}
+	return string(phase)
 }
 
 // handleAction applies the policy decision to one action.
@@ -224,8 +254,12 @@ func (c *cycle) handleAction(ctx workflow.Context, act policy.RenderedAction) Ac
 		if notice == NoticeVeto {
 			needed = 0
 		}
+		waitStart := workflow.Now(ctx)
 		g, ref := c.await(ctx, act, notice, needed, window)
 		decisions := slices.Clone(g.decisions)
+		c.report(ctx, func(m CycleMetrics) {
+			m.ApprovalWait(context.Background(), plan.AgentID, workflow.Now(ctx).Sub(waitStart), g.status)
+		})
 		switch g.status {
 		case statusApproved, statusPassed:
 			c.settle(ctx, g, ref, "running")
@@ -237,6 +271,7 @@ func (c *cycle) handleAction(ctx workflow.Context, act policy.RenderedAction) Ac
 			base.Outcome, base.Decisions = OutcomeDenied, decisions
 			base.Error = denialMessage(g, window)
 			c.record(ctx, AuditResult, idx(act.Index), base.Error, map[string]any{"outcome": base.Outcome, "status": g.status})
+			c.report(ctx, func(m CycleMetrics) { m.PolicyDenial(context.Background(), plan.AgentID, g.status) })
 			return base
 		}
 	}

@@ -43,10 +43,11 @@ func (g *gate) decidedBy(approver string) bool {
 
 // cycle is the state a running AgentCycle shares with its handlers.
 type cycle struct {
-	req   CycleRequest
-	plan  *policy.Plan
-	res   CycleResult
-	gates map[int]*gate
+	req     CycleRequest
+	plan    *policy.Plan
+	res     CycleResult
+	gates   map[int]*gate
+	metrics CycleMetrics
 }
 
 var allowedKinds = map[NoticeMode][]DecisionKind{

@@ -1,0 +1,169 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Instrument names, as Prometheus shows them.
+const (
+	MetricCycles        = "airlock_cycles_total"          // counter{agent, phase, outcome}
+	MetricActions       = "airlock_actions_total"         // counter{action_type, outcome}
+	MetricApprovalWait  = "airlock_approval_wait_seconds" // histogram{agent, outcome}
+	MetricJobDuration   = "airlock_job_duration_seconds"  // histogram{action_type, outcome=succeeded|failed}
+	MetricLeasesIssued  = "airlock_leases_issued_total"   // counter{kind}
+	MetricLeasesRevoked = "airlock_leases_revoked_total"  // counter{kind}
+	MetricLeasesFailed  = "airlock_leases_failed_total"   // counter{kind}
+	MetricPolicyDenials = "airlock_policy_denials_total"  // counter{agent, rule}
+)
+
+// Attribute keys (Prometheus labels) the helpers set.
+const (
+	AttrAgent      = "agent"
+	AttrPhase      = "phase"
+	AttrOutcome    = "outcome"
+	AttrActionType = "action_type"
+	AttrKind       = "kind"
+	AttrRule       = "rule"
+)
+
+// Outcomes JobDuration records.
+const (
+	OutcomeSucceeded = "succeeded"
+	OutcomeFailed    = "failed"
+)
+
+// Bucket bounds, in seconds. Approvals wait for people (seconds to a day);
+// Jobs run for seconds to an hour.
+var (
+	approvalWaitBuckets = []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400}
+	jobDurationBuckets  = []float64{0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}
+)
+
+// Metrics are Airlock's own instruments behind helpers that name the
+// attributes, so every caller labels the same way. A nil *Metrics records
+// nothing, so code under test needs none.
+//
+// Workflow code is replayed: record from activities, or guard with
+// !workflow.IsReplaying(ctx), or a replay counts twice.
+type Metrics struct {
+	cycles        metric.Int64Counter
+	actions       metric.Int64Counter
+	approvalWait  metric.Float64Histogram
+	jobDuration   metric.Float64Histogram
+	leasesIssued  metric.Int64Counter
+	leasesRevoked metric.Int64Counter
+	leasesFailed  metric.Int64Counter
+	policyDenials metric.Int64Counter
+}
+
+// NewMetrics creates the instruments on meter. Setup calls it; tests of other
+// packages may call it with a meter of their own (sdkmetric.NewManualReader).
+func NewMetrics(meter metric.Meter) (*Metrics, error) {
+	var m Metrics
+	var errs []error
+	counter := func(name, desc string) metric.Int64Counter {
+		c, err := meter.Int64Counter(name, metric.WithDescription(desc))
+		errs = append(errs, err)
+		return c
+	}
+	histogram := func(name, desc string, bounds []float64) metric.Float64Histogram {
+		h, err := meter.Float64Histogram(name, metric.WithDescription(desc), metric.WithUnit("s"),
+			metric.WithExplicitBucketBoundaries(bounds...))
+		errs = append(errs, err)
+		return h
+	}
+	m.cycles = counter(MetricCycles, "Agent cycles finished, by agent, the phase they ended in and outcome.")
+	m.actions = counter(MetricActions, "Actions finished, by action type and outcome.")
+	m.approvalWait = histogram(MetricApprovalWait, "Time an action waited for a human decision.", approvalWaitBuckets)
+	m.jobDuration = histogram(MetricJobDuration, "Run time of the Kubernetes Job that carried out an action.", jobDurationBuckets)
+	m.leasesIssued = counter(MetricLeasesIssued, "Credential leases issued, by kind.")
+	m.leasesRevoked = counter(MetricLeasesRevoked, "Credential leases revoked, by kind.")
+	m.leasesFailed = counter(MetricLeasesFailed, "Credential lease operations that failed, by kind.")
+	m.policyDenials = counter(MetricPolicyDenials, "Proposals the policy refused, by agent and rule.")
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("create metrics: %w", err)
+	}
+	return &m, nil
+}
+
+// CycleFinished counts a finished cycle of agent that ended in phase with
+// outcome.
+func (m *Metrics) CycleFinished(ctx context.Context, agent, phase, outcome string) {
+	if m == nil {
+		return
+	}
+	m.cycles.Add(ctx, 1, metric.WithAttributes(
+		attribute.String(AttrAgent, agent), attribute.String(AttrPhase, phase), attribute.String(AttrOutcome, outcome)))
+}
+
+// ActionFinished counts a finished action.
+func (m *Metrics) ActionFinished(ctx context.Context, actionType, outcome string) {
+	if m == nil {
+		return
+	}
+	m.actions.Add(ctx, 1, metric.WithAttributes(
+		attribute.String(AttrActionType, actionType), attribute.String(AttrOutcome, outcome)))
+}
+
+// ApprovalWait records how long an approval for agent took and how it ended
+// (approved, rejected, timed out).
+func (m *Metrics) ApprovalWait(ctx context.Context, agent string, d time.Duration, outcome string) {
+	if m == nil {
+		return
+	}
+	m.approvalWait.Record(ctx, d.Seconds(), metric.WithAttributes(
+		attribute.String(AttrAgent, agent), attribute.String(AttrOutcome, outcome)))
+}
+
+// JobDuration records how long an action's Job ran; the outcome label is
+// "succeeded" or "failed".
+func (m *Metrics) JobDuration(ctx context.Context, actionType string, d time.Duration, succeeded bool) {
+	if m == nil {
+		return
+	}
+	outcome := OutcomeFailed
+	if succeeded {
+		outcome = OutcomeSucceeded
+	}
+	m.jobDuration.Record(ctx, d.Seconds(), metric.WithAttributes(
+		attribute.String(AttrActionType, actionType), attribute.String(AttrOutcome, outcome)))
+}
+
+// LeaseIssued counts a credential lease of kind (e.g. "token", "database").
+func (m *Metrics) LeaseIssued(ctx context.Context, kind string) {
+	if m == nil {
+		return
+	}
+	m.leasesIssued.Add(ctx, 1, metric.WithAttributes(attribute.String(AttrKind, kind)))
+}
+
+// LeaseRevoked counts a revoked credential lease of kind.
+func (m *Metrics) LeaseRevoked(ctx context.Context, kind string) {
+	if m == nil {
+		return
+	}
+	m.leasesRevoked.Add(ctx, 1, metric.WithAttributes(attribute.String(AttrKind, kind)))
+}
+
+// LeaseFailed counts a lease of kind that could not be issued or revoked.
+func (m *Metrics) LeaseFailed(ctx context.Context, kind string) {
+	if m == nil {
+		return
+	}
+	m.leasesFailed.Add(ctx, 1, metric.WithAttributes(attribute.String(AttrKind, kind)))
+}
+
+// PolicyDenial counts a proposal of agent that rule refused.
+func (m *Metrics) PolicyDenial(ctx context.Context, agent, rule string) {
+	if m == nil {
+		return
+	}
+	m.policyDenials.Add(ctx, 1, metric.WithAttributes(
+		attribute.String(AttrAgent, agent), attribute.String(AttrRule, rule)))
+}
