@@ -12,6 +12,7 @@ import (
 
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/telemetry"
 	"github.com/airlockhq/airlock/vault"
 )
 
@@ -26,6 +27,8 @@ type Activities struct {
 	// LeaseMargin is added to an action's deadline to give its token's TTL.
 	// Default: 2m.
 	LeaseMargin time.Duration
+	// Metrics records leases and Jobs. Nil records nothing.
+	Metrics *telemetry.Metrics
 }
 
 // Error types the workflow treats as permanent.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/telemetry"
 	"github.com/airlockhq/airlock/vault"
 )
 
@@ -57,7 +58,7 @@ func JobSpec(in StageInput, jobVaultAddr string) k8s.Spec {
 		ann[k] = v
 	}
 	if in.TraceParent != "" {
-		ann["airlock.dev/traceparent"] = in.TraceParent
+		ann[k8s.AnnotationTraceparent] = in.TraceParent
 	}
 	egress := make([]k8s.EgressRule, len(in.Action.Egress))
 	for i, e := range in.Action.Egress {
@@ -87,6 +88,10 @@ func JobSpec(in StageInput, jobVaultAddr string) k8s.Spec {
 // lease instead of leasing a second token.
 func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutput, error) {
 	log := activity.GetLogger(ctx)
+	if in.TraceParent == "" {
+		// The Job continues this activity's trace (TRACEPARENT + annotation).
+		in.TraceParent = telemetry.TraceParent(ctx)
+	}
 	spec := JobSpec(in, a.JobVaultAddr)
 	job, err := a.Jobs.CreateJob(ctx, spec)
 	if err != nil {
@@ -123,8 +128,10 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 			},
 		})
 		if err != nil {
+			a.Metrics.LeaseFailed(ctx, "token")
 			return StageOutput{}, fmt.Errorf("lease credentials: %w", err)
 		}
+		a.Metrics.LeaseIssued(ctx, "token")
 		_, err = a.Jobs.CreateSecret(ctx, job, map[string][]byte{tokenEnv: []byte(cred.Value())}, map[string]string{
 			AnnotationLeaseAccessor: cred.Accessor,
 			AnnotationLeaseTTL:      cred.TTL.String(),
@@ -149,8 +156,9 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 
 // RunInput names a staged Job to start.
 type RunInput struct {
-	Namespace string `json:"namespace"`
-	JobName   string `json:"job_name"`
+	Namespace  string `json:"namespace"`
+	JobName    string `json:"job_name"`
+	ActionType string `json:"action_type,omitempty"` // for metrics
 }
 
 // RunOutput is how a Job ended.
@@ -176,6 +184,14 @@ func (a *Activities) RunJob(ctx context.Context, in RunInput) (RunOutput, error)
 	if err != nil {
 		return RunOutput{}, err
 	}
+	outcome := telemetry.OutcomeFailed
+	if o.Succeeded {
+		outcome = telemetry.OutcomeSucceeded
+	}
+	if !o.StartedAt.IsZero() && !o.FinishedAt.IsZero() {
+		a.Metrics.JobDuration(ctx, in.ActionType, o.FinishedAt.Sub(o.StartedAt), o.Succeeded)
+	}
+	a.Metrics.ActionFinished(ctx, in.ActionType, outcome)
 	return RunOutput{
 		Succeeded: o.Succeeded, Reason: o.Reason, ExitCode: o.ExitCode, Output: o.Message,
 		PodName: o.PodName, StartedAt: o.StartedAt, FinishedAt: o.FinishedAt,
@@ -216,6 +232,7 @@ func (a *Activities) ReleaseAction(ctx context.Context, in ReleaseInput) (Releas
 		if err := a.Broker.Revoke(ctx, accessor); err != nil {
 			return ReleaseOutput{}, err
 		}
+		a.Metrics.LeaseRevoked(ctx, "token")
 	}
 	if in.DeleteJob {
 		if err := a.Jobs.Delete(ctx, in.Namespace, in.JobName); err != nil {
@@ -238,6 +255,9 @@ type DryRunOutput struct {
 // Job of a shadow-mode action, without creating anything or leasing
 // credentials.
 func (a *Activities) DryRunAction(ctx context.Context, in StageInput) (DryRunOutput, error) {
+	if in.TraceParent == "" {
+		in.TraceParent = telemetry.TraceParent(ctx)
+	}
 	r, err := a.Jobs.DryRun(ctx, JobSpec(in, a.JobVaultAddr))
 	if err != nil {
 		return DryRunOutput{}, err

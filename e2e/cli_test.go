@@ -48,7 +48,7 @@ func airlockCLI(t *testing.T) string {
 func cli(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(airlockCLI(t), args...)
-	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+env.stack.TemporalAddress)
+	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+env.stack.TemporalAddress, "VAULT_ADDR="+env.stack.VaultAddr, "VAULT_TOKEN="+env.stack.VaultToken)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

@@ -14,7 +14,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -139,6 +139,11 @@ func TestInvariant1And5CycleRunsHardenedJobWithScopedShortLivedToken(t *testing.
 	})
 
 	t.Run("no credential value in the workflow history or the worker's logs", func(t *testing.T) {
+		raw := rawHistory(ctx, t, wfID)
+		total, encrypted := countPayloads(raw)
+		assert.Positive(t, total)
+		assert.Equal(t, total, encrypted, "every stored data payload is ciphertext")
+		assert.NotContains(t, historyText(t, raw), lease.accessor, "raw history reveals nothing, not even accessors")
 		history := historyJSON(ctx, t, wfID)
 		assert.True(t, strings.Contains(history, lease.accessor), "sanity: the decoded history mentions the lease accessor")
 		assertAbsent(t, "workflow history", history, lease.token)
@@ -182,15 +187,18 @@ func assertAbsent(t *testing.T, where, haystack, secret string) {
 
 var payloadData = regexp.MustCompile(`"data":\s*"([A-Za-z0-9+/=]+)"`)
 
-// historyJSON returns every event of a workflow's history as JSON, followed
-// by every payload decoded, so searches see what the payloads say.
+// historyJSON returns every event of a workflow's history, payloads
+// decrypted through the codec, as JSON followed by every payload's decoded
+// data, so searches see what the payloads say.
 func historyJSON(ctx context.Context, t *testing.T, wfID string) string {
 	t.Helper()
+	return historyText(t, decodedHistory(t, rawHistory(ctx, t, wfID)))
+}
+
+func historyText(t *testing.T, h *historypb.History) string {
+	t.Helper()
 	var b strings.Builder
-	it := env.tc.GetWorkflowHistory(ctx, wfID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		ev, err := it.Next()
-		require.NoError(t, err)
+	for _, ev := range h.Events {
 		js, err := protojson.Marshal(ev)
 		require.NoError(t, err)
 		b.Write(js)

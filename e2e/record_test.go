@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/airlockhq/airlock/approval"
@@ -70,13 +68,8 @@ func TestRecordHistories(t *testing.T) {
 			if !*record {
 				return
 			}
-			hist := &historypb.History{}
-			it := env.tc.GetWorkflowHistory(ctx, run.WorkflowID, run.RunID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-			for it.HasNext() {
-				ev, err := it.Next()
-				require.NoError(t, err)
-				hist.Events = append(hist.Events, ev)
-			}
+			// Stored decrypted, so replay tests need no Vault.
+			hist := decodedHistory(t, rawHistory(ctx, t, run.WorkflowID))
 			js, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(hist)
 			require.NoError(t, err)
 			require.NoError(t, os.WriteFile(filepath.Join("..", "workflows", "testdata", p.name+".json"), js, 0o644))

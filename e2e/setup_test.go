@@ -8,18 +8,20 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.temporal.io/sdk/client"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/airlockhq/airlock/activities"
 	"github.com/airlockhq/airlock/approval"
+	"github.com/airlockhq/airlock/codec"
+	"github.com/airlockhq/airlock/telemetry"
 	"github.com/airlockhq/airlock/internal/devsetup"
 	"github.com/airlockhq/airlock/internal/devstack"
 	"github.com/airlockhq/airlock/k8s"
@@ -125,6 +127,9 @@ var env struct {
 	catalog *policy.Catalog
 	logs    *syncBuffer // everything the worker logged
 	slack   *recordingSlack
+	tel     *telemetry.Telemetry
+	spans   *tracetest.InMemoryExporter
+	codec   *codec.Codec
 }
 
 type syncBuffer struct {
@@ -183,8 +188,16 @@ func setup(stack *devstack.Stack) (func(), error) {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
 	env.logs = &syncBuffer{}
-	logger := slog.New(slog.NewJSONHandler(io.MultiWriter(env.logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if env.tc, err = worker.Dial(ctx, stack.TemporalAddress, "default", logger); err != nil {
+	env.spans = tracetest.NewInMemoryExporter()
+	if env.tel, err = telemetry.Setup(ctx, telemetry.Config{ServiceName: "airlock-e2e", LogWriter: env.logs, LogLevel: slog.LevelDebug, SpanExporter: env.spans}); err != nil {
+		return nil, err
+	}
+	logger := env.tel.Logger
+	acts.Metrics = env.tel.Metrics
+	if env.codec, err = worker.NewCodec(ctx, worker.CodecConfig{VaultAddr: stack.VaultAddr, VaultToken: stack.VaultToken}, true); err != nil {
+		return nil, err
+	}
+	if env.tc, err = worker.Dial(ctx, worker.ClientConfig{Address: stack.TemporalAddress, Logger: logger, Telemetry: env.tel, Codec: env.codec}); err != nil {
 		return nil, err
 	}
 	env.slack = newRecordingSlack()
@@ -197,5 +210,5 @@ func setup(stack *devstack.Stack) (func(), error) {
 		return nil, err
 	}
 	env.starter = starter.New(env.tc, starter.WithCatalog(cat))
-	return func() { w.Stop(); env.tc.Close(); env.slack.Stop() }, nil
+	return func() { w.Stop(); env.tc.Close(); env.slack.Stop(); _ = env.tel.Shutdown(context.Background()) }, nil
 }

@@ -7,11 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"k8s.io/client-go/kubernetes"
@@ -22,6 +23,7 @@ import (
 	"github.com/airlockhq/airlock/approval"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/telemetry"
 	"github.com/airlockhq/airlock/vault"
 	"github.com/airlockhq/airlock/workflows"
 )
@@ -41,6 +43,11 @@ type Config struct {
 	SlackBotToken     string // SLACK_BOT_TOKEN; empty: log instead of posting. Never logged
 	SlackAPIURL       string // SLACK_API_URL. Default: Slack's
 	SlackChannel      string // AIRLOCK_SLACK_CHANNEL: default channel when an agent names none
+	// PlainPayloads turns the payload codec off (AIRLOCK_PLAIN_PAYLOADS=true).
+	// Default: payloads are encrypted with keys from Vault Transit.
+	PlainPayloads bool
+	Codec         CodecConfig
+	MetricsAddr   string // AIRLOCK_METRICS_ADDR: Prometheus /metrics. Default: :9090; "off" disables
 }
 
 // FromEnv reads the configuration from the environment.
@@ -57,6 +64,9 @@ func FromEnv() Config {
 		SlackBotToken:     os.Getenv("SLACK_BOT_TOKEN"),
 		SlackAPIURL:       os.Getenv("SLACK_API_URL"),
 		SlackChannel:      os.Getenv("AIRLOCK_SLACK_CHANNEL"),
+		PlainPayloads:     os.Getenv("AIRLOCK_PLAIN_PAYLOADS") == "true",
+		Codec:             CodecFromEnv(),
+		MetricsAddr:       os.Getenv("AIRLOCK_METRICS_ADDR"),
 	}
 }
 
@@ -89,26 +99,15 @@ func (c *Config) defaults() {
 	if c.TaskQueue == "" {
 		c.TaskQueue = workflows.TaskQueue
 	}
-}
-
-// Dial connects a Temporal client configured the way every Airlock process
-// (worker, starter, CLI) must use it.
-func Dial(ctx context.Context, address, namespace string, logger *slog.Logger) (client.Client, error) {
-	if address == "" {
-		address = "127.0.0.1:7233"
+	if c.MetricsAddr == "" {
+		c.MetricsAddr = ":9090"
 	}
-	if logger == nil {
-		logger = slog.Default()
+	if c.Codec.VaultAddr == "" {
+		c.Codec.VaultAddr = c.VaultAddr
 	}
-	c, err := client.DialContext(ctx, client.Options{
-		HostPort:  address,
-		Namespace: namespace,
-		Logger:    log.NewStructuredLogger(logger),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("dial temporal %s: %w", address, err)
+	if c.Codec.VaultToken == "" {
+		c.Codec.VaultToken = c.VaultToken
 	}
-	return c, nil
 }
 
 // RestConfig loads a kubeconfig file, or the in-cluster config when path is empty.
@@ -153,7 +152,8 @@ func NewActivities(cfg Config) (*activities.Activities, error) {
 }
 
 // New registers Airlock's workflows and activities on a worker. A nil
-// notifier logs instead of posting to Slack.
+// notifier logs instead of posting to Slack; cycle metrics go to
+// acts.Metrics (nil records nothing).
 func New(c client.Client, taskQueue string, acts *activities.Activities, n Notifier) sdkworker.Worker {
 	if taskQueue == "" {
 		taskQueue = workflows.TaskQueue
@@ -175,19 +175,31 @@ func Register(r registry, acts *activities.Activities, n Notifier) {
 	if n == nil {
 		n = &LogNotifier{}
 	}
-	r.RegisterWorkflowWithOptions(workflows.AgentCycle, workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
+	var m workflows.CycleMetrics
+	if acts.Metrics != nil {
+		m = acts.Metrics
+	}
+	r.RegisterWorkflowWithOptions(workflows.NewAgentCycle(m), workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
 	r.RegisterActivity(acts)
 	registerNotifier(r, n)
 }
 
 // Run connects everything and runs a worker until ctx is done.
-func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
 	cfg.defaults()
+	logger := tel.Logger
 	acts, err := NewActivities(cfg)
 	if err != nil {
 		return err
 	}
-	c, err := Dial(ctx, cfg.TemporalAddress, cfg.TemporalNamespace, logger)
+	acts.Metrics = tel.Metrics
+	cc := ClientConfig{Address: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger, Telemetry: tel}
+	if !cfg.PlainPayloads {
+		if cc.Codec, err = NewCodec(ctx, cfg.Codec, false); err != nil {
+			return fmt.Errorf("payload codec (AIRLOCK_PLAIN_PAYLOADS=true turns it off): %w", err)
+		}
+	}
+	c, err := Dial(ctx, cc)
 	if err != nil {
 		return err
 	}
@@ -196,13 +208,22 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if cfg.MetricsAddr != "off" {
+		srv := &http.Server{Addr: cfg.MetricsAddr, Handler: tel.PrometheusHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("metrics endpoint", "addr", cfg.MetricsAddr, "error", err)
+			}
+		}()
+		defer srv.Close()
+	}
 	w := New(c, cfg.TaskQueue, acts, n)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	defer w.Stop()
 	logger.Info("worker started", "task_queue", cfg.TaskQueue, "temporal", cfg.TemporalAddress,
-		"vault", cfg.VaultAddr, "agents", acts.Catalog.AgentIDs())
+		"vault", cfg.VaultAddr, "agents", acts.Catalog.AgentIDs(), "encrypted_payloads", cc.Codec != nil, "metrics", cfg.MetricsAddr)
 	<-ctx.Done()
 	return nil
 }

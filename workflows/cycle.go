@@ -344,7 +344,7 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r Acti
 
 	var run activities.RunOutput
 	rctx := workflow.WithActivityOptions(ctx, runOptions(time.Duration(act.Deadline)))
-	if err := workflow.ExecuteActivity(rctx, a.RunJob, activities.RunInput{Namespace: job.Namespace, JobName: job.Name}).Get(ctx, &run); err != nil {
+	if err := workflow.ExecuteActivity(rctx, a.RunJob, activities.RunInput{Namespace: job.Namespace, JobName: job.Name, ActionType: act.Type}).Get(ctx, &run); err != nil {
 		r.Outcome, r.Error = OutcomeFailed, "run: "+errorMessage(err)
 		return r
 	}

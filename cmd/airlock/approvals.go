@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock/approval"
+	"github.com/airlockhq/airlock/telemetry"
 	"github.com/airlockhq/airlock/worker"
 )
 
@@ -26,7 +27,12 @@ func runApprovals(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	logger := newLogger(stderr, *logFormat)
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "airlock-approvals", LogFormat: *logFormat, LogWriter: stderr})
+	if err != nil {
+		return err
+	}
+	defer shutdown(tel)
+	logger := tel.Logger
 	secret := os.Getenv("SLACK_SIGNING_SECRET")
 	if secret == "" {
 		return errors.New("approvals: SLACK_SIGNING_SECRET is required (env only, never a flag)")
@@ -53,6 +59,7 @@ func runApprovals(ctx context.Context, args []string, stderr io.Writer) error {
 	mux := http.NewServeMux()
 	mux.Handle("POST /slack/interactions", h)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.Handle("GET /metrics", tel.PrometheusHandler())
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()

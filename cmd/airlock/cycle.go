@@ -38,7 +38,17 @@ func (c *clientFlags) starter(ctx context.Context) (*starter.Client, func(), err
 		}
 		opts = append(opts, starter.WithCatalog(cat))
 	}
-	tc, err := worker.Dial(ctx, c.address, c.namespace, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cc := worker.ClientConfig{Address: c.address, Namespace: c.namespace, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	// Payloads are encrypted by workers; reading them needs the same Transit
+	// key. Without Vault credentials the CLI still works on plain payloads.
+	if os.Getenv("VAULT_TOKEN") != "" && os.Getenv("AIRLOCK_PLAIN_PAYLOADS") != "true" {
+		cod, err := worker.NewCodec(ctx, worker.CodecFromEnv(), false)
+		if err != nil {
+			return nil, nil, err
+		}
+		cc.Codec = cod
+	}
+	tc, err := worker.Dial(ctx, cc)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/airlockhq/airlock/internal/devsetup"
 	"github.com/airlockhq/airlock/internal/devstack"
 	"github.com/airlockhq/airlock/starter"
+	"github.com/airlockhq/airlock/telemetry"
 	"github.com/airlockhq/airlock/worker"
 )
 
@@ -58,6 +59,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "airlock-dev", LogWriter: io.Discard})
+	if err != nil {
+		return err
+	}
+	defer shutdown(tel)
+	acts.Metrics = tel.Metrics
+	cod, err := worker.NewCodec(ctx, worker.CodecConfig{VaultAddr: stack.VaultAddr, VaultToken: stack.VaultToken}, true)
+	if err != nil {
+		return err
+	}
 	if err := devsetup.Prepare(ctx, acts.Catalog, acts.Broker, acts.Jobs); err != nil {
 		return err
 	}
@@ -66,12 +77,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer logFile.Close()
-	tc, err := worker.Dial(ctx, stack.TemporalAddress, "default", newLogger(logFile, "json"))
+	tel.Logger = newLogger(logFile, "json")
+	tc, err := worker.Dial(ctx, worker.ClientConfig{Address: stack.TemporalAddress, Logger: tel.Logger, Telemetry: tel, Codec: cod})
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
-	w := worker.New(tc, "", acts, &worker.LogNotifier{Logger: newLogger(logFile, "json")})
+	w := worker.New(tc, "", acts, &worker.LogNotifier{Logger: tel.Logger})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -85,6 +97,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
   export KUBECONFIG=%s
   export AIRLOCK_CATALOG=%s
   worker log       %s
+
+  Payloads are encrypted (Vault Transit). To read them in the UI, run
+    go run ./cmd/airlock codec-server --insecure-no-auth --listen 127.0.0.1:8081
+  and set the UI's codec endpoint (top-right data-encoder icon) to http://127.0.0.1:8081
 
 `, stack.TemporalUIURL, stack.TemporalAddress, stack.VaultAddr, stack.VaultToken, stack.Kubeconfig, catPath, logFile.Name())
 

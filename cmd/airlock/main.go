@@ -22,6 +22,7 @@ Usage:
   airlock dev                         start Temporal, Vault, Kubernetes (kwok) and a worker; run a sample cycle
   airlock worker [flags]              run a worker (TEMPORAL_ADDRESS, VAULT_ADDR, VAULT_TOKEN, KUBECONFIG, AIRLOCK_CATALOG)
   airlock approvals [--listen :8080]  serve Slack's interaction endpoint (SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN)
+  airlock codec-server [--listen :8081] decrypt payloads for the Temporal UI (VAULT_ADDR, VAULT_TOKEN, AIRLOCK_CODEC_TOKEN)
   airlock cycle start -f req.json     propose a cycle (JSON CycleRequest); --wait prints its result
   airlock cycle show <workflow-id>    show a cycle's status and actions (id: cycle/<agent>/<cycle-id>)
   airlock cycle pending               list actions waiting for a human decision
@@ -56,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runWorker(ctx, args[1:], stderr)
 	case "approvals":
 		return runApprovals(ctx, args[1:], stderr)
+	case "codec-server":
+		return runCodecServer(ctx, args[1:], stderr)
 	case "cycle":
 		if len(args) < 2 {
 			return errors.New("cycle: want start or show")

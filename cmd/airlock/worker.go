@@ -4,6 +4,10 @@ import (
 	"context"
 	"flag"
 	"io"
+	"log/slog"
+	"time"
+
+	"github.com/airlockhq/airlock/telemetry"
 
 	"github.com/airlockhq/airlock/worker"
 )
@@ -19,9 +23,26 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.JobVaultAddr, "job-vault-addr", cfg.JobVaultAddr, "VAULT_ADDR given to action Jobs (env AIRLOCK_JOB_VAULT_ADDR)")
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", cfg.Kubeconfig, "kubeconfig path; empty = in-cluster (env KUBECONFIG)")
 	fs.StringVar(&cfg.CatalogPath, "catalog", cfg.CatalogPath, "agent and action catalog YAML (env AIRLOCK_CATALOG)")
+	fs.StringVar(&cfg.SlackAPIURL, "slack-api-url", cfg.SlackAPIURL, "Slack Web API URL (env SLACK_API_URL); the bot token comes from SLACK_BOT_TOKEN only")
+	fs.StringVar(&cfg.SlackChannel, "slack-channel", cfg.SlackChannel, "default approval channel (env AIRLOCK_SLACK_CHANNEL)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics address, or off (env AIRLOCK_METRICS_ADDR; default :9090)")
+	fs.BoolVar(&cfg.PlainPayloads, "plain-payloads", cfg.PlainPayloads, "do not encrypt payloads (env AIRLOCK_PLAIN_PAYLOADS=true)")
 	logFormat := fs.String("log-format", envOr("AIRLOCK_LOG_FORMAT", "json"), "json or text")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return worker.Run(ctx, cfg, newLogger(stderr, *logFormat))
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "airlock-worker", LogFormat: *logFormat, LogWriter: stderr})
+	if err != nil {
+		return err
+	}
+	defer shutdown(tel)
+	slog.SetDefault(tel.Logger)
+	return worker.Run(ctx, cfg, tel)
+}
+
+// shutdown flushes telemetry on a fresh context: ctx is already done.
+func shutdown(tel *telemetry.Telemetry) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = tel.Shutdown(ctx)
 }
