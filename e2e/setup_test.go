@@ -21,12 +21,12 @@ import (
 	"github.com/airlockhq/airlock/activities"
 	"github.com/airlockhq/airlock/approval"
 	"github.com/airlockhq/airlock/codec"
-	"github.com/airlockhq/airlock/telemetry"
 	"github.com/airlockhq/airlock/internal/devsetup"
 	"github.com/airlockhq/airlock/internal/devstack"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
+	"github.com/airlockhq/airlock/telemetry"
 	"github.com/airlockhq/airlock/vault"
 	"github.com/airlockhq/airlock/worker"
 )
