@@ -1,0 +1,139 @@
+package e2e
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/airlockhq/airlock/k8s"
+	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/telemetry"
+	"github.com/airlockhq/airlock/workflows"
+)
+
+func TestOneTraceFromStarterThroughEveryActivityIntoThePod(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	env.spans.Reset()
+	ctx, span := env.tel.Tracer().Start(ctx, "agent proposes cycle")
+	traceID := span.SpanContext().TraceID()
+	res, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{
+		{Type: "echo", Params: map[string]any{"text": "traced"}},
+		{Type: "slow-write", Params: map[string]any{"target": "traced"}},
+	}})
+	span.End()
+	require.NoError(t, err)
+	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+
+	names := map[string]bool{}
+	for _, s := range env.spans.GetSpans() {
+		if s.SpanContext.TraceID() == traceID {
+			names[s.Name] = true
+		}
+	}
+	for _, want := range []string{
+		"agent proposes cycle", "StartWorkflow:AgentCycle", "RunWorkflow:AgentCycle",
+		"StartActivity:StageAction", "RunActivity:StageAction",
+		"StartActivity:RunJob", "RunActivity:RunJob",
+		"StartActivity:ReleaseAction", "RunActivity:ReleaseAction",
+	} {
+		assert.True(t, names[want], "span %q is in the cycle's trace; have %v", want, names)
+	}
+
+	for _, a := range res.Actions {
+		job, err := env.kube.BatchV1().Jobs(ns).Get(ctx, a.Job.Name, metav1.GetOptions{})
+		require.NoError(t, err)
+		tp := job.Spec.Template.Annotations[k8s.AnnotationTraceparent]
+		require.NotEmpty(t, tp, "the Pod template carries the trace context")
+		pods := podsOf(ctx, t, ns, a.Job.Name)
+		require.Len(t, pods, 1)
+		assert.Equal(t, tp, pods[0].Annotations[k8s.AnnotationTraceparent])
+		var envTP string
+		for _, e := range pods[0].Spec.Containers[0].Env {
+			if e.Name == telemetry.EnvTraceParent {
+				envTP = e.Value
+			}
+		}
+		assert.Equal(t, tp, envTP, "and the TRACEPARENT env var")
+		inJob := telemetry.ContextFromTraceParent(context.Background(), tp)
+		_, child := env.tel.Tracer().Start(inJob, "work inside the job")
+		assert.Equal(t, traceID, child.SpanContext().TraceID(), "work in the Job continues the cycle's trace")
+		child.End()
+	}
+}
+
+// scrape reads the worker's Prometheus endpoint.
+func scrape(t *testing.T) map[string]*dto.MetricFamily {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	env.tel.PrometheusHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
+	require.NoError(t, err)
+	return fams
+}
+
+// sample sums the counters (or histogram counts) of the series that carry
+// the given labels.
+func sample(fams map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
+	f, ok := fams[name]
+	if !ok {
+		return 0
+	}
+	sum := 0.0
+	for _, m := range f.Metric {
+		match := true
+		for k, v := range labels {
+			found := false
+			for _, lp := range m.Label {
+				if lp.GetName() == k && lp.GetValue() == v {
+					found = true
+				}
+			}
+			match = match && found
+		}
+		if match {
+			switch {
+			case m.Counter != nil:
+				sum += m.Counter.GetValue()
+			case m.Histogram != nil:
+				sum += float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return sum
+}
+
+func TestPrometheusEndpointCountsCyclesActionsAndLeases(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	before := scrape(t)
+	for _, acts := range [][]policy.Proposal{
+		{{Type: "echo", Params: map[string]any{"text": "m1"}}, {Type: "echo", Params: map[string]any{"text": "m2"}}},
+		{{Type: "broken"}},
+	} {
+		_, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t) + acts[0].Type, Actions: acts})
+		require.NoError(t, err)
+	}
+	after := scrape(t)
+	delta := func(name string, labels map[string]string) float64 {
+		return sample(after, name, labels) - sample(before, name, labels)
+	}
+	assert.Equal(t, 1.0, delta("airlock_cycles_total", map[string]string{"agent": "e2e", "outcome": "succeeded", "phase": "autonomous"}))
+	assert.Equal(t, 1.0, delta("airlock_cycles_total", map[string]string{"agent": "e2e", "outcome": "failed"}))
+	assert.Equal(t, 2.0, delta("airlock_actions_total", map[string]string{"action_type": "echo", "outcome": "succeeded"}))
+	assert.Equal(t, 1.0, delta("airlock_actions_total", map[string]string{"action_type": "broken", "outcome": "failed"}))
+	assert.Equal(t, 3.0, delta("airlock_leases_issued_total", map[string]string{"kind": "token"}))
+	assert.Equal(t, 3.0, delta("airlock_leases_revoked_total", map[string]string{"kind": "token"}))
+	assert.Equal(t, 3.0, delta("airlock_job_duration_seconds", nil))
+	assert.Positive(t, sample(after, "temporal_request_total", nil)+sample(after, "temporal_workflow_completed_total", nil), "the Temporal SDK's own metrics are there too")
+}
