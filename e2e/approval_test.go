@@ -239,3 +239,36 @@ func TestShadowCycleCreatesNoJobButTheDryRunIsReal(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, jobs.Items, 1, "only the read ran")
 }
+
+func TestShadowFeedbackFromSlackIsRecordedAndRunsNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	endpoint := approvalEndpoint(t)
+	res, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: "e2e-shadow", CycleID: cycleID(t), Principal: "agent:e2e-shadow",
+		Actions: []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "db"}}}})
+	require.NoError(t, err, "the shadow cycle returns at once")
+	fb := res.Actions[0].FeedbackWorkflowID
+	require.NotEmpty(t, fb, "feedback lives on in its own workflow")
+	msg := waitPosted(t, fb)
+	agree := buttonValue(t, msg.Get("blocks"), approval.ActionID(workflows.DecisionAgree))
+	assert.Equal(t, http.StatusOK, click(t, endpoint, "U1", approval.ActionID(workflows.DecisionAgree), agree, msg.Get("ts"), time.Now(), signingSecret).StatusCode)
+
+	// A forged "approve" on the shadow action is refused by the validator.
+	_, value, _ := strings.Cut(agree, "\x00")
+	bv, err := approval.ParseButtonValue(value)
+	require.NoError(t, err)
+	bv.Kind = workflows.DecisionApprove
+	forged, err := bv.Encode()
+	require.NoError(t, err)
+	blockID, _, _ := strings.Cut(agree, "\x00")
+	assert.Equal(t, http.StatusForbidden, click(t, endpoint, "U2", approval.ActionID(workflows.DecisionApprove), blockID+"\x00"+forged, msg.Get("ts"), time.Now(), signingSecret).StatusCode)
+
+	v, err := env.tc.QueryWorkflow(ctx, fb, "", workflows.QueryFeedback)
+	require.NoError(t, err)
+	var got []workflows.DecisionRecord
+	require.NoError(t, v.Get(&got))
+	require.Len(t, got, 1)
+	assert.Equal(t, "U1", got[0].Approver)
+	assert.Equal(t, workflows.DecisionAgree, got[0].Kind)
+	assert.Empty(t, jobsOf(ctx, t, "airlock-e2e-shadow", res.WorkflowID), "feedback never runs anything")
+}

@@ -180,6 +180,7 @@ func Register(r registry, acts *activities.Activities, n Notifier) {
 		m = acts.Metrics
 	}
 	r.RegisterWorkflowWithOptions(workflows.NewAgentCycle(m), workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.ShadowFeedback, workflow.RegisterOptions{Name: workflows.FeedbackWorkflowName})
 	r.RegisterActivity(acts)
 	registerNotifier(r, n)
 }

@@ -240,9 +240,18 @@ func (c *cycle) handleAction(ctx workflow.Context, act policy.RenderedAction) Ac
 			base.DryRun = "rejected: " + dry.Reason
 		}
 		c.record(ctx, AuditResult, idx(act.Index), "would do (shadow): dry-run "+base.DryRun, map[string]any{"outcome": base.Outcome, "dry_run": base.DryRun})
-		g := &gate{act: act, notice: NoticeShadow, status: statusRecorded}
-		c.gates[act.Index] = g
-		c.notify(ctx, g)
+		// Feedback (Agree/Disagree) is collected by a workflow of its own
+		// that outlives this cycle; it can never make anything run. Cycles
+		// started before that change keep their in-cycle gate on replay.
+		if workflow.GetVersion(ctx, "shadow-feedback-workflow", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			g := &gate{act: act, notice: NoticeShadow, status: statusRecorded}
+			c.gates[act.Index] = g
+			c.notify(ctx, g)
+		} else if id, err := c.startFeedback(ctx, act); err != nil {
+			workflow.GetLogger(ctx).Warn("start shadow feedback", "action", act.Index, "error", err)
+		} else {
+			base.FeedbackWorkflowID = id
+		}
 		return base
 
 	case policy.ModeApprove, policy.ModeVeto:

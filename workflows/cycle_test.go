@@ -101,6 +101,7 @@ func newEnv(t *testing.T) *cycleSuite {
 	s := &cycleSuite{acts: &activities.Activities{Catalog: cat}}
 	s.env = s.NewTestWorkflowEnvironment()
 	s.env.RegisterWorkflowWithOptions(workflows.AgentCycle, workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
+	s.env.RegisterWorkflowWithOptions(workflows.ShadowFeedback, workflow.RegisterOptions{Name: workflows.FeedbackWorkflowName})
 	s.env.RegisterActivity(s.acts)
 	// The Slack activities are registered by name by the worker; here they
 	// only need to exist so tests can mock them.

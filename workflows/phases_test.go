@@ -8,7 +8,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/airlockhq/airlock/activities"
 	"github.com/airlockhq/airlock/policy"
@@ -241,4 +243,59 @@ func TestShadowRecordsTheDryRunAndNeverLeases(t *testing.T) {
 	assert.Equal(t, "rejected: pod refused: exceeded quota", res.Actions[0].DryRun)
 	s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
 	s.env.AssertNotCalled(t, "RunJob", mock.Anything, mock.Anything)
+}
+
+func TestShadowFeedbackIsRecordedAndNeverRunsAnything(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(workflows.ShadowFeedback, workflow.RegisterOptions{Name: workflows.FeedbackWorkflowName})
+	var posted []workflows.Notice
+	env.RegisterActivityWithOptions(func(_ context.Context, n workflows.Notice) (workflows.MessageRef, error) {
+		posted = append(posted, n)
+		return workflows.MessageRef{Channel: "C", TS: "1"}, nil
+	}, activity.RegisterOptions{Name: workflows.ActivityPostApproval})
+	var settled []workflows.NoticeUpdate
+	env.RegisterActivityWithOptions(func(_ context.Context, u workflows.NoticeUpdate) error {
+		settled = append(settled, u)
+		return nil
+	}, activity.RegisterOptions{Name: workflows.ActivityUpdateApproval})
+
+	act := policy.RenderedAction{Index: 1, Type: "scale", Hash: "h1"}
+	var log decisionLog
+	send := func(delay time.Duration, approver string, kind workflows.DecisionKind) {
+		env.RegisterDelayedCallback(func() {
+			env.UpdateWorkflow(workflows.UpdateDecide, "", &testsuite.TestUpdateCallback{
+				OnAccept: func() {},
+				OnReject: func(err error) { log.rejected = append(log.rejected, err.Error()) },
+				OnComplete: func(v any, err error) {
+					if err == nil {
+						log.completed = append(log.completed, v.(workflows.DecisionResult))
+					}
+				},
+			}, workflows.Decision{ActionIndex: 1, ActionHash: "h1", Kind: kind, Approver: approver, Via: "slack"})
+		}, delay)
+	}
+	send(time.Minute, "U1", workflows.DecisionAgree)
+	send(2*time.Minute, "U1", workflows.DecisionDisagree)   // second answer: already decided
+	send(3*time.Minute, "U3", workflows.DecisionApprove)    // feedback can never approve
+	send(4*time.Minute, "agent:x", workflows.DecisionAgree) // the requester
+	send(5*time.Minute, "U2", workflows.DecisionDisagree)
+
+	env.ExecuteWorkflow(workflows.FeedbackWorkflowName, workflows.FeedbackRequest{
+		CycleWorkflowID: "cycle/a/c", AgentID: "a", Principal: "agent:x", Approvers: []string{"U1", "U2", "U3"},
+		Action: act, Window: time.Hour,
+	})
+	require.NoError(t, env.GetWorkflowError())
+	var res workflows.FeedbackResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Len(t, res.Decisions, 2)
+	assert.Equal(t, workflows.DecisionAgree, res.Decisions[0].Kind)
+	assert.Equal(t, "U2", res.Decisions[1].Approver)
+	require.Len(t, log.rejected, 2)
+	assert.Contains(t, log.rejected[0], `"approve" is not a valid decision`)
+	assert.Contains(t, log.rejected[1], "agent:x is not an approver")
+	assert.Equal(t, "already decided", log.completed[1].Status)
+	require.Len(t, posted, 1)
+	assert.Equal(t, workflows.NoticeShadow, posted[0].Mode)
+	require.Len(t, settled, 1, "the message is updated once the window ends")
 }

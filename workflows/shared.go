@@ -121,8 +121,10 @@ type ActionResult struct {
 	Decisions []DecisionRecord `json:"decisions,omitempty"`
 	// DryRun is, in shadow mode, whether the apiserver would have admitted
 	// the rendered Job ("admitted" or the rejection).
-	DryRun   string        `json:"dry_run,omitempty"`
-	Rollback *ActionResult `json:"rollback,omitempty"`
+	DryRun string `json:"dry_run,omitempty"`
+	// FeedbackWorkflowID, in shadow mode, is where Agree/Disagree land.
+	FeedbackWorkflowID string        `json:"feedback_workflow_id,omitempty"`
+	Rollback           *ActionResult `json:"rollback,omitempty"`
 }
 
 // CycleResult is the AgentCycle workflow's only output.
