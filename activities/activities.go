@@ -21,7 +21,11 @@ import (
 type Activities struct {
 	Catalog *policy.Catalog
 	Broker  *vault.Broker
-	Jobs    *k8s.Runner
+	// Agents issues action tokens as children of their agent's token, so
+	// revoking an agent (the kill switch) revokes every lease below it.
+	// Nil: action tokens are children of the worker's own token.
+	Agents *vault.AgentTokens
+	Jobs   *k8s.Runner
 	// JobVaultAddr is the VAULT_ADDR an action's container uses to reach Vault.
 	JobVaultAddr string
 	// LeaseMargin is added to an action's deadline to give its token's TTL.
@@ -42,6 +46,7 @@ const (
 const (
 	AnnotationLeaseAccessor = "airlock.dev/lease-accessor"
 	AnnotationLeaseTTL      = "airlock.dev/lease-ttl"
+	AnnotationDBLease       = "airlock.dev/db-lease-id"
 )
 
 const defaultLeaseMargin = 2 * time.Minute

@@ -32,10 +32,16 @@ type StageOutput struct {
 	LeaseAccessor string        `json:"lease_accessor"`
 	LeaseTTL      time.Duration `json:"lease_ttl"`
 	LeasePolicies []string      `json:"lease_policies"`
+	// DBLeaseID is the lease of the dynamic database credentials, if any.
+	DBLeaseID string `json:"db_lease_id,omitempty"`
 }
 
-// tokenEnv is the Secret key (and env var) holding the action's Vault token.
-const tokenEnv = "VAULT_TOKEN"
+// Secret keys (and env vars) of an action's credentials.
+const (
+	tokenEnv      = "VAULT_TOKEN"
+	dbUserEnv     = "DB_USERNAME"
+	dbPasswordEnv = "DB_PASSWORD"
+)
 
 // JobSpec turns a rendered action into the Job spec that runs it.
 // jobVaultAddr is the VAULT_ADDR the container gets. (A function, not a
@@ -73,13 +79,29 @@ func JobSpec(in StageInput, jobVaultAddr string) k8s.Spec {
 		Image:          in.Action.Image,
 		Command:        in.Action.Command,
 		Env:            env,
-		SecretEnv:      []string{tokenEnv},
+		SecretEnv:      secretEnv(in.Action),
 		Egress:         egress,
 		CPU:            in.Action.Resources.CPU,
 		Memory:         in.Action.Resources.Memory,
 		Deadline:       time.Duration(in.Action.Deadline),
 		PodAnnotations: ann,
 	}
+}
+
+func secretEnv(a policy.RenderedAction) []string {
+	if a.VaultDBRole != "" {
+		return []string{tokenEnv, dbUserEnv, dbPasswordEnv}
+	}
+	return []string{tokenEnv}
+}
+
+// issueToken leases the action's token: a child of its agent's token when
+// agent tokens are configured.
+func (a *Activities) issueToken(ctx context.Context, agentID string, req vault.TokenRequest) (vault.Credential, error) {
+	if a.Agents != nil {
+		return a.Agents.IssueActionToken(ctx, agentID, req)
+	}
+	return a.Broker.IssueToken(ctx, req)
 }
 
 // StageAction prepares one action without starting it: the Job (suspended),
@@ -112,11 +134,12 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 	}
 	if sec != nil {
 		out.LeaseAccessor = sec.Annotations[AnnotationLeaseAccessor]
+		out.DBLeaseID = sec.Annotations[AnnotationDBLease]
 		out.LeaseTTL, _ = time.ParseDuration(sec.Annotations[AnnotationLeaseTTL])
 		out.LeasePolicies = in.Action.VaultPolicies
 		log.Info("reusing lease from a previous attempt", "job", job.Name, "accessor", out.LeaseAccessor)
 	} else {
-		cred, err := a.Broker.IssueToken(ctx, vault.TokenRequest{
+		cred, err := a.issueToken(ctx, in.AgentID, vault.TokenRequest{
 			Policies:    in.Action.VaultPolicies,
 			TTL:         time.Duration(in.Action.Deadline) + a.leaseMargin(),
 			DisplayName: "airlock-" + in.AgentID,
@@ -132,17 +155,38 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 			return StageOutput{}, fmt.Errorf("lease credentials: %w", err)
 		}
 		a.Metrics.LeaseIssued(ctx, "token")
-		_, err = a.Jobs.CreateSecret(ctx, job, map[string][]byte{tokenEnv: []byte(cred.Value())}, map[string]string{
-			AnnotationLeaseAccessor: cred.Accessor,
-			AnnotationLeaseTTL:      cred.TTL.String(),
-		})
-		if err != nil {
-			// The token never reached its Secret: nobody may hold it.
+		// Nothing leased here may outlive a failure to hand it to the Job:
+		// revoking the token also revokes the leases it took.
+		revoke := func() {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
 			if rerr := a.Broker.Revoke(rctx, cred.Accessor); rerr != nil {
 				log.Warn("revoke unused token", "accessor", cred.Accessor, "error", rerr)
 			}
+		}
+		data := map[string][]byte{tokenEnv: []byte(cred.Value())}
+		ann := map[string]string{AnnotationLeaseAccessor: cred.Accessor, AnnotationLeaseTTL: cred.TTL.String()}
+		if in.Action.VaultDBRole != "" {
+			// Read with the action's own token: its policy decides, and the
+			// lease dies with the token.
+			as, err := a.Broker.As(cred)
+			if err != nil {
+				revoke()
+				return StageOutput{}, err
+			}
+			db, err := as.DatabaseCredential(ctx, in.Action.VaultDBRole)
+			if err != nil {
+				a.Metrics.LeaseFailed(ctx, "database")
+				revoke()
+				return StageOutput{}, fmt.Errorf("lease database credentials: %w", err)
+			}
+			a.Metrics.LeaseIssued(ctx, "database")
+			data[dbUserEnv], data[dbPasswordEnv] = []byte(db.Username()), []byte(db.Password())
+			ann[AnnotationDBLease] = db.LeaseID
+			out.DBLeaseID = db.LeaseID
+		}
+		if _, err = a.Jobs.CreateSecret(ctx, job, data, ann); err != nil {
+			revoke()
 			return StageOutput{}, err
 		}
 		out.LeaseAccessor, out.LeaseTTL, out.LeasePolicies = cred.Accessor, cred.TTL, cred.Policies
@@ -159,6 +203,9 @@ type RunInput struct {
 	Namespace  string `json:"namespace"`
 	JobName    string `json:"job_name"`
 	ActionType string `json:"action_type,omitempty"` // for metrics
+	// LeaseAccessor and DBLeaseID are kept alive while the Job runs.
+	LeaseAccessor string `json:"lease_accessor,omitempty"`
+	DBLeaseID     string `json:"db_lease_id,omitempty"`
 }
 
 // RunOutput is how a Job ended.
@@ -177,6 +224,22 @@ type RunOutput struct {
 func (a *Activities) RunJob(ctx context.Context, in RunInput) (RunOutput, error) {
 	if err := a.Jobs.Start(ctx, in.Namespace, in.JobName); err != nil {
 		return RunOutput{}, err
+	}
+	// Keep the action's credentials alive (about every third of their TTL)
+	// while the Job runs: a Job may outlive the token's initial TTL.
+	var refs []vault.LeaseRef
+	if in.LeaseAccessor != "" {
+		refs = append(refs, vault.TokenLease(in.LeaseAccessor))
+	}
+	if in.DBLeaseID != "" {
+		refs = append(refs, vault.SecretLease(in.DBLeaseID))
+	}
+	if len(refs) > 0 {
+		log := activity.GetLogger(ctx)
+		r := a.Broker.KeepAlive(ctx, vault.RenewOptions{OnError: func(ref vault.LeaseRef, err error) {
+			log.Warn("renew lease", "kind", ref.Kind, "id", ref.ID, "error", err)
+		}}, refs...)
+		defer r.Stop()
 	}
 	o, err := a.Jobs.Wait(ctx, in.Namespace, in.JobName, func(status string) {
 		activity.RecordHeartbeat(ctx, status)
@@ -205,6 +268,7 @@ type ReleaseInput struct {
 	// LeaseAccessor may be empty when staging did not report back; the
 	// accessor is then read from the Job's Secret.
 	LeaseAccessor string `json:"lease_accessor,omitempty"`
+	DBLeaseID     string `json:"db_lease_id,omitempty"`
 	// DeleteJob also removes the Job and its Pods (cancellation, kill).
 	DeleteJob bool `json:"delete_job,omitempty"`
 }
@@ -218,15 +282,23 @@ type ReleaseOutput struct {
 // NetworkPolicy (and the Job, if asked). It runs on every path — success,
 // failure, cancellation — and is idempotent.
 func (a *Activities) ReleaseAction(ctx context.Context, in ReleaseInput) (ReleaseOutput, error) {
-	accessor := in.LeaseAccessor
+	accessor, dbLease := in.LeaseAccessor, in.DBLeaseID
 	if accessor == "" {
 		sec, err := a.Jobs.GetSecret(ctx, in.Namespace, k8s.SecretName(in.JobName))
 		if err != nil {
 			return ReleaseOutput{}, err
 		}
 		if sec != nil {
-			accessor = sec.Annotations[AnnotationLeaseAccessor]
+			accessor, dbLease = sec.Annotations[AnnotationLeaseAccessor], sec.Annotations[AnnotationDBLease]
 		}
+	}
+	if dbLease != "" {
+		// Revoking the token revokes it too; this makes it explicit and
+		// covers a token revoked earlier by other means.
+		if err := a.Broker.RevokeLease(ctx, dbLease); err != nil {
+			return ReleaseOutput{}, err
+		}
+		a.Metrics.LeaseRevoked(ctx, "database")
 	}
 	if accessor != "" {
 		if err := a.Broker.Revoke(ctx, accessor); err != nil {

@@ -41,6 +41,7 @@ type leaseSeen struct {
 	token    string
 	policies []string
 	ttl      time.Duration
+	maxTTL   time.Duration
 }
 
 // watchLease waits for the action's Secret to appear and reads the live
@@ -58,7 +59,7 @@ func watchLease(ctx context.Context, t *testing.T, ns, jobName string) <-chan le
 					t.Errorf("lookup live lease %s: %v", acc, lerr)
 					return
 				}
-				out <- leaseSeen{accessor: acc, token: string(s.Data["VAULT_TOKEN"]), policies: l.Policies, ttl: l.TTL}
+				out <- leaseSeen{accessor: acc, token: string(s.Data["VAULT_TOKEN"]), policies: l.Policies, ttl: l.TTL, maxTTL: l.MaxTTL}
 				return
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -93,8 +94,8 @@ func TestInvariant1And5CycleRunsHardenedJobWithScopedShortLivedToken(t *testing.
 
 	t.Run("token carried exactly the action's policies and a deadline-bound TTL", func(t *testing.T) {
 		assert.Equal(t, []string{"airlock-e2e-write"}, lease.policies)
-		assert.Greater(t, lease.ttl, time.Minute)
-		assert.LessOrEqual(t, lease.ttl, 3*time.Minute, "TTL = deadline (1m) + margin (2m)")
+		assert.Positive(t, lease.ttl)
+		assert.Equal(t, 3*time.Minute, lease.maxTTL, "max TTL = deadline (1m) + margin (2m); renewal cannot pass it")
 		assert.Equal(t, res.Actions[1].LeaseAccessor, lease.accessor)
 		// The Secret held the real token: it looked itself up while the Job ran.
 		assert.NotEmpty(t, lease.token)

@@ -75,6 +75,7 @@ func TestInvariant2FailClosedVaultOutage(t *testing.T) {
 	require.NoError(t, env.stack.StartProcess(ctx, devstack.ProcVault))
 	restarted = true
 	require.NoError(t, devsetup.Prepare(ctx, env.catalog, env.broker, k8s.NewRunner(env.kube)))
+	require.NoError(t, configureDatabase(ctx))
 	res, err := run.Get(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)

@@ -87,6 +87,27 @@ actions:
     vault_policies: [airlock-e2e-write]
     pod_annotations:
       "not a valid annotation key!": "x"
+  - name: db-report
+    image: docker.io/library/busybox` + digest + `
+    command: ["sh", "-c", "psql -c 'select count(*) from widgets'"]
+    class: read
+    risk: low
+    vault_policies: [airlock-e2e-db]
+    vault_db_role: database/e2e-readonly
+    deadline: 1m
+    pod_annotations:
+      kwok.airlock.dev/result: '{"widgets":2}'
+      kwok.airlock.dev/duration-ms: "3000"
+  - name: long-read
+    image: docker.io/library/busybox` + digest + `
+    command: ["sleep", "8"]
+    class: read
+    risk: low
+    vault_policies: [airlock-e2e-read]
+    deadline: 1m
+    pod_annotations:
+      kwok.airlock.dev/result: 'slept'
+      kwok.airlock.dev/duration-ms: "9000"
 agents:
   - id: e2e-adv
     owner: airlock-tests
@@ -113,7 +134,7 @@ agents:
     owner: airlock-tests
     approvers: [U1, U2]
     namespace: airlock-e2e
-    actions: [echo, slow-write, broken]
+    actions: [echo, slow-write, broken, db-report, long-read]
     phases: {read: autonomous, write: autonomous}
 `
 
@@ -127,6 +148,8 @@ var env struct {
 	catalog *policy.Catalog
 	logs    *syncBuffer // everything the worker logged
 	slack   *recordingSlack
+	agents  *vault.AgentTokens
+	pg      *devstack.Postgres
 	tel     *telemetry.Telemetry
 	spans   *tracetest.InMemoryExporter
 	codec   *codec.Codec
@@ -183,9 +206,20 @@ func setup(stack *devstack.Stack) (func(), error) {
 	if env.kube, err = kubernetes.NewForConfig(stack.RestConfig); err != nil {
 		return nil, err
 	}
-	acts := &activities.Activities{Catalog: cat, Broker: env.broker, Jobs: k8s.NewRunner(env.kube), JobVaultAddr: "http://vault.example:8200"}
+	// Action tokens start with a 3 s TTL (their max is deadline + margin),
+	// so every Job that runs longer depends on renewal.
+	if env.agents, err = vault.NewAgentTokens(env.broker, vault.AgentConfig{RenewalTTL: 3 * time.Second}); err != nil {
+		return nil, err
+	}
+	acts := &activities.Activities{Catalog: cat, Broker: env.broker, Agents: env.agents, Jobs: k8s.NewRunner(env.kube), JobVaultAddr: "http://vault.example:8200"}
 	if err := devsetup.Prepare(ctx, cat, acts.Broker, acts.Jobs); err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	if env.pg, err = devstack.StartPostgres(ctx, stack.Dir+"/postgres"); err != nil {
+		return nil, err
+	}
+	if err := configureDatabase(ctx); err != nil {
+		return nil, err
 	}
 	env.logs = &syncBuffer{}
 	env.spans = tracetest.NewInMemoryExporter()
@@ -210,5 +244,31 @@ func setup(stack *devstack.Stack) (func(), error) {
 		return nil, err
 	}
 	env.starter = starter.New(env.tc, starter.WithCatalog(cat))
-	return func() { w.Stop(); env.tc.Close(); env.slack.Stop(); _ = env.tel.Shutdown(context.Background()) }, nil
+	return func() {
+		w.Stop()
+		env.tc.Close()
+		env.slack.Stop()
+		env.agents.Close()
+		_ = env.pg.Stop()
+		_ = env.tel.Shutdown(context.Background())
+	}, nil
+}
+
+// configureDatabase points Vault's database engine at the test PostgreSQL
+// with a read-only role (again after a Vault restart: dev mode forgets).
+func configureDatabase(ctx context.Context) error {
+	if _, err := env.pg.Psql(ctx, env.pg.User, env.pg.Password,
+		"CREATE TABLE IF NOT EXISTS widgets (id int PRIMARY KEY, name text); INSERT INTO widgets VALUES (1, 'sprocket'), (2, 'gear') ON CONFLICT DO NOTHING;"); err != nil {
+		return err
+	}
+	if err := env.broker.ConfigureDatabase(ctx, vault.DatabaseConfig{
+		Mount: "database", Name: "widgets",
+		ConnectionURL: fmt.Sprintf("postgresql://{{username}}:{{password}}@%s/%s?sslmode=disable", env.pg.Addr(), env.pg.Database),
+		Username:      env.pg.User, Password: env.pg.Password, AllowedRoles: []string{"e2e-readonly"},
+	}); err != nil {
+		return err
+	}
+	role := vault.PostgresReadOnlyRole("e2e-readonly", "widgets", "public", 10*time.Minute, time.Hour)
+	role.Mount = "database"
+	return env.broker.EnsureDatabaseRole(ctx, role)
 }

@@ -77,21 +77,25 @@ type Bound struct {
 // ActionType is a registered tool an agent may propose. Anything not in the
 // catalog is denied.
 type ActionType struct {
-	Name          string            `json:"name"`
-	Description   string            `json:"description,omitempty"`
-	Image         string            `json:"image"`
-	Command       []string          `json:"command"`
-	ParamsSchema  json.RawMessage   `json:"params_schema,omitempty"`
-	Class         Class             `json:"class"`
-	Risk          Risk              `json:"risk"`
-	VaultPolicies []string          `json:"vault_policies,omitempty"`
-	Egress        []EgressRule      `json:"egress,omitempty"`
-	Resources     Resources         `json:"resources,omitempty"`
-	Deadline      Duration          `json:"deadline,omitempty"` // Default: 5m
-	Rollback      string            `json:"rollback,omitempty"`
-	MaxPhase      Phase             `json:"max_phase,omitempty"`
-	Bounds        map[string]Bound  `json:"bounds,omitempty"`
-	Env           map[string]string `json:"env,omitempty"`
+	Name          string          `json:"name"`
+	Description   string          `json:"description,omitempty"`
+	Image         string          `json:"image"`
+	Command       []string        `json:"command"`
+	ParamsSchema  json.RawMessage `json:"params_schema,omitempty"`
+	Class         Class           `json:"class"`
+	Risk          Risk            `json:"risk"`
+	VaultPolicies []string        `json:"vault_policies,omitempty"`
+	// VaultDBRole, "<mount>/<role>" of Vault's database engine, gives the
+	// action dynamic database credentials (DB_USERNAME, DB_PASSWORD), read
+	// with the action's own token and revoked with it.
+	VaultDBRole string            `json:"vault_db_role,omitempty"`
+	Egress      []EgressRule      `json:"egress,omitempty"`
+	Resources   Resources         `json:"resources,omitempty"`
+	Deadline    Duration          `json:"deadline,omitempty"` // Default: 5m
+	Rollback    string            `json:"rollback,omitempty"`
+	MaxPhase    Phase             `json:"max_phase,omitempty"`
+	Bounds      map[string]Bound  `json:"bounds,omitempty"`
+	Env         map[string]string `json:"env,omitempty"`
 	// PodAnnotations are copied onto the Job's Pod; the dev catalog uses them
 	// to tell the kwok simulator what the action "prints".
 	PodAnnotations map[string]string `json:"pod_annotations,omitempty"`
@@ -252,6 +256,11 @@ func validateAction(probs *Problems, at string, a *ActionType) {
 	if len(a.VaultPolicies) == 0 {
 		// Every action runs with its own leased credential: deny by default.
 		probs.add("%s.vault_policies: at least one Vault policy is required", at)
+	}
+	if a.VaultDBRole != "" {
+		if m, r, ok := strings.Cut(a.VaultDBRole, "/"); !ok || m == "" || r == "" || strings.Contains(r, "/") {
+			probs.add("%s.vault_db_role: want <mount>/<role>, got %q", at, a.VaultDBRole)
+		}
 	}
 	if a.MaxPhase != "" && !a.MaxPhase.Valid() {
 		probs.add("%s.max_phase: unknown phase %q", at, a.MaxPhase)

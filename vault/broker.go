@@ -7,6 +7,7 @@ package vault
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -89,6 +90,9 @@ type Lease struct {
 	Accessor string        `json:"accessor"`
 	TTL      time.Duration `json:"ttl"`
 	Policies []string      `json:"policies"`
+	// MaxTTL is the token's explicit max TTL (set by Lookup), the bound
+	// renewal can never pass.
+	MaxTTL time.Duration `json:"max_ttl,omitempty"`
 }
 
 // Credential is an issued token. Its value is hidden from fmt, slog and JSON
@@ -195,7 +199,13 @@ func (b *Broker) Lookup(ctx context.Context, accessor string) (Lease, error) {
 	}
 	ttl, _ := s.TokenTTL()
 	pols, _ := s.TokenPolicies()
-	return Lease{Accessor: accessor, TTL: ttl, Policies: pols}, nil
+	var maxTTL time.Duration
+	if n, ok := s.Data["explicit_max_ttl"].(json.Number); ok {
+		if v, err := n.Int64(); err == nil {
+			maxTTL = time.Duration(v) * time.Second
+		}
+	}
+	return Lease{Accessor: accessor, TTL: ttl, Policies: pols, MaxTTL: maxTTL}, nil
 }
 
 func isInvalidAccessor(err error) bool {

@@ -36,6 +36,11 @@ type Config struct {
 	VaultAddr         string // VAULT_ADDR
 	VaultToken        string // VAULT_TOKEN; never logged
 	VaultTokenRole    string // AIRLOCK_VAULT_TOKEN_ROLE. Default: airlock-action
+	// VaultAuth is how the worker logs in to Vault: VAULT_AUTH_METHOD
+	// token (default, VAULT_TOKEN), kubernetes (VAULT_AUTH_ROLE, the
+	// service-account token file) or approle (VAULT_ROLE_ID_FILE,
+	// VAULT_SECRET_ID_FILE); VAULT_AUTH_MOUNT overrides the mount.
+	VaultAuth vault.LoginConfig
 	JobVaultAddr      string // AIRLOCK_JOB_VAULT_ADDR: VAULT_ADDR inside Jobs. Default: VaultAddr
 	Kubeconfig        string // KUBECONFIG; empty means in-cluster config
 	CatalogPath       string // AIRLOCK_CATALOG
@@ -58,6 +63,11 @@ func FromEnv() Config {
 		VaultAddr:         os.Getenv("VAULT_ADDR"),
 		VaultToken:        os.Getenv("VAULT_TOKEN"),
 		VaultTokenRole:    os.Getenv("AIRLOCK_VAULT_TOKEN_ROLE"),
+		VaultAuth: vault.LoginConfig{
+			Method: vault.AuthMethod(os.Getenv("VAULT_AUTH_METHOD")), Mount: os.Getenv("VAULT_AUTH_MOUNT"),
+			Role: os.Getenv("VAULT_AUTH_ROLE"), JWTFile: os.Getenv("VAULT_JWT_FILE"),
+			RoleIDFile: os.Getenv("VAULT_ROLE_ID_FILE"), SecretIDFile: os.Getenv("VAULT_SECRET_ID_FILE"),
+		},
 		JobVaultAddr:      os.Getenv("AIRLOCK_JOB_VAULT_ADDR"),
 		Kubeconfig:        os.Getenv("KUBECONFIG"),
 		CatalogPath:       os.Getenv("AIRLOCK_CATALOG"),
@@ -126,17 +136,35 @@ func RestConfig(path string) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// NewActivities builds the activities' clients from the configuration.
-func NewActivities(cfg Config) (*activities.Activities, error) {
+// NewActivities builds the activities' clients from the configuration. The
+// returned close function ends the Vault session and agent tokens' renewal.
+func NewActivities(ctx context.Context, cfg Config) (*activities.Activities, func(), error) {
+	acts, err := newActivities(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.VaultAuth.Method == "" {
+		cfg.VaultAuth.Method = vault.AuthToken
+	}
+	sess, err := vault.Login(ctx, vault.Config{Address: cfg.VaultAddr, Token: cfg.VaultToken, TokenRole: cfg.VaultTokenRole}, cfg.VaultAuth)
+	if err != nil {
+		return nil, nil, err
+	}
+	agents, err := vault.NewAgentTokens(sess.Broker, vault.AgentConfig{RenewalTTL: 5 * time.Minute})
+	if err != nil {
+		sess.Close()
+		return nil, nil, err
+	}
+	acts.Broker, acts.Agents = sess.Broker, agents
+	return acts, func() { agents.Close(); sess.Close() }, nil
+}
+
+func newActivities(cfg Config) (*activities.Activities, error) {
 	cfg.defaults()
 	if cfg.CatalogPath == "" {
 		return nil, errors.New("no catalog: set AIRLOCK_CATALOG or --catalog")
 	}
 	cat, err := policy.LoadFile(cfg.CatalogPath)
-	if err != nil {
-		return nil, err
-	}
-	broker, err := vault.NewBroker(vault.Config{Address: cfg.VaultAddr, Token: cfg.VaultToken, TokenRole: cfg.VaultTokenRole})
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +176,7 @@ func NewActivities(cfg Config) (*activities.Activities, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return &activities.Activities{Catalog: cat, Broker: broker, Jobs: k8s.NewRunner(cs), JobVaultAddr: cfg.JobVaultAddr}, nil
+	return &activities.Activities{Catalog: cat, Jobs: k8s.NewRunner(cs), JobVaultAddr: cfg.JobVaultAddr}, nil
 }
 
 // New registers Airlock's workflows and activities on a worker. A nil
@@ -189,10 +217,11 @@ func Register(r registry, acts *activities.Activities, n Notifier) {
 func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
 	cfg.defaults()
 	logger := tel.Logger
-	acts, err := NewActivities(cfg)
+	acts, closeActs, err := NewActivities(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	defer closeActs()
 	acts.Metrics = tel.Metrics
 	cc := ClientConfig{Address: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger, Telemetry: tel}
 	if !cfg.PlainPayloads {

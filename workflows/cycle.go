@@ -321,7 +321,7 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r Acti
 		dctx = workflow.WithActivityOptions(dctx, releaseOptions)
 		in := activities.ReleaseInput{
 			Namespace: job.Namespace, JobName: job.Name,
-			LeaseAccessor: staged.LeaseAccessor, DeleteJob: ctx.Err() != nil,
+			LeaseAccessor: staged.LeaseAccessor, DBLeaseID: staged.DBLeaseID, DeleteJob: ctx.Err() != nil,
 		}
 		var out activities.ReleaseOutput
 		if err := workflow.ExecuteActivity(dctx, a.ReleaseAction, in).Get(dctx, &out); err != nil {
@@ -345,15 +345,18 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r Acti
 		r.Outcome, r.Error = OutcomeFailed, "stage: "+errorMessage(err)
 		return r
 	}
-	r.LeaseAccessor, r.LeaseTTL = staged.LeaseAccessor, staged.LeaseTTL
+	r.LeaseAccessor, r.LeaseTTL, r.DBLeaseID = staged.LeaseAccessor, staged.LeaseTTL, staged.DBLeaseID
 	c.record(ctx, AuditLease, idx(act.Index), "credential leased", map[string]any{
 		"accessor": staged.LeaseAccessor, "ttl": staged.LeaseTTL.String(), "policies": staged.LeasePolicies,
-		"job": staged.JobName, "secret": staged.SecretName,
+		"db_lease": staged.DBLeaseID, "job": staged.JobName, "secret": staged.SecretName,
 	})
 
 	var run activities.RunOutput
 	rctx := workflow.WithActivityOptions(ctx, runOptions(time.Duration(act.Deadline)))
-	if err := workflow.ExecuteActivity(rctx, a.RunJob, activities.RunInput{Namespace: job.Namespace, JobName: job.Name, ActionType: act.Type}).Get(ctx, &run); err != nil {
+	if err := workflow.ExecuteActivity(rctx, a.RunJob, activities.RunInput{
+		Namespace: job.Namespace, JobName: job.Name, ActionType: act.Type,
+		LeaseAccessor: staged.LeaseAccessor, DBLeaseID: staged.DBLeaseID,
+	}).Get(ctx, &run); err != nil {
 		r.Outcome, r.Error = OutcomeFailed, "run: "+errorMessage(err)
 		return r
 	}

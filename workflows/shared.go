@@ -110,6 +110,7 @@ type ActionResult struct {
 	Job           *JobRef                `json:"job,omitempty"`
 	LeaseAccessor string                 `json:"lease_accessor,omitempty"`
 	LeaseTTL      time.Duration          `json:"lease_ttl,omitempty"`
+	DBLeaseID     string                 `json:"db_lease_id,omitempty"`
 	ExitCode      int32                  `json:"exit_code,omitempty"`
 	Reason        string                 `json:"reason,omitempty"`
 	Output        string                 `json:"output,omitempty"`

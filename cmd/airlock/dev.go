@@ -55,10 +55,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		TemporalAddress: stack.TemporalAddress, VaultAddr: stack.VaultAddr, VaultToken: stack.VaultToken,
 		Kubeconfig: stack.Kubeconfig, CatalogPath: catPath,
 	}
-	acts, err := worker.NewActivities(cfg)
+	acts, closeActs, err := worker.NewActivities(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	defer closeActs()
 	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "airlock-dev", LogWriter: io.Discard})
 	if err != nil {
 		return err

@@ -17,12 +17,18 @@ import (
 // PolicyHCL is the development ACL policy written for a catalog policy name:
 // it can only read (or, for names ending in "-write", update) the KV paths
 // under secret/data/airlock/<name>/.
-func PolicyHCL(name string) string {
+// Actions with a vault_db_role also get read on "<mount>/creds/<role>".
+func PolicyHCL(name string, dbRoles []string) string {
 	caps := `["read"]`
 	if strings.HasSuffix(name, "-write") {
 		caps = `["read", "create", "update"]`
 	}
-	return fmt.Sprintf("path \"secret/data/airlock/%s/*\" {\n  capabilities = %s\n}\n", name, caps)
+	hcl := fmt.Sprintf("path \"secret/data/airlock/%s/*\" {\n  capabilities = %s\n}\n", name, caps)
+	for _, r := range dbRoles {
+		mount, role, _ := strings.Cut(r, "/")
+		hcl += fmt.Sprintf("path \"%s/creds/%s\" {\n  capabilities = [\"read\"]\n}\n", mount, role)
+	}
+	return hcl
 }
 
 // Prepare writes a dev policy for every Vault policy the catalog names, the
@@ -30,8 +36,14 @@ func PolicyHCL(name string) string {
 // namespace. It is idempotent.
 func Prepare(ctx context.Context, cat *policy.Catalog, broker *vault.Broker, jobs *k8s.Runner) error {
 	var names, read []string
+	dbRoles := map[string][]string{}
 	for _, a := range cat.Actions {
 		names = append(names, a.VaultPolicies...)
+		if a.VaultDBRole != "" {
+			for _, p := range a.VaultPolicies {
+				dbRoles[p] = append(dbRoles[p], a.VaultDBRole)
+			}
+		}
 		if a.Class == policy.ClassRead {
 			read = append(read, a.VaultPolicies...)
 		}
@@ -41,11 +53,14 @@ func Prepare(ctx context.Context, cat *policy.Catalog, broker *vault.Broker, job
 	slices.Sort(read)
 	read = slices.Compact(read)
 	for _, n := range names {
-		if err := broker.PutPolicy(ctx, n, PolicyHCL(n)); err != nil {
+		if err := broker.PutPolicy(ctx, n, PolicyHCL(n, dbRoles[n])); err != nil {
 			return err
 		}
 	}
 	if err := broker.EnsureRole(ctx, vault.RoleConfig{AllowedPolicies: names, ReadPolicies: read}); err != nil {
+		return err
+	}
+	if err := broker.EnsureAgentRole(ctx, vault.AgentRoleConfig{}); err != nil {
 		return err
 	}
 	for _, id := range cat.AgentIDs() {
