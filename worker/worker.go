@@ -40,14 +40,14 @@ type Config struct {
 	// token (default, VAULT_TOKEN), kubernetes (VAULT_AUTH_ROLE, the
 	// service-account token file) or approle (VAULT_ROLE_ID_FILE,
 	// VAULT_SECRET_ID_FILE); VAULT_AUTH_MOUNT overrides the mount.
-	VaultAuth vault.LoginConfig
-	JobVaultAddr      string // AIRLOCK_JOB_VAULT_ADDR: VAULT_ADDR inside Jobs. Default: VaultAddr
-	Kubeconfig        string // KUBECONFIG; empty means in-cluster config
-	CatalogPath       string // AIRLOCK_CATALOG
-	TaskQueue         string // Default: workflows.TaskQueue
-	SlackBotToken     string // SLACK_BOT_TOKEN; empty: log instead of posting. Never logged
-	SlackAPIURL       string // SLACK_API_URL. Default: Slack's
-	SlackChannel      string // AIRLOCK_SLACK_CHANNEL: default channel when an agent names none
+	VaultAuth     vault.LoginConfig
+	JobVaultAddr  string // AIRLOCK_JOB_VAULT_ADDR: VAULT_ADDR inside Jobs. Default: VaultAddr
+	Kubeconfig    string // KUBECONFIG; empty means in-cluster config
+	CatalogPath   string // AIRLOCK_CATALOG
+	TaskQueue     string // Default: workflows.TaskQueue
+	SlackBotToken string // SLACK_BOT_TOKEN; empty: log instead of posting. Never logged
+	SlackAPIURL   string // SLACK_API_URL. Default: Slack's
+	SlackChannel  string // AIRLOCK_SLACK_CHANNEL: default channel when an agent names none
 	// PlainPayloads turns the payload codec off (AIRLOCK_PLAIN_PAYLOADS=true).
 	// Default: payloads are encrypted with keys from Vault Transit.
 	PlainPayloads bool
@@ -68,15 +68,15 @@ func FromEnv() Config {
 			Role: os.Getenv("VAULT_AUTH_ROLE"), JWTFile: os.Getenv("VAULT_JWT_FILE"),
 			RoleIDFile: os.Getenv("VAULT_ROLE_ID_FILE"), SecretIDFile: os.Getenv("VAULT_SECRET_ID_FILE"),
 		},
-		JobVaultAddr:      os.Getenv("AIRLOCK_JOB_VAULT_ADDR"),
-		Kubeconfig:        os.Getenv("KUBECONFIG"),
-		CatalogPath:       os.Getenv("AIRLOCK_CATALOG"),
-		SlackBotToken:     os.Getenv("SLACK_BOT_TOKEN"),
-		SlackAPIURL:       os.Getenv("SLACK_API_URL"),
-		SlackChannel:      os.Getenv("AIRLOCK_SLACK_CHANNEL"),
-		PlainPayloads:     os.Getenv("AIRLOCK_PLAIN_PAYLOADS") == "true",
-		Codec:             CodecFromEnv(),
-		MetricsAddr:       os.Getenv("AIRLOCK_METRICS_ADDR"),
+		JobVaultAddr:  os.Getenv("AIRLOCK_JOB_VAULT_ADDR"),
+		Kubeconfig:    os.Getenv("KUBECONFIG"),
+		CatalogPath:   os.Getenv("AIRLOCK_CATALOG"),
+		SlackBotToken: os.Getenv("SLACK_BOT_TOKEN"),
+		SlackAPIURL:   os.Getenv("SLACK_API_URL"),
+		SlackChannel:  os.Getenv("AIRLOCK_SLACK_CHANNEL"),
+		PlainPayloads: os.Getenv("AIRLOCK_PLAIN_PAYLOADS") == "true",
+		Codec:         CodecFromEnv(),
+		MetricsAddr:   os.Getenv("AIRLOCK_METRICS_ADDR"),
 	}
 }
 
