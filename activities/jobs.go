@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/activity"
 
 	"github.com/airlockhq/airlock/k8s"
@@ -88,6 +90,19 @@ func JobSpec(in StageInput, jobVaultAddr string) k8s.Spec {
 	}
 }
 
+// annotateSpan labels the activity's span so traces can be searched by
+// agent, cycle, action and phase.
+func annotateSpan(ctx context.Context, in StageInput) {
+	trace.SpanFromContext(ctx).SetAttributes(
+		attribute.String("airlock.agent", in.AgentID),
+		attribute.String("airlock.cycle", in.WorkflowID),
+		attribute.Int("airlock.action.index", in.Action.Index),
+		attribute.String("airlock.action.type", in.Action.Type),
+		attribute.String("airlock.phase", string(in.Action.Decision.Phase)),
+		attribute.String("airlock.mode", string(in.Action.Decision.Mode)),
+	)
+}
+
 func secretEnv(a policy.RenderedAction) []string {
 	if a.VaultDBRole != "" {
 		return []string{tokenEnv, dbUserEnv, dbPasswordEnv}
@@ -110,6 +125,7 @@ func (a *Activities) issueToken(ctx context.Context, agentID string, req vault.T
 // lease instead of leasing a second token.
 func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutput, error) {
 	log := activity.GetLogger(ctx)
+	annotateSpan(ctx, in)
 	if in.TraceParent == "" {
 		// The Job continues this activity's trace (TRACEPARENT + annotation).
 		in.TraceParent = telemetry.TraceParent(ctx)
@@ -222,6 +238,11 @@ type RunOutput struct {
 // RunJob starts a staged Job and waits for it to finish, heartbeating so a
 // lost worker is noticed and a cancelled workflow reaches it.
 func (a *Activities) RunJob(ctx context.Context, in RunInput) (RunOutput, error) {
+	trace.SpanFromContext(ctx).SetAttributes(
+		attribute.String("airlock.job", in.Namespace+"/"+in.JobName),
+		attribute.String("airlock.action.type", in.ActionType),
+		attribute.String("airlock.lease.accessor", in.LeaseAccessor),
+	)
 	if err := a.Jobs.Start(ctx, in.Namespace, in.JobName); err != nil {
 		return RunOutput{}, err
 	}
@@ -327,6 +348,7 @@ type DryRunOutput struct {
 // Job of a shadow-mode action, without creating anything or leasing
 // credentials.
 func (a *Activities) DryRunAction(ctx context.Context, in StageInput) (DryRunOutput, error) {
+	annotateSpan(ctx, in)
 	if in.TraceParent == "" {
 		in.TraceParent = telemetry.TraceParent(ctx)
 	}

@@ -358,7 +358,7 @@ func TestWorkerMayDoEverythingItsCodeDoesInAnAgentNamespace(t *testing.T) {
 	}
 }
 
-func TestWorkerIsDeniedOutsideItsJob(t *testing.T) {
+func TestInvariant8WorkerIsDeniedOutsideItsJob(t *testing.T) {
 	c := setup(t)
 	const rbacGroup = "rbac.authorization.k8s.io"
 	tests := []struct {
@@ -472,7 +472,7 @@ func TestBootstrapRoleCanOnlyPrepareAgentNamespaces(t *testing.T) {
 // namespace and in a namespace it has no binding in: the difference, i.e.
 // everything the RoleBinding adds, must be workerNeeds and nothing else.
 // A rule added to the ClusterRole without a caller fails here.
-func TestWorkerRightsAreExactlyWhatItsCodeUses(t *testing.T) {
+func TestInvariant8WorkerRightsAreExactlyWhatItsCodeUses(t *testing.T) {
 	c := setup(t)
 	inAgentNS := rulesOf(t, c.worker, agentNS)
 	inOtherNS := rulesOf(t, c.worker, otherNS)

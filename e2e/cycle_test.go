@@ -45,25 +45,21 @@ type leaseSeen struct {
 }
 
 // watchLease waits for the action's Secret to appear and reads the live
-// token from it: what the Job's container would get.
+// token from it (what the Job's container would get) and its lease.
 func watchLease(ctx context.Context, t *testing.T, ns, jobName string) <-chan leaseSeen {
 	out := make(chan leaseSeen, 1)
 	go func() {
 		defer close(out)
-		for ctx.Err() == nil {
-			s, err := env.kube.CoreV1().Secrets(ns).Get(ctx, k8s.SecretName(jobName), metav1.GetOptions{})
-			if err == nil {
-				acc := s.Annotations[activities.AnnotationLeaseAccessor]
-				l, lerr := env.broker.Lookup(ctx, acc)
-				if lerr != nil {
-					t.Errorf("lookup live lease %s: %v", acc, lerr)
-					return
-				}
-				out <- leaseSeen{accessor: acc, token: string(s.Data["VAULT_TOKEN"]), policies: l.Policies, ttl: l.TTL, maxTTL: l.MaxTTL}
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
+		seen, ok := <-watchSecret(ctx, ns, jobName)
+		if !ok {
+			return
 		}
+		l, err := env.broker.Lookup(ctx, seen.accessor)
+		if err != nil {
+			t.Errorf("lookup live lease %s: %v", seen.accessor, err)
+			return
+		}
+		out <- leaseSeen{accessor: seen.accessor, token: seen.token, policies: l.Policies, ttl: l.TTL, maxTTL: l.MaxTTL}
 	}()
 	return out
 }

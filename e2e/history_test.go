@@ -27,40 +27,45 @@ func rawHistory(ctx context.Context, t *testing.T, wfID string) *historypb.Histo
 	return h
 }
 
+// walkPayloads calls fn on every payload in m, skipping fields skip names.
+func walkPayloads(m protoreflect.Message, skip func(field string) bool, fn func(*commonpb.Payload)) {
+	if p, ok := m.Interface().(*commonpb.Payload); ok {
+		fn(p)
+		return
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case skip(string(fd.Name())):
+		case fd.IsList() && fd.Message() != nil:
+			for i := 0; i < v.List().Len(); i++ {
+				walkPayloads(v.List().Get(i).Message(), skip, fn)
+			}
+		case fd.IsMap() && fd.MapValue().Message() != nil:
+			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+				walkPayloads(mv.Message(), skip, fn)
+				return true
+			})
+		case fd.Message() != nil && !fd.IsList() && !fd.IsMap():
+			walkPayloads(v.Message(), skip, fn)
+		}
+		return true
+	})
+}
+
 // decodedHistory returns a copy of h with every encrypted payload decrypted
 // through the codec, as an authorised operator (or the codec server) sees it.
 func decodedHistory(t *testing.T, h *historypb.History) *historypb.History {
 	t.Helper()
 	out := proto.Clone(h).(*historypb.History)
-	var visit func(m protoreflect.Message)
-	visit = func(m protoreflect.Message) {
-		if p, ok := m.Interface().(*commonpb.Payload); ok {
-			if codec.IsEncrypted(p) {
-				dec, err := env.codec.Decode([]*commonpb.Payload{p})
-				require.NoError(t, err)
-				proto.Reset(p)
-				proto.Merge(p, dec[0])
-			}
+	walkPayloads(out.ProtoReflect(), func(string) bool { return false }, func(p *commonpb.Payload) {
+		if !codec.IsEncrypted(p) {
 			return
 		}
-		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			switch {
-			case fd.IsList() && fd.Message() != nil:
-				for i := 0; i < v.List().Len(); i++ {
-					visit(v.List().Get(i).Message())
-				}
-			case fd.IsMap() && fd.MapValue().Message() != nil:
-				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-					visit(mv.Message())
-					return true
-				})
-			case fd.Message() != nil && !fd.IsList() && !fd.IsMap():
-				visit(v.Message())
-			}
-			return true
-		})
-	}
-	visit(out.ProtoReflect())
+		dec, err := env.codec.Decode([]*commonpb.Payload{p})
+		require.NoError(t, err)
+		proto.Reset(p)
+		proto.Merge(p, dec[0])
+	})
 	return out
 }
 
@@ -68,33 +73,12 @@ func decodedHistory(t *testing.T, h *historypb.History) *historypb.History {
 // Search attributes (plain by design, for the UI's queries) and the tracing
 // header (a W3C trace context) are not data and are left out.
 func countPayloads(h *historypb.History) (total, encrypted int) {
-	var visit func(m protoreflect.Message)
-	visit = func(m protoreflect.Message) {
-		if p, ok := m.Interface().(*commonpb.Payload); ok {
-			total++
-			if codec.IsEncrypted(p) {
-				encrypted++
-			}
-			return
+	notData := func(field string) bool { return field == "search_attributes" || field == "header" }
+	walkPayloads(h.ProtoReflect(), notData, func(p *commonpb.Payload) {
+		total++
+		if codec.IsEncrypted(p) {
+			encrypted++
 		}
-		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			switch name := string(fd.Name()); {
-			case name == "search_attributes" || name == "header":
-			case fd.IsList() && fd.Message() != nil:
-				for i := 0; i < v.List().Len(); i++ {
-					visit(v.List().Get(i).Message())
-				}
-			case fd.IsMap() && fd.MapValue().Message() != nil:
-				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-					visit(mv.Message())
-					return true
-				})
-			case fd.Message() != nil && !fd.IsList() && !fd.IsMap():
-				visit(v.Message())
-			}
-			return true
-		})
-	}
-	visit(h.ProtoReflect())
+	})
 	return total, encrypted
 }

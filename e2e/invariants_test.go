@@ -98,9 +98,9 @@ func TestInvariant2FailClosedNoPolicyNoApproval(t *testing.T) {
 func TestInvariant3EveryLeaseIsRevokedWhateverTheOutcome(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	var accessors []string
+	var accessors, dbLeases []string
 	for i, acts := range [][]policy.Proposal{
-		{{Type: "echo", Params: map[string]any{"text": "ok"}}},
+		{{Type: "echo", Params: map[string]any{"text": "ok"}}, {Type: "db-report"}},
 		{{Type: "broken"}},
 		{{Type: "echo", Params: map[string]any{"text": "a"}}, {Type: "slow-write", Params: map[string]any{"target": "b"}}},
 	} {
@@ -109,6 +109,9 @@ func TestInvariant3EveryLeaseIsRevokedWhateverTheOutcome(t *testing.T) {
 		for _, a := range res.Actions {
 			if a.LeaseAccessor != "" {
 				accessors = append(accessors, a.LeaseAccessor)
+			}
+			if a.DBLeaseID != "" {
+				dbLeases = append(dbLeases, a.DBLeaseID)
 			}
 		}
 	}
@@ -131,10 +134,16 @@ func TestInvariant3EveryLeaseIsRevokedWhateverTheOutcome(t *testing.T) {
 		return k8serrors.IsNotFound(err) && len(podsOf(ctx, t, ns, jobName)) == 0
 	}, 30*time.Second, 100*time.Millisecond, "cancellation deletes the Job and its Pods")
 
-	require.GreaterOrEqual(t, len(accessors), 5)
+	require.GreaterOrEqual(t, len(accessors), 6)
 	for _, acc := range accessors {
 		_, err := env.broker.Lookup(ctx, acc)
 		assert.ErrorIs(t, err, vault.ErrNotFound, "lease %s still valid", acc)
+	}
+	require.Len(t, dbLeases, 1)
+	for _, id := range dbLeases {
+		valid, err := env.broker.LeaseValid(ctx, id)
+		require.NoError(t, err)
+		assert.False(t, valid, "dynamic database lease %s still valid", id)
 	}
 }
 

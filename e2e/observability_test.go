@@ -36,8 +36,19 @@ func TestOneTraceFromStarterThroughEveryActivityIntoThePod(t *testing.T) {
 
 	names := map[string]bool{}
 	for _, s := range env.spans.GetSpans() {
-		if s.SpanContext.TraceID() == traceID {
-			names[s.Name] = true
+		if s.SpanContext.TraceID() != traceID {
+			continue
+		}
+		names[s.Name] = true
+		if s.Name == "RunActivity:StageAction" {
+			attrs := map[string]string{}
+			for _, kv := range s.Attributes {
+				attrs[string(kv.Key)] = kv.Value.Emit()
+			}
+			assert.Equal(t, "e2e", attrs["airlock.agent"], "activity spans carry the agent")
+			assert.Equal(t, res.WorkflowID, attrs["airlock.cycle"])
+			assert.Equal(t, "autonomous", attrs["airlock.phase"])
+			assert.Contains(t, []string{"0", "1"}, attrs["airlock.action.index"])
 		}
 	}
 	for _, want := range []string{
