@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/log"
 
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
@@ -90,6 +91,16 @@ func JobSpec(in StageInput, jobVaultAddr string) k8s.Spec {
 	}
 }
 
+// actionLogger is the activity's logger (workflow and run ids, activity)
+// with the agent, cycle, action and trace ids added.
+func actionLogger(ctx context.Context, agent, cycle string, action int) log.Logger {
+	l := log.With(activity.GetLogger(ctx), "agent", agent, "cycle", cycle, "action", action)
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		l = log.With(l, "trace_id", sc.TraceID().String(), "span_id", sc.SpanID().String())
+	}
+	return l
+}
+
 // annotateSpan labels the activity's span so traces can be searched by
 // agent, cycle, action and phase.
 func annotateSpan(ctx context.Context, in StageInput) {
@@ -124,7 +135,7 @@ func (a *Activities) issueToken(ctx context.Context, agentID string, req vault.T
 // NetworkPolicy. It is idempotent: a retry finds the Secret and reuses its
 // lease instead of leasing a second token.
 func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutput, error) {
-	log := activity.GetLogger(ctx)
+	log := actionLogger(ctx, in.AgentID, in.WorkflowID, in.Action.Index)
 	annotateSpan(ctx, in)
 	if in.TraceParent == "" {
 		// The Job continues this activity's trace (TRACEPARENT + annotation).

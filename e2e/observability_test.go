@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -147,4 +148,26 @@ func TestPrometheusEndpointCountsCyclesActionsAndLeases(t *testing.T) {
 	assert.Equal(t, 3.0, delta("airlock_leases_revoked_total", map[string]string{"kind": "token"}))
 	assert.Equal(t, 3.0, delta("airlock_job_duration_seconds", nil))
 	assert.Positive(t, sample(after, "temporal_request_total", nil)+sample(after, "temporal_workflow_completed_total", nil), "the Temporal SDK's own metrics are there too")
+}
+
+func TestWorkerLogsCarryAgentCycleActionAndTraceIDs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ctx, span := env.tel.Tracer().Start(ctx, "agent proposes cycle")
+	res, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "logged"}}}})
+	span.End()
+	require.NoError(t, err)
+	var line map[string]any
+	for _, l := range strings.Split(env.logs.String(), "\n") {
+		if strings.Contains(l, `"leased credentials"`) && strings.Contains(l, res.WorkflowID) {
+			require.NoError(t, json.Unmarshal([]byte(l), &line))
+		}
+	}
+	require.NotNil(t, line, "the worker logged the lease as JSON")
+	assert.Equal(t, "e2e", line["agent"])
+	assert.Equal(t, res.WorkflowID, line["cycle"])
+	assert.Equal(t, res.WorkflowID, line["WorkflowID"])
+	assert.NotEmpty(t, line["RunID"])
+	assert.Equal(t, span.SpanContext().TraceID().String(), line["trace_id"])
+	assert.Equal(t, res.Actions[0].LeaseAccessor, line["accessor"])
 }
