@@ -131,7 +131,8 @@ func runCycle(ctx workflow.Context, req CycleRequest, m CycleMetrics) (CycleResu
 	}
 	c.upsertSearchAttributes(ctx, "running")
 
-	c.res.Outcome = OutcomeSucceeded
+	// The outcome stays empty ("running" to the status query) until the end.
+	outcome := OutcomeSucceeded
 	stop := false
 	for _, act := range plan.Actions {
 		if stop {
@@ -143,16 +144,17 @@ func runCycle(ctx workflow.Context, req CycleRequest, m CycleMetrics) (CycleResu
 		c.res.Actions = append(c.res.Actions, r)
 		switch r.Outcome {
 		case OutcomeFailed:
-			c.res.Outcome, stop = OutcomeFailed, true
+			outcome, stop = OutcomeFailed, true
 		case OutcomeDenied:
-			c.res.Outcome, stop = OutcomeDenied, true
+			outcome, stop = OutcomeDenied, true
 		}
 		if ctx.Err() != nil {
 			c.finish(ctx, "canceled")
 			return c.res, temporal.NewCanceledError()
 		}
 	}
-	c.finish(ctx, string(c.res.Outcome))
+	c.res.Outcome = outcome
+	c.finish(ctx, string(outcome))
 	return c.res, nil
 }
 

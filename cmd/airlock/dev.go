@@ -137,7 +137,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	say("advisory: the write waits for a human — cycle %s", run.WorkflowID)
+	say("advisory: the read runs, then the write waits for a human — cycle %s", run.WorkflowID)
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if p, err := st.Pending(ctx, run.WorkflowID); err == nil && len(p) > 0 {
+			say("  waiting: action %d (%s), %s", p[0].Action.Index, p[0].Action.Type, p[0].Action.Decision.Rule)
+			break
+		}
+	}
 	say("  approve it:  go run ./cmd/airlock approve %s --approver U0APPROVER1   (with the exports above)", run.WorkflowID)
 	say("  or deny it:  go run ./cmd/airlock deny %s --approver U0APPROVER2", run.WorkflowID)
 	say("  what waits:  go run ./cmd/airlock cycle pending")
