@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -115,10 +118,11 @@ func annotateSpan(ctx context.Context, in StageInput) {
 }
 
 func secretEnv(a policy.RenderedAction) []string {
+	env := []string{tokenEnv}
 	if a.VaultDBRole != "" {
-		return []string{tokenEnv, dbUserEnv, dbPasswordEnv}
+		env = append(env, dbUserEnv, dbPasswordEnv)
 	}
-	return []string{tokenEnv}
+	return append(env, slices.Sorted(maps.Keys(a.VaultKV))...)
 }
 
 // issueToken leases the action's token: a child of its agent's token when
@@ -193,14 +197,28 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 		}
 		data := map[string][]byte{tokenEnv: []byte(cred.Value())}
 		ann := map[string]string{AnnotationLeaseAccessor: cred.Accessor, AnnotationLeaseTTL: cred.TTL.String()}
-		if in.Action.VaultDBRole != "" {
-			// Read with the action's own token: its policy decides, and the
-			// lease dies with the token.
-			as, err := a.Broker.As(cred)
+		// Secrets are read with the action's own token: its policy decides
+		// what it may read, and leases die with the token.
+		as, err := a.Broker.As(cred)
+		if err != nil {
+			revoke()
+			return StageOutput{}, err
+		}
+		for _, env := range slices.Sorted(maps.Keys(in.Action.VaultKV)) {
+			path, key, _ := strings.Cut(in.Action.VaultKV[env], "#")
+			kv, err := as.ReadKV(ctx, path)
 			if err != nil {
 				revoke()
-				return StageOutput{}, err
+				return StageOutput{}, fmt.Errorf("read %s for %s: %w", path, env, err)
 			}
+			v, ok := kv.Get(key)
+			if !ok {
+				revoke()
+				return StageOutput{}, permanent(ErrTypeInvalidAction, fmt.Errorf("read %s for %s: no key %q", path, env, key))
+			}
+			data[env] = []byte(v)
+		}
+		if in.Action.VaultDBRole != "" {
 			db, err := as.DatabaseCredential(ctx, in.Action.VaultDBRole)
 			if err != nil {
 				a.Metrics.LeaseFailed(ctx, "database")

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -162,3 +163,47 @@ func TestInvariant3RevokingTheAgentRevokesEveryActionToken(t *testing.T) {
 }
 
 func fmtAny(v any) string { return strings.TrimSpace(strings.ReplaceAll(fmt.Sprint(v), "\n", " ")) }
+
+// KV secrets reach the Job only through its Secret, read with the action's
+// own token; the value is nowhere in history, audit or logs.
+func TestKVSecretReachesTheJobOnlyThroughItsSecret(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	value := fmt.Sprintf("pay-%d-s3cr3t", time.Now().UnixNano())
+	root, err := vaultapi.NewClient(&vaultapi.Config{Address: env.stack.VaultAddr})
+	require.NoError(t, err)
+	root.SetToken(env.stack.VaultToken)
+	_, err = root.KVv2("secret").Put(ctx, "airlock/airlock-e2e-read/payments-api", map[string]any{"token": value})
+	require.NoError(t, err)
+
+	req := workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "kv-read"}}}
+	wfID := workflows.CycleWorkflowID(req.AgentID, req.CycleID)
+	var apiToken string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			s, err := env.kube.CoreV1().Secrets(ns).Get(ctx, k8s.SecretName(k8s.JobName(wfID, 0)), metav1.GetOptions{})
+			if err == nil {
+				apiToken = string(s.Data["API_TOKEN"])
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	res, err := env.starter.RunCycle(ctx, req)
+	require.NoError(t, err)
+	<-done
+	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
+	assert.Equal(t, value, apiToken, "the Job's Secret held the KV value")
+	pod := podsOf(ctx, t, ns, res.Actions[0].Job.Name)[0]
+	var fromSecret bool
+	for _, e := range pod.Spec.Containers[0].Env {
+		if e.Name == "API_TOKEN" {
+			fromSecret = e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.Value == ""
+		}
+	}
+	assert.True(t, fromSecret, "the Pod gets it by reference, not in its spec")
+	assertAbsent(t, "decoded history", historyJSON(ctx, t, wfID), value)
+	assertAbsent(t, "worker logs", env.logs.String(), value)
+}

@@ -98,6 +98,18 @@ actions:
     pod_annotations:
       kwok.airlock.dev/result: '{"widgets":2}'
       kwok.airlock.dev/duration-ms: "3000"
+  - name: kv-read
+    image: docker.io/library/busybox` + digest + `
+    command: ["sh", "-c", "curl -H \"Authorization: Bearer $API_TOKEN\" https://api.internal/health"]
+    class: read
+    risk: low
+    vault_policies: [airlock-e2e-read]
+    vault_kv:
+      API_TOKEN: secret/airlock/airlock-e2e-read/payments-api#token
+    deadline: 1m
+    pod_annotations:
+      kwok.airlock.dev/result: 'healthy'
+      kwok.airlock.dev/duration-ms: "1500"
   - name: long-read
     image: docker.io/library/busybox` + digest + `
     command: ["sleep", "8"]
@@ -134,7 +146,7 @@ agents:
     owner: airlock-tests
     approvers: [U1, U2]
     namespace: airlock-e2e
-    actions: [echo, slow-write, broken, db-report, long-read]
+    actions: [echo, slow-write, broken, db-report, long-read, kv-read]
     phases: {read: autonomous, write: autonomous}
 `
 

@@ -88,14 +88,17 @@ type ActionType struct {
 	// VaultDBRole, "<mount>/<role>" of Vault's database engine, gives the
 	// action dynamic database credentials (DB_USERNAME, DB_PASSWORD), read
 	// with the action's own token and revoked with it.
-	VaultDBRole string            `json:"vault_db_role,omitempty"`
-	Egress      []EgressRule      `json:"egress,omitempty"`
-	Resources   Resources         `json:"resources,omitempty"`
-	Deadline    Duration          `json:"deadline,omitempty"` // Default: 5m
-	Rollback    string            `json:"rollback,omitempty"`
-	MaxPhase    Phase             `json:"max_phase,omitempty"`
-	Bounds      map[string]Bound  `json:"bounds,omitempty"`
-	Env         map[string]string `json:"env,omitempty"`
+	VaultDBRole string `json:"vault_db_role,omitempty"`
+	// VaultKV maps env var names to KV v2 values, "<mount>/<path>#<key>",
+	// read with the action's own token into the Job's Secret.
+	VaultKV   map[string]string `json:"vault_kv,omitempty"`
+	Egress    []EgressRule      `json:"egress,omitempty"`
+	Resources Resources         `json:"resources,omitempty"`
+	Deadline  Duration          `json:"deadline,omitempty"` // Default: 5m
+	Rollback  string            `json:"rollback,omitempty"`
+	MaxPhase  Phase             `json:"max_phase,omitempty"`
+	Bounds    map[string]Bound  `json:"bounds,omitempty"`
+	Env       map[string]string `json:"env,omitempty"`
 	// PodAnnotations are copied onto the Job's Pod; the dev catalog uses them
 	// to tell the kwok simulator what the action "prints".
 	PodAnnotations map[string]string `json:"pod_annotations,omitempty"`
@@ -162,6 +165,7 @@ var (
 	digestRef = regexp.MustCompile(`^[a-z0-9][a-z0-9._/:-]*@sha256:[a-f0-9]{64}$`)
 	dnsLabel  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 	idPattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$`)
+	envName   = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
 )
 
 // Parse validates catalog YAML (or JSON) and reports every problem it finds.
@@ -260,6 +264,16 @@ func validateAction(probs *Problems, at string, a *ActionType) {
 	if a.VaultDBRole != "" {
 		if m, r, ok := strings.Cut(a.VaultDBRole, "/"); !ok || m == "" || r == "" || strings.Contains(r, "/") {
 			probs.add("%s.vault_db_role: want <mount>/<role>, got %q", at, a.VaultDBRole)
+		}
+	}
+	for _, env := range sortedKeys(a.VaultKV) {
+		ref := a.VaultKV[env]
+		if !envName.MatchString(env) || env == "VAULT_TOKEN" || strings.HasPrefix(env, "DB_") {
+			probs.add("%s.vault_kv: %q is not a usable env var name", at, env)
+		}
+		path, key, ok := strings.Cut(ref, "#")
+		if !ok || key == "" || !strings.Contains(path, "/") {
+			probs.add("%s.vault_kv.%s: want <mount>/<path>#<key>, got %q", at, env, ref)
 		}
 	}
 	if a.MaxPhase != "" && !a.MaxPhase.Valid() {

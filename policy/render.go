@@ -34,6 +34,7 @@ type RenderedAction struct {
 	Env            map[string]string `json:"env,omitempty"`
 	VaultPolicies  []string          `json:"vault_policies,omitempty"`
 	VaultDBRole    string            `json:"vault_db_role,omitempty"`
+	VaultKV        map[string]string `json:"vault_kv,omitempty"`
 	Egress         []EgressRule      `json:"egress,omitempty"`
 	Resources      Resources         `json:"resources"`
 	Deadline       Duration          `json:"deadline"`
@@ -167,7 +168,7 @@ func render(a *ActionType, index int, prop Proposal, field string) (RenderedActi
 	return RenderedAction{
 		Index: index, Type: a.Name, Class: a.Class, Risk: a.Risk,
 		Image: a.Image, Command: cmd, Env: maps.Clone(a.Env),
-		VaultPolicies: slices.Clone(a.VaultPolicies), VaultDBRole: a.VaultDBRole, Egress: slices.Clone(a.Egress),
+		VaultPolicies: slices.Clone(a.VaultPolicies), VaultDBRole: a.VaultDBRole, VaultKV: maps.Clone(a.VaultKV), Egress: slices.Clone(a.Egress),
 		Resources: a.Resources, Deadline: a.Deadline, PodAnnotations: maps.Clone(a.PodAnnotations),
 		Params: norm, Rationale: prop.Rationale,
 	}, nil
