@@ -52,6 +52,24 @@ type Broker struct {
 
 // NewBroker connects to Vault. It does not contact the server.
 func NewBroker(cfg Config) (*Broker, error) {
+	c, err := newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	role, readRole := cfg.TokenRole, cfg.ReadTokenRole
+	if role == "" {
+		role = DefaultTokenRole
+	}
+	if readRole == "" {
+		readRole = DefaultReadTokenRole
+	}
+	return &Broker{client: c, role: role, readRole: readRole}, nil
+}
+
+// newClient builds a Vault client: defaults from the environment, 10s
+// request timeout, no client-side retries (the workflow retries, with
+// backoff, and records it).
+func newClient(cfg Config) (*api.Client, error) {
 	vc := api.DefaultConfig()
 	if vc.Error != nil {
 		return nil, fmt.Errorf("vault config: %w", vc.Error)
@@ -63,7 +81,7 @@ func NewBroker(cfg Config) (*Broker, error) {
 	if vc.Timeout == 0 {
 		vc.Timeout = 10 * time.Second
 	}
-	// Retries are the workflow's job: it retries with backoff and records it.
+	// Callers (the workflow, the SDK's workflow-task retries) retry.
 	vc.MaxRetries = 0
 	c, err := api.NewClient(vc)
 	if err != nil {
@@ -73,16 +91,9 @@ func NewBroker(cfg Config) (*Broker, error) {
 		c.SetToken(cfg.Token)
 	}
 	if c.Token() == "" {
-		return nil, errors.New("vault client: no token (set VAULT_TOKEN or --vault-token)")
+		return nil, errors.New("vault client: no token (set VAULT_TOKEN)")
 	}
-	role, readRole := cfg.TokenRole, cfg.ReadTokenRole
-	if role == "" {
-		role = DefaultTokenRole
-	}
-	if readRole == "" {
-		readRole = DefaultReadTokenRole
-	}
-	return &Broker{client: c, role: role, readRole: readRole}, nil
+	return c, nil
 }
 
 // Lease describes an issued credential without revealing it.

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/vault/api"
 )
@@ -69,35 +68,6 @@ func NewTransit(cfg Config, mount, key string) (*Transit, error) {
 		return nil, err
 	}
 	return &Transit{client: c, mount: mount, key: key}, nil
-}
-
-// newClient builds a Vault client the way NewBroker does: defaults from the
-// environment, 10s request timeout, no client-side retries.
-func newClient(cfg Config) (*api.Client, error) {
-	vc := api.DefaultConfig()
-	if vc.Error != nil {
-		return nil, fmt.Errorf("vault config: %w", vc.Error)
-	}
-	if cfg.Address != "" {
-		vc.Address = cfg.Address
-	}
-	vc.Timeout = cfg.Timeout
-	if vc.Timeout == 0 {
-		vc.Timeout = 10 * time.Second
-	}
-	// Callers (the workflow, the SDK's workflow-task retries) retry.
-	vc.MaxRetries = 0
-	c, err := api.NewClient(vc)
-	if err != nil {
-		return nil, fmt.Errorf("vault client: %w", err)
-	}
-	if cfg.Token != "" {
-		c.SetToken(cfg.Token)
-	}
-	if c.Token() == "" {
-		return nil, errors.New("vault client: no token (set VAULT_TOKEN)")
-	}
-	return c, nil
 }
 
 // KeyID names the Transit key as "<mount>/<key>", e.g. "transit/airlock-payloads".
