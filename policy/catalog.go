@@ -118,6 +118,12 @@ type Agent struct {
 	ApprovalTimeout Duration        `json:"approval_timeout,omitempty"` // Default: 15m
 	VetoWindow      Duration        `json:"veto_window,omitempty"`      // Default: 2m
 	SlackChannel    string          `json:"slack_channel,omitempty"`
+	// ReminderAfter re-posts a waiting approval in the agent's channel;
+	// EscalateAfter posts it to EscalationChannel. Both optional, both
+	// before approval_timeout.
+	ReminderAfter     Duration `json:"reminder_after,omitempty"`
+	EscalateAfter     Duration `json:"escalate_after,omitempty"`
+	EscalationChannel string   `json:"escalation_channel,omitempty"`
 }
 
 // Catalog is the loaded, validated set of action types and agents.
@@ -364,6 +370,15 @@ func validateAgent(probs *Problems, at string, ag *Agent, actions map[string]*Ac
 	}
 	if ag.ApprovalTimeout < 0 || ag.VetoWindow < 0 {
 		probs.add("%s: approval_timeout and veto_window must be positive", at)
+	}
+	if ag.ReminderAfter < 0 || ag.ReminderAfter >= ag.ApprovalTimeout && ag.ReminderAfter != 0 {
+		probs.add("%s.reminder_after: must be shorter than approval_timeout (%s)", at, time.Duration(ag.ApprovalTimeout))
+	}
+	if ag.EscalateAfter < 0 || ag.EscalateAfter >= ag.ApprovalTimeout && ag.EscalateAfter != 0 {
+		probs.add("%s.escalate_after: must be shorter than approval_timeout (%s)", at, time.Duration(ag.ApprovalTimeout))
+	}
+	if ag.EscalateAfter != 0 && ag.EscalationChannel == "" {
+		probs.add("%s.escalation_channel: required with escalate_after", at)
 	}
 }
 

@@ -236,3 +236,12 @@ func TestLoadFileMissing(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, strings.HasPrefix(err.Error(), "read catalog:"))
 }
+
+func TestReminderAndEscalationMustFitTheApprovalTimeout(t *testing.T) {
+	bad := strings.Replace(testCatalog, "    phases: {read: autonomous, write: autonomous}\n",
+		"    phases: {read: autonomous, write: autonomous}\n    approval_timeout: 10m\n    reminder_after: 10m\n    escalate_after: 5m\n", 1)
+	_, err := Parse("t.yaml", []byte(bad))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "agents[0] (bot).reminder_after: must be shorter than approval_timeout (10m0s)")
+	assert.Contains(t, err.Error(), "agents[0] (bot).escalation_channel: required with escalate_after")
+}

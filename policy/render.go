@@ -48,14 +48,17 @@ type RenderedAction struct {
 
 // Plan is a validated cycle: the agent's settings and every rendered action.
 type Plan struct {
-	AgentID         string           `json:"agent_id"`
-	Owner           string           `json:"owner"`
-	Namespace       string           `json:"namespace"`
-	Approvers       []string         `json:"approvers,omitempty"`
-	ApprovalTimeout Duration         `json:"approval_timeout"`
-	VetoWindow      Duration         `json:"veto_window"`
-	SlackChannel    string           `json:"slack_channel,omitempty"`
-	Actions         []RenderedAction `json:"actions"`
+	AgentID           string           `json:"agent_id"`
+	Owner             string           `json:"owner"`
+	Namespace         string           `json:"namespace"`
+	Approvers         []string         `json:"approvers,omitempty"`
+	ApprovalTimeout   Duration         `json:"approval_timeout"`
+	VetoWindow        Duration         `json:"veto_window"`
+	SlackChannel      string           `json:"slack_channel,omitempty"`
+	ReminderAfter     Duration         `json:"reminder_after,omitempty"`
+	EscalateAfter     Duration         `json:"escalate_after,omitempty"`
+	EscalationChannel string           `json:"escalation_channel,omitempty"`
+	Actions           []RenderedAction `json:"actions"`
 }
 
 // FieldError is one problem with a request, naming the field.
@@ -97,6 +100,7 @@ func (c *Catalog) Plan(agentID string, proposals []Proposal) (*Plan, error) {
 		AgentID: ag.ID, Owner: ag.Owner, Namespace: ag.Namespace,
 		Approvers: slices.Clone(ag.Approvers), ApprovalTimeout: ag.ApprovalTimeout,
 		VetoWindow: ag.VetoWindow, SlackChannel: ag.SlackChannel,
+		ReminderAfter: ag.ReminderAfter, EscalateAfter: ag.EscalateAfter, EscalationChannel: ag.EscalationChannel,
 	}
 	for i, prop := range proposals {
 		field := fmt.Sprintf("actions[%d]", i)

@@ -189,17 +189,28 @@ var noticeOptions = workflow.ActivityOptions{
 // notify posts a message about a gate. A failure to post is logged, never
 // fatal: the decision can still come from the CLI, and a timeout denies.
 func (c *cycle) notify(ctx workflow.Context, g *gate) MessageRef {
+	return c.notifyTo(ctx, g, c.plan.SlackChannel)
+}
+
+func (c *cycle) notifyTo(ctx workflow.Context, g *gate, channel string) MessageRef {
 	var ref MessageRef
 	actx := workflow.WithActivityOptions(ctx, noticeOptions)
-	n := Notice{Mode: g.notice, Channel: c.plan.SlackChannel, Pending: c.pendingFor(g)}
+	n := Notice{Mode: g.notice, Channel: channel, Pending: c.pendingFor(g)}
 	if err := workflow.ExecuteActivity(actx, ActivityPostApproval, n).Get(ctx, &ref); err != nil {
 		workflow.GetLogger(ctx).Warn("post approval message", "action", g.act.Index, "error", err)
 	}
 	return ref
 }
 
-// settle rewrites the gate's message with its final state.
-func (c *cycle) settle(ctx workflow.Context, g *gate, ref MessageRef, detail string) {
+// settle rewrites the gate's messages (first post, reminders, escalation)
+// with its final state.
+func (c *cycle) settle(ctx workflow.Context, g *gate, refs []MessageRef, detail string) {
+	for _, ref := range refs {
+		c.settleOne(ctx, g, ref, detail)
+	}
+}
+
+func (c *cycle) settleOne(ctx workflow.Context, g *gate, ref MessageRef, detail string) {
 	if ref.TS == "" {
 		return
 	}
@@ -218,10 +229,32 @@ func (c *cycle) settle(ctx workflow.Context, g *gate, ref MessageRef, detail str
 
 // await opens a gate for an action, posts its message and waits until the
 // gate closes or the window ends. It returns the gate's final status.
-func (c *cycle) await(ctx workflow.Context, act policy.RenderedAction, notice NoticeMode, needed int, window time.Duration) (*gate, MessageRef) {
+func (c *cycle) await(ctx workflow.Context, act policy.RenderedAction, notice NoticeMode, needed int, window time.Duration) (*gate, []MessageRef) {
 	g := &gate{act: act, notice: notice, needed: needed, status: statusWaiting, deadline: workflow.Now(ctx).Add(window)}
 	c.gates[act.Index] = g
-	ref := c.notify(ctx, g)
+	refs := []MessageRef{c.notify(ctx, g)}
+	if notice == NoticeApproval {
+		// Optional reminder, then escalation, while nobody has decided.
+		for _, n := range []struct {
+			after   time.Duration
+			channel string
+			what    string
+		}{
+			{time.Duration(c.plan.ReminderAfter), c.plan.SlackChannel, "reminder"},
+			{time.Duration(c.plan.EscalateAfter), c.plan.EscalationChannel, "escalation"},
+		} {
+			if n.after <= 0 || n.after >= window {
+				continue
+			}
+			workflow.Go(ctx, func(ctx workflow.Context) {
+				if done, err := workflow.AwaitWithTimeout(ctx, n.after, func() bool { return g.closed }); done || err != nil {
+					return
+				}
+				refs = append(refs, c.notifyTo(ctx, g, n.channel))
+				c.record(ctx, AuditPolicy, idx(act.Index), n.what+" sent: still no decision", map[string]any{"channel": n.channel})
+			})
+		}
+	}
 	closed, err := workflow.AwaitWithTimeout(ctx, window, func() bool { return g.closed })
 	if err != nil || !closed {
 		g.closed = true
@@ -234,5 +267,5 @@ func (c *cycle) await(ctx workflow.Context, act policy.RenderedAction, notice No
 			g.status = statusExpired // a timeout is a denial
 		}
 	}
-	return g, ref
+	return g, refs
 }

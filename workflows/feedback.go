@@ -63,7 +63,7 @@ func ShadowFeedback(ctx workflow.Context, in FeedbackRequest) (FeedbackResult, e
 	ref := c.notify(ctx, g)
 	_, _ = workflow.AwaitWithTimeout(ctx, in.Window, func() bool { return len(g.decisions) >= len(in.Approvers) })
 	g.closed = true
-	c.settle(ctx, g, ref, "")
+	c.settleOne(ctx, g, ref, "")
 	return FeedbackResult{CycleWorkflowID: in.CycleWorkflowID, Index: in.Action.Index, Decisions: g.decisions}, nil
 }
 

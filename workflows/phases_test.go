@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -298,4 +299,75 @@ func TestShadowFeedbackIsRecordedAndNeverRunsAnything(t *testing.T) {
 	require.Len(t, posted, 1)
 	assert.Equal(t, workflows.NoticeShadow, posted[0].Mode)
 	require.Len(t, settled, 1, "the message is updated once the window ends")
+}
+
+func TestApprovalReminderThenEscalationBeforeTheTimeout(t *testing.T) {
+	const cat = `
+actions:
+  - name: scale
+    image: busybox` + digest + `
+    command: ["scale"]
+    class: write
+    risk: medium
+    vault_policies: [rw]
+agents:
+  - id: slow
+    owner: team
+    approvers: [U1]
+    namespace: agents-slow
+    actions: [scale]
+    phases: {read: autonomous, write: advisory}
+    slack_channel: C-TEAM
+    approval_timeout: 30m
+    reminder_after: 10m
+    escalate_after: 20m
+    escalation_channel: C-ONCALL
+`
+	run := func(t *testing.T, approveAt time.Duration) ([]workflows.Notice, []time.Duration, []workflows.NoticeUpdate, workflows.CycleResult) {
+		c, err := policy.Parse("t.yaml", []byte(cat))
+		require.NoError(t, err)
+		s := &cycleSuite{acts: &activities.Activities{Catalog: c}}
+		s.env = s.NewTestWorkflowEnvironment()
+		s.env.RegisterWorkflowWithOptions(workflows.AgentCycle, workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
+		s.env.RegisterActivity(s.acts)
+		var posted []workflows.Notice
+		var at []time.Duration
+		start := s.env.Now()
+		s.env.RegisterActivityWithOptions(func(_ context.Context, n workflows.Notice) (workflows.MessageRef, error) {
+			posted = append(posted, n)
+			at = append(at, s.env.Now().Sub(start).Round(time.Minute))
+			return workflows.MessageRef{Channel: n.Channel, TS: fmt.Sprint(len(posted))}, nil
+		}, activity.RegisterOptions{Name: workflows.ActivityPostApproval})
+		var settled []workflows.NoticeUpdate
+		s.env.RegisterActivityWithOptions(func(_ context.Context, u workflows.NoticeUpdate) error {
+			settled = append(settled, u)
+			return nil
+		}, activity.RegisterOptions{Name: workflows.ActivityUpdateApproval})
+		s.env.OnActivity(s.acts.StageAction, mock.Anything, mock.Anything).Return(stageOK)
+		s.env.OnActivity(s.acts.RunJob, mock.Anything, mock.Anything).Return(activities.RunOutput{Succeeded: true}, nil)
+		s.env.OnActivity(s.acts.ReleaseAction, mock.Anything, mock.Anything).Return(activities.ReleaseOutput{}, nil)
+		if approveAt > 0 {
+			plan, err := c.Plan("slow", []policy.Proposal{{Type: "scale"}})
+			require.NoError(t, err)
+			var log decisionLog
+			s.decideAt(approveAt, &log, workflows.Decision{ActionIndex: 0, ActionHash: plan.Actions[0].Hash, Kind: workflows.DecisionApprove, Approver: "U1", Via: "cli"})
+		}
+		res := runCycle(t, s, request("slow", policy.Proposal{Type: "scale"}))
+		return posted, at, settled, res
+	}
+
+	t.Run("nobody answers: reminder, escalation, then denial", func(t *testing.T) {
+		posted, at, settled, res := run(t, 0)
+		require.Len(t, posted, 3)
+		assert.Equal(t, []string{"C-TEAM", "C-TEAM", "C-ONCALL"}, []string{posted[0].Channel, posted[1].Channel, posted[2].Channel})
+		assert.Equal(t, []time.Duration{0, 10 * time.Minute, 20 * time.Minute}, at)
+		assert.Equal(t, workflows.OutcomeDenied, res.Outcome)
+		assert.Len(t, settled, 3, "every posted message shows the outcome")
+	})
+	t.Run("approved after the reminder: no escalation", func(t *testing.T) {
+		posted, _, settled, res := run(t, 15*time.Minute)
+		assert.Len(t, posted, 2)
+		assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+		assert.Len(t, settled, 2)
+	})
 }
