@@ -1,6 +1,10 @@
 # Airlock — see README.md. `make dev` runs the whole stack locally;
 # `make test` is what CI runs (.ci/run).
 GO ?= go
+# The server cache lives under $HOME/.cache/airlock: make sure HOME is set
+# even in a bare CI environment.
+HOME ?= $(shell getent passwd $$(id -u) | cut -d: -f6)
+export HOME
 TEST_FLAGS ?= -race -count=1 -timeout 30m
 
 .PHONY: dev test tools build lint bench
