@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/log"
+	k8serrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
@@ -154,6 +155,10 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 		var conflict *k8s.JobConflictError
 		if errors.As(err, &conflict) {
 			return StageOutput{}, permanent(ErrTypeJobConflict, err)
+		}
+		if k8serrors.IsInvalid(err) {
+			// The apiserver refuses this Job as rendered: retrying cannot help.
+			return StageOutput{}, permanent(ErrTypeInvalidAction, err)
 		}
 		return StageOutput{}, err
 	}

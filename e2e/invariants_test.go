@@ -280,3 +280,17 @@ func TestInvariant5AgentNamespacesEnforceRestricted(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// An action the apiserver refuses as rendered fails at once, without a
+// lease, instead of retrying for half an hour.
+func TestInvariant2ARefusedJobFailsFastAndLeasesNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Retrying would outlast ctx (staging retries for up to 30 min).
+	res, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "greedy-write"}}})
+	require.NoError(t, err)
+	assert.Equal(t, workflows.OutcomeFailed, res.Outcome)
+	assert.Contains(t, res.Actions[0].Error, "not a valid annotation key!")
+	assert.Empty(t, res.Actions[0].LeaseAccessor, "nothing was leased")
+	assert.Empty(t, jobsOf(ctx, t, ns, res.WorkflowID))
+}

@@ -146,7 +146,7 @@ agents:
     owner: airlock-tests
     approvers: [U1, U2]
     namespace: airlock-e2e
-    actions: [echo, slow-write, broken, db-report, long-read, kv-read]
+    actions: [echo, slow-write, broken, db-report, long-read, kv-read, greedy-write]
     phases: {read: autonomous, write: autonomous}
 `
 
