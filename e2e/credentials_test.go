@@ -20,7 +20,10 @@ import (
 )
 
 // secretSeen is the credential material a Job's Secret held while it ran.
-type secretSeen struct{ token, dbUser, dbPassword, accessor, dbLease string }
+type secretSeen struct {
+	token, dbUser, dbPassword, accessor, dbLease string
+	data                                         map[string][]byte
+}
 
 func watchSecret(ctx context.Context, namespace, jobName string) <-chan secretSeen {
 	out := make(chan secretSeen, 1)
@@ -32,6 +35,7 @@ func watchSecret(ctx context.Context, namespace, jobName string) <-chan secretSe
 				out <- secretSeen{
 					token: string(s.Data["VAULT_TOKEN"]), dbUser: string(s.Data["DB_USERNAME"]), dbPassword: string(s.Data["DB_PASSWORD"]),
 					accessor: s.Annotations[activities.AnnotationLeaseAccessor], dbLease: s.Annotations[activities.AnnotationDBLease],
+					data: s.Data,
 				}
 				return
 			}
@@ -178,24 +182,12 @@ func TestKVSecretReachesTheJobOnlyThroughItsSecret(t *testing.T) {
 
 	req := workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "kv-read"}}}
 	wfID := workflows.CycleWorkflowID(req.AgentID, req.CycleID)
-	var apiToken string
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			s, err := env.kube.CoreV1().Secrets(ns).Get(ctx, k8s.SecretName(k8s.JobName(wfID, 0)), metav1.GetOptions{})
-			if err == nil {
-				apiToken = string(s.Data["API_TOKEN"])
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
+	seenCh := watchSecret(ctx, ns, k8s.JobName(wfID, 0))
 	res, err := env.starter.RunCycle(ctx, req)
 	require.NoError(t, err)
-	<-done
+	seen := <-seenCh
 	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
-	assert.Equal(t, value, apiToken, "the Job's Secret held the KV value")
+	assert.Equal(t, value, string(seen.data["API_TOKEN"]), "the Job's Secret held the KV value")
 	pod := podsOf(ctx, t, ns, res.Actions[0].Job.Name)[0]
 	var fromSecret bool
 	for _, e := range pod.Spec.Containers[0].Env {

@@ -190,52 +190,43 @@ func serviceAccountFor(namespace string) *corev1.ServiceAccount {
 func managedLabels() map[string]string { return map[string]string{LabelManagedBy: ManagedBy} }
 
 func (r *Runner) ensureQuota(ctx context.Context, want *corev1.ResourceQuota) error {
-	c := r.cs.CoreV1().ResourceQuotas(want.Namespace)
-	if _, err := c.Create(ctx, want, metav1.CreateOptions{}); err == nil || !k8serrors.IsAlreadyExists(err) {
-		return wrapErr(err, "create resource quota %s/%s", want.Namespace, want.Name)
-	}
-	return wrapErr(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		got, err := c.Get(ctx, want.Name, metav1.GetOptions{})
-		if err != nil || equality.Semantic.DeepEqual(got.Spec, want.Spec) {
-			return err
-		}
-		got.Spec = want.Spec
-		_, err = c.Update(ctx, got, metav1.UpdateOptions{})
-		return err
-	}), "update resource quota %s/%s", want.Namespace, want.Name)
+	return ensureSpec(ctx, r.cs.CoreV1().ResourceQuotas(want.Namespace), want,
+		func(q *corev1.ResourceQuota) *corev1.ResourceQuotaSpec { return &q.Spec }, "resource quota")
 }
 
 func (r *Runner) ensureLimitRange(ctx context.Context, want *corev1.LimitRange) error {
-	c := r.cs.CoreV1().LimitRanges(want.Namespace)
-	if _, err := c.Create(ctx, want, metav1.CreateOptions{}); err == nil || !k8serrors.IsAlreadyExists(err) {
-		return wrapErr(err, "create limit range %s/%s", want.Namespace, want.Name)
-	}
-	return wrapErr(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		got, err := c.Get(ctx, want.Name, metav1.GetOptions{})
-		if err != nil || equality.Semantic.DeepEqual(got.Spec, want.Spec) {
-			return err
-		}
-		got.Spec = want.Spec
-		_, err = c.Update(ctx, got, metav1.UpdateOptions{})
-		return err
-	}), "update limit range %s/%s", want.Namespace, want.Name)
+	return ensureSpec(ctx, r.cs.CoreV1().LimitRanges(want.Namespace), want,
+		func(l *corev1.LimitRange) *corev1.LimitRangeSpec { return &l.Spec }, "limit range")
 }
 
+// ensureDefaultDeny also repairs a loosened policy: the deny-all spec is put back.
 func (r *Runner) ensureDefaultDeny(ctx context.Context, want *networkingv1.NetworkPolicy) error {
-	c := r.cs.NetworkingV1().NetworkPolicies(want.Namespace)
+	return ensureSpec(ctx, r.cs.NetworkingV1().NetworkPolicies(want.Namespace), want,
+		func(n *networkingv1.NetworkPolicy) *networkingv1.NetworkPolicySpec { return &n.Spec }, "network policy")
+}
+
+// specClient is the part of a typed client ensureSpec needs.
+type specClient[T any] interface {
+	Create(context.Context, T, metav1.CreateOptions) (T, error)
+	Get(context.Context, string, metav1.GetOptions) (T, error)
+	Update(context.Context, T, metav1.UpdateOptions) (T, error)
+}
+
+// ensureSpec creates want, or, if it exists, puts want's spec back on it.
+func ensureSpec[T metav1.Object, S any](ctx context.Context, c specClient[T], want T, spec func(T) *S, what string) error {
+	ns, name := want.GetNamespace(), want.GetName()
 	if _, err := c.Create(ctx, want, metav1.CreateOptions{}); err == nil || !k8serrors.IsAlreadyExists(err) {
-		return wrapErr(err, "create network policy %s/%s", want.Namespace, want.Name)
+		return wrapErr(err, "create %s %s/%s", what, ns, name)
 	}
-	// Someone may have loosened it: put the deny-all spec back.
 	return wrapErr(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		got, err := c.Get(ctx, want.Name, metav1.GetOptions{})
-		if err != nil || equality.Semantic.DeepEqual(got.Spec, want.Spec) {
+		got, err := c.Get(ctx, name, metav1.GetOptions{})
+		if err != nil || equality.Semantic.DeepEqual(*spec(got), *spec(want)) {
 			return err
 		}
-		got.Spec = want.Spec
+		*spec(got) = *spec(want)
 		_, err = c.Update(ctx, got, metav1.UpdateOptions{})
 		return err
-	}), "update network policy %s/%s", want.Namespace, want.Name)
+	}), "update %s %s/%s", what, ns, name)
 }
 
 func (r *Runner) ensureServiceAccount(ctx context.Context, want *corev1.ServiceAccount) error {

@@ -193,17 +193,7 @@ func (a *AgentTokens) IssueActionToken(ctx context.Context, agentID string, req 
 		}
 		return Credential{}, classify("create action token", err)
 	}
-	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
-		return Credential{}, errors.New("create action token: empty response")
-	}
-	return Credential{
-		Lease: Lease{
-			Accessor: s.Auth.Accessor,
-			TTL:      time.Duration(s.Auth.LeaseDuration) * time.Second,
-			Policies: slices.Clone(s.Auth.TokenPolicies),
-		},
-		token: s.Auth.ClientToken,
-	}, nil
+	return credentialFrom(s, "create action token")
 }
 
 // RevokeAgent is the kill switch's Vault half: it revokes every agent token

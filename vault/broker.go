@@ -166,8 +166,13 @@ func (b *Broker) IssueToken(ctx context.Context, req TokenRequest) (Credential, 
 	if err != nil {
 		return Credential{}, classify("create token", err)
 	}
+	return credentialFrom(s, "create token")
+}
+
+// credentialFrom turns a token-create response into a Credential.
+func credentialFrom(s *api.Secret, op string) (Credential, error) {
 	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
-		return Credential{}, errors.New("create token: empty response")
+		return Credential{}, errors.New(op + ": empty response")
 	}
 	return Credential{
 		Lease: Lease{
