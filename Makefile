@@ -7,7 +7,7 @@ HOME ?= $(shell getent passwd $$(id -u) | cut -d: -f6)
 export HOME
 TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: dev test tools build lint bench
+.PHONY: dev test tools build lint bench chaos
 
 ## tools: build the real dev/test servers once (cached by the tools go.sum)
 tools:
@@ -21,14 +21,51 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^tools/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## test: servers, lint, unit + integration + end-to-end tests on the real stack
+## test: servers, lint, every fuzz target briefly, then unit + integration +
+## end-to-end + chaos tests on the real stack
+CI_FUZZTIME ?= 5s
 test: tools lint
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(CI_FUZZTIME)
 	$(GO) test $(TEST_FLAGS) ./...
 
 ## dev: the whole stack + worker + a sample agent cycle; Ctrl-C stops it
 dev: tools
 	$(GO) run ./cmd/airlock dev
 
-## bench: latency of a cycle vs. the same raw Vault + Kubernetes calls
+## chaos: the fault-injection suite at full size (CI runs it smaller in make test):
+## worker processes SIGKILLed at random while 120 cycles of every phase run,
+## 200 concurrent cycles on one worker, Temporal and apiserver restarts.
+## CHAOS_SEED=<n> replays a kill schedule.
+chaos: tools
+	CHAOS_CYCLES=$${CHAOS_CYCLES:-120} CHAOS_LOAD=$${CHAOS_LOAD:-200} $(GO) test -count=1 -timeout 60m -v ./chaos/
+
+## bench: latency of a cycle vs. the same raw Vault + Kubernetes calls, and
+## the scale benchmarks (concurrent cycles, shadow throughput, history size)
 bench: tools
-	$(GO) test -run '^$$' -bench . -benchtime 30x ./e2e/
+	$(GO) test -run '^$$' -bench 'CycleOverhead|ApprovalClick' -benchtime 30x ./e2e/
+	$(GO) test -run '^$$' -bench 'ConcurrentCycles|ShadowThroughput' -benchtime 1x ./e2e/
+	$(GO) test -count=1 -v -run TestHistorySizePerPhase ./e2e/
+
+## fuzz: every fuzz target for $(FUZZTIME) each, one after another.
+## FUZZFLAGS bounds the minimizing of each new input (go's default is 60s,
+## which would take a short run's whole budget).
+FUZZTIME ?= 10s
+FUZZFLAGS ?= -fuzzminimizetime 5s
+.PHONY: fuzz
+fuzz:
+	@echo "== fuzz FuzzHandler (./approval/) for $(FUZZTIME)"
+	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./approval/
+	@echo "== fuzz FuzzParseButtonValue (./approval/) for $(FUZZTIME)"
+	$(GO) test -run '^$$' -fuzz '^FuzzParseButtonValue$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./approval/
+	@echo "== fuzz FuzzParse (./policy/) for $(FUZZTIME)"
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./policy/
+	@echo "== fuzz FuzzPlanRender (./policy/) for $(FUZZTIME)"
+	$(GO) test -run '^$$' -fuzz '^FuzzPlanRender$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./policy/
+	@echo "== fuzz FuzzShippedCatalogShell (./policy/) for $(FUZZTIME)"
+	$(GO) test -run '^$$' -fuzz '^FuzzShippedCatalogShell$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./policy/
+	@echo "== fuzz FuzzCycleRequest (./workflows/) for $(FUZZTIME)"
+	$(GO) test -run '^$$' -fuzz '^FuzzCycleRequest$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./workflows/
+	@echo "== fuzz FuzzVerifyAudit (./workflows/) for $(FUZZTIME)"
+	$(GO) test -run '^$$' -fuzz '^FuzzVerifyAudit$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./workflows/
+	@echo "== fuzz FuzzAuditFile (./cmd/airlock/) for $(FUZZTIME)"
+	$(GO) test -run '^$$' -fuzz '^FuzzAuditFile$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./cmd/airlock/

@@ -28,11 +28,21 @@ type Activities struct {
 	Jobs   *k8s.Runner
 	// JobVaultAddr is the VAULT_ADDR an action's container uses to reach Vault.
 	JobVaultAddr string
-	// LeaseMargin is added to an action's deadline to give its token's TTL.
-	// Default: 2m.
+	// LeaseMargin is added to an action's deadline to give its token's
+	// explicit max TTL. Default: 2m.
 	LeaseMargin time.Duration
+	// LeaseFuse is the TTL a token is issued with until staging has recorded
+	// its accessor on the Job. Default: DefaultLeaseFuse.
+	LeaseFuse time.Duration
+	// ActionTokenTTL is what a recorded token is extended to, and renewed
+	// to while its Job runs; a token nobody renews dies this long after its
+	// last renewal. Default: DefaultActionTokenTTL.
+	ActionTokenTTL time.Duration
 	// Metrics records leases and Jobs. Nil records nothing.
 	Metrics *telemetry.Metrics
+	// Identity verifies that a cycle request was signed by the agent it
+	// names (VerifyRequest). Nil refuses every request: fail closed.
+	Identity IdentityVerifier
 }
 
 // Error types the workflow treats as permanent.
@@ -51,11 +61,23 @@ const (
 
 const defaultLeaseMargin = 2 * time.Minute
 
-func (a *Activities) leaseMargin() time.Duration {
-	if a.LeaseMargin > 0 {
-		return a.LeaseMargin
+// Defaults of the lease lifetimes.
+const (
+	DefaultLeaseFuse      = 10 * time.Second
+	DefaultActionTokenTTL = 5 * time.Minute
+)
+
+func (a *Activities) leaseMargin() time.Duration { return orDefault(a.LeaseMargin, defaultLeaseMargin) }
+func (a *Activities) leaseFuse() time.Duration   { return orDefault(a.LeaseFuse, DefaultLeaseFuse) }
+func (a *Activities) actionTokenTTL() time.Duration {
+	return orDefault(a.ActionTokenTTL, DefaultActionTokenTTL)
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
 	}
-	return defaultLeaseMargin
+	return def
 }
 
 // permanent marks errors that retrying cannot fix.

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/log"
+	batchv1 "k8s.io/api/batch/v1"
 	k8serrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/airlockhq/airlock/k8s"
@@ -137,9 +138,13 @@ func (a *Activities) issueToken(ctx context.Context, agentID string, req vault.T
 
 // StageAction prepares one action without starting it: the Job (suspended),
 // a Vault token leased for it and written into the Job's Secret, and the
-// NetworkPolicy. It is idempotent: a retry finds the Secret and reuses its
-// lease instead of leasing a second token.
+// NetworkPolicy. It is idempotent and crash-safe: the suspended Job is the
+// durable intent, the lease's accessor is recorded on it before anything
+// else happens, and a retry reuses a live recorded lease or revokes a dead
+// or half-staged one before leasing anew (see lease).
 func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutput, error) {
+	hb := startHeartbeat(ctx, "staging")
+	defer hb.stop()
 	log := actionLogger(ctx, in.AgentID, in.WorkflowID, in.Action.Index)
 	annotateSpan(ctx, in)
 	if in.TraceParent == "" {
@@ -162,90 +167,152 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 		}
 		return StageOutput{}, err
 	}
-	out := StageOutput{Namespace: job.Namespace, JobName: job.Name, SecretName: k8s.SecretName(job.Name)}
+	out := StageOutput{Namespace: job.Namespace, JobName: job.Name, SecretName: k8s.SecretName(job.Name), LeasePolicies: in.Action.VaultPolicies}
 
-	sec, err := a.Jobs.GetSecret(ctx, job.Namespace, out.SecretName)
+	reused, err := a.reuseLease(ctx, job, &out)
 	if err != nil {
 		return StageOutput{}, err
 	}
-	if sec != nil {
-		out.LeaseAccessor = sec.Annotations[AnnotationLeaseAccessor]
-		out.DBLeaseID = sec.Annotations[AnnotationDBLease]
-		out.LeaseTTL, _ = time.ParseDuration(sec.Annotations[AnnotationLeaseTTL])
-		out.LeasePolicies = in.Action.VaultPolicies
+	if reused {
 		log.Info("reusing lease from a previous attempt", "job", job.Name, "accessor", out.LeaseAccessor)
 	} else {
-		cred, err := a.issueToken(ctx, in.AgentID, vault.TokenRequest{
-			Policies:    in.Action.VaultPolicies,
-			TTL:         time.Duration(in.Action.Deadline) + a.leaseMargin(),
-			DisplayName: "airlock-" + in.AgentID,
-			// Read actions (all that ever runs in shadow) get the read-only role.
-			ReadOnly: in.Action.Class == policy.ClassRead || in.Action.Decision.Phase == policy.PhaseShadow,
-			Metadata: map[string]string{
-				"agent": in.AgentID, "workflow_id": in.WorkflowID,
-				"action_index": strconv.Itoa(in.Action.Index), "job": job.Name,
-			},
-		})
-		if err != nil {
-			a.Metrics.LeaseFailed(ctx, "token")
-			return StageOutput{}, fmt.Errorf("lease credentials: %w", err)
-		}
-		a.Metrics.LeaseIssued(ctx, "token")
-		// Nothing leased here may outlive a failure to hand it to the Job:
-		// revoking the token also revokes the leases it took.
-		revoke := func() {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			if rerr := a.Broker.Revoke(rctx, cred.Accessor); rerr != nil {
-				log.Warn("revoke unused token", "accessor", cred.Accessor, "error", rerr)
-			}
-		}
-		data := map[string][]byte{tokenEnv: []byte(cred.Value())}
-		ann := map[string]string{AnnotationLeaseAccessor: cred.Accessor, AnnotationLeaseTTL: cred.TTL.String()}
-		// Secrets are read with the action's own token: its policy decides
-		// what it may read, and leases die with the token.
-		as, err := a.Broker.As(cred)
-		if err != nil {
-			revoke()
+		if err := a.lease(ctx, in, job, &out); err != nil {
 			return StageOutput{}, err
 		}
-		for _, env := range slices.Sorted(maps.Keys(in.Action.VaultKV)) {
-			path, key, _ := strings.Cut(in.Action.VaultKV[env], "#")
-			kv, err := as.ReadKV(ctx, path)
-			if err != nil {
-				revoke()
-				return StageOutput{}, fmt.Errorf("read %s for %s: %w", path, env, err)
-			}
-			v, ok := kv.Get(key)
-			if !ok {
-				revoke()
-				return StageOutput{}, permanent(ErrTypeInvalidAction, fmt.Errorf("read %s for %s: no key %q", path, env, key))
-			}
-			data[env] = []byte(v)
-		}
-		if in.Action.VaultDBRole != "" {
-			db, err := as.DatabaseCredential(ctx, in.Action.VaultDBRole)
-			if err != nil {
-				a.Metrics.LeaseFailed(ctx, "database")
-				revoke()
-				return StageOutput{}, fmt.Errorf("lease database credentials: %w", err)
-			}
-			a.Metrics.LeaseIssued(ctx, "database")
-			data[dbUserEnv], data[dbPasswordEnv] = []byte(db.Username()), []byte(db.Password())
-			ann[AnnotationDBLease] = db.LeaseID
-			out.DBLeaseID = db.LeaseID
-		}
-		if _, err = a.Jobs.CreateSecret(ctx, job, data, ann); err != nil {
-			revoke()
-			return StageOutput{}, err
-		}
-		out.LeaseAccessor, out.LeaseTTL, out.LeasePolicies = cred.Accessor, cred.TTL, cred.Policies
-		log.Info("leased credentials", "job", job.Name, "accessor", cred.Accessor, "ttl", cred.TTL)
+		log.Info("leased credentials", "job", job.Name, "accessor", out.LeaseAccessor, "ttl", out.LeaseTTL)
 	}
 	if err := a.Jobs.CreateNetworkPolicy(ctx, job, spec.Egress); err != nil {
 		return StageOutput{}, err
 	}
 	return out, nil
+}
+
+// reuseLease looks for what an earlier attempt leased for this Job. A
+// complete Secret whose token is still valid is reused. Anything else an
+// attempt left — a Secret whose token is dead, an accessor recorded on the
+// Job whose Secret was never written — is revoked and removed, and the
+// caller leases anew.
+func (a *Activities) reuseLease(ctx context.Context, job *batchv1.Job, out *StageOutput) (bool, error) {
+	sec, err := a.Jobs.GetSecret(ctx, job.Namespace, out.SecretName)
+	if err != nil {
+		return false, err
+	}
+	if sec != nil && !k8s.OwnedBy(sec, job) {
+		// Not ours to reuse or delete: someone else's object has the name.
+		return false, permanent(ErrTypeJobConflict, fmt.Errorf("secret %s/%s exists and is not owned by job %s", sec.Namespace, sec.Name, job.Name))
+	}
+	if sec != nil {
+		if acc := sec.Annotations[AnnotationLeaseAccessor]; acc != "" {
+			if _, err := a.Broker.Lookup(ctx, acc); err == nil {
+				out.LeaseAccessor = acc
+				out.DBLeaseID = sec.Annotations[AnnotationDBLease]
+				out.LeaseTTL, _ = time.ParseDuration(sec.Annotations[AnnotationLeaseTTL])
+				return true, nil
+			} else if !errors.Is(err, vault.ErrNotFound) {
+				return false, fmt.Errorf("check recorded lease: %w", err)
+			}
+		}
+		// Its token died before it was extended: start over.
+		if err := a.Jobs.DeleteSecret(ctx, job.Namespace, job.Name, sec.UID); err != nil {
+			return false, err
+		}
+	}
+	if acc := job.Annotations[AnnotationLeaseAccessor]; acc != "" {
+		if err := a.Broker.Revoke(ctx, acc); err != nil {
+			return false, fmt.Errorf("revoke an earlier attempt's lease: %w", err)
+		}
+		a.Metrics.LeaseRevoked(ctx, "token")
+	}
+	return false, nil
+}
+
+// lease issues the action's token and writes it, with any KV values and
+// dynamic database credentials read with it, into the Job's Secret. The
+// token is issued on a short fuse (LeaseFuse) and extended to its working
+// TTL only once its accessor is recorded on the Job, so a worker killed at
+// any point leaves either a recorded lease (a retry or ReleaseAction revokes
+// it) or one that dies within the fuse. On any error the token is revoked
+// (and with it every lease it took) before returning.
+func (a *Activities) lease(ctx context.Context, in StageInput, job *batchv1.Job, out *StageOutput) (err error) {
+	cred, err := a.issueToken(ctx, in.AgentID, vault.TokenRequest{
+		Policies:    in.Action.VaultPolicies,
+		TTL:         time.Duration(in.Action.Deadline) + a.leaseMargin(),
+		InitialTTL:  a.leaseFuse(),
+		DisplayName: "airlock-" + in.AgentID,
+		// Read actions (all that ever runs in shadow) get the read-only role.
+		ReadOnly: in.Action.Class == policy.ClassRead || in.Action.Decision.Phase == policy.PhaseShadow,
+		Metadata: map[string]string{
+			"agent": in.AgentID, "workflow_id": in.WorkflowID,
+			"action_index": strconv.Itoa(in.Action.Index), "job": job.Name,
+		},
+	})
+	if err != nil {
+		a.Metrics.LeaseFailed(ctx, "token")
+		return fmt.Errorf("lease credentials: %w", err)
+	}
+	a.Metrics.LeaseIssued(ctx, "token")
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Nothing leased here may outlive a failure to hand it to the Job.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if rerr := a.Broker.Revoke(rctx, cred.Accessor); rerr != nil {
+			actionLogger(ctx, in.AgentID, in.WorkflowID, in.Action.Index).Warn("revoke unused token", "accessor", cred.Accessor, "error", rerr)
+		} else {
+			a.Metrics.LeaseRevoked(ctx, "token")
+		}
+	}()
+	if err := a.Jobs.Annotate(ctx, job, map[string]string{AnnotationLeaseAccessor: cred.Accessor}); err != nil {
+		return err
+	}
+	ttl, err := a.Broker.Renew(ctx, vault.TokenLease(cred.Accessor), a.actionTokenTTL())
+	if err != nil {
+		return fmt.Errorf("extend lease: %w", err)
+	}
+	data := map[string][]byte{tokenEnv: []byte(cred.Value())}
+	ann := map[string]string{AnnotationLeaseAccessor: cred.Accessor, AnnotationLeaseTTL: ttl.String()}
+	// Secrets are read with the action's own token: its policy decides what
+	// it may read, and leases die with the token.
+	as, err := a.Broker.As(cred)
+	if err != nil {
+		return err
+	}
+	for _, env := range slices.Sorted(maps.Keys(in.Action.VaultKV)) {
+		path, key, _ := strings.Cut(in.Action.VaultKV[env], "#")
+		kv, err := as.ReadKV(ctx, path)
+		if err != nil {
+			return fmt.Errorf("read %s for %s: %w", path, env, err)
+		}
+		v, ok := kv.Get(key)
+		if !ok {
+			return permanent(ErrTypeInvalidAction, fmt.Errorf("read %s for %s: no key %q", path, env, key))
+		}
+		data[env] = []byte(v)
+	}
+	if in.Action.VaultDBRole != "" {
+		db, err := as.DatabaseCredential(ctx, in.Action.VaultDBRole)
+		if err != nil {
+			a.Metrics.LeaseFailed(ctx, "database")
+			return fmt.Errorf("lease database credentials: %w", err)
+		}
+		a.Metrics.LeaseIssued(ctx, "database")
+		data[dbUserEnv], data[dbPasswordEnv] = []byte(db.Username()), []byte(db.Password())
+		ann[AnnotationDBLease] = db.LeaseID
+		out.DBLeaseID = db.LeaseID
+	}
+	sec, err := a.Jobs.CreateSecret(ctx, job, data, ann)
+	if err != nil {
+		return err
+	}
+	if got := sec.Annotations[AnnotationLeaseAccessor]; got != cred.Accessor {
+		// A concurrent attempt wrote the Secret first: the next attempt
+		// sorts out which lease is alive.
+		return fmt.Errorf("stage: secret %s holds another attempt's lease", sec.Name)
+	}
+	out.LeaseAccessor, out.LeaseTTL, out.LeasePolicies = cred.Accessor, ttl, cred.Policies
+	return nil
 }
 
 // RunInput names a staged Job to start.
@@ -277,6 +344,10 @@ func (a *Activities) RunJob(ctx context.Context, in RunInput) (RunOutput, error)
 		attribute.String("airlock.action.type", in.ActionType),
 		attribute.String("airlock.lease.accessor", in.LeaseAccessor),
 	)
+	// Heartbeats go out on their own schedule: a slow apiserver delays
+	// the calls below, never the proof that this worker is alive.
+	hb := startHeartbeat(ctx, "starting")
+	defer hb.stop()
 	if err := a.Jobs.Start(ctx, in.Namespace, in.JobName); err != nil {
 		return RunOutput{}, err
 	}
@@ -291,14 +362,12 @@ func (a *Activities) RunJob(ctx context.Context, in RunInput) (RunOutput, error)
 	}
 	if len(refs) > 0 {
 		log := activity.GetLogger(ctx)
-		r := a.Broker.KeepAlive(ctx, vault.RenewOptions{OnError: func(ref vault.LeaseRef, err error) {
+		r := a.Broker.KeepAlive(ctx, vault.RenewOptions{Increment: a.actionTokenTTL(), OnError: func(ref vault.LeaseRef, err error) {
 			log.Warn("renew lease", "kind", ref.Kind, "id", ref.ID, "error", err)
 		}}, refs...)
 		defer r.Stop()
 	}
-	o, err := a.Jobs.Wait(ctx, in.Namespace, in.JobName, func(status string) {
-		activity.RecordHeartbeat(ctx, status)
-	})
+	o, err := a.Jobs.Wait(ctx, in.Namespace, in.JobName, hb.set)
 	if err != nil {
 		return RunOutput{}, err
 	}
@@ -337,14 +406,22 @@ type ReleaseOutput struct {
 // NetworkPolicy (and the Job, if asked). It runs on every path — success,
 // failure, cancellation — and is idempotent.
 func (a *Activities) ReleaseAction(ctx context.Context, in ReleaseInput) (ReleaseOutput, error) {
+	hb := startHeartbeat(ctx, "releasing")
+	defer hb.stop()
 	accessor, dbLease := in.LeaseAccessor, in.DBLeaseID
 	if accessor == "" {
+		// Staging did not report back: its Secret, or failing that the
+		// accessor it recorded on the Job first, names the lease.
 		sec, err := a.Jobs.GetSecret(ctx, in.Namespace, k8s.SecretName(in.JobName))
 		if err != nil {
 			return ReleaseOutput{}, err
 		}
 		if sec != nil {
 			accessor, dbLease = sec.Annotations[AnnotationLeaseAccessor], sec.Annotations[AnnotationDBLease]
+		} else if job, err := a.Jobs.GetJob(ctx, in.Namespace, in.JobName); err != nil {
+			return ReleaseOutput{}, err
+		} else if job != nil {
+			accessor = job.Annotations[AnnotationLeaseAccessor]
 		}
 	}
 	if dbLease != "" {
@@ -382,6 +459,8 @@ type DryRunOutput struct {
 // Job of a shadow-mode action, without creating anything or leasing
 // credentials.
 func (a *Activities) DryRunAction(ctx context.Context, in StageInput) (DryRunOutput, error) {
+	hb := startHeartbeat(ctx, "dry run")
+	defer hb.stop()
 	annotateSpan(ctx, in)
 	if in.TraceParent == "" {
 		in.TraceParent = telemetry.TraceParent(ctx)

@@ -368,8 +368,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// 3. Not seen before. The reservation is kept unless the decision fails
-	// for a transient reason.
-	switch h.replays.reserve(sig, ts, now) {
+	// for a transient reason. The key is the signature in lower case: its
+	// hex is verified in either case, so a replay may change the case.
+	replayKey := strings.ToLower(sig)
+	switch h.replays.reserve(replayKey, ts, now) {
 	case replayed:
 		h.reject(w, r, http.StatusConflict, "replayed request: already processed")
 		return
@@ -380,7 +382,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	keep := false
 	defer func() {
 		if !keep {
-			h.replays.release(sig)
+			h.replays.release(replayKey)
 		}
 	}()
 

@@ -293,17 +293,34 @@ func TestHandlerRefusalsChangeNothing(t *testing.T) {
 	require.NoError(t, err)
 	otherWF, err := ButtonValue{WorkflowID: "cycle/ops-bot/gone", ActionHash: testHash, Kind: workflows.DecisionApprove}.Encode()
 	require.NoError(t, err)
+	// What the workflow answers is scripted: the handler's part is to show
+	// the refusal, change nothing and tell the clicker. The real validator's
+	// refusals are in handler_workflow_test.go.
 	tests := map[string]struct {
-		click clickSpec
-		text  string
+		click  clickSpec
+		answer fakeAnswer
+		text   string
 	}{
-		"unknown user":     {clickSpec{User: "U0MALLORY", ActionID: ActionApprove, Value: buttonValue(t, workflows.DecisionApprove)}, "refused: U0MALLORY is not an approver of this action"},
-		"stale hash":       {clickSpec{User: "U0ALICE", ActionID: ActionApprove, Value: staleHash}, "refused: the action changed since the message was posted (stale hash)"},
-		"unknown workflow": {clickSpec{User: "U0ALICE", ActionID: ActionApprove, Value: otherWF}, "refused: no such workflow"},
+		"unknown user": {
+			clickSpec{User: "U0MALLORY", ActionID: ActionApprove, Value: buttonValue(t, workflows.DecisionApprove)},
+			refused("U0MALLORY is not an approver of this action"),
+			"refused: U0MALLORY is not an approver of this action",
+		},
+		"stale hash (a Refused() error)": {
+			clickSpec{User: "U0ALICE", ActionID: ActionApprove, Value: staleHash},
+			fakeAnswer{err: refusedError{"the action changed since the message was posted (stale hash)"}},
+			"refused: the action changed since the message was posted (stale hash)",
+		},
+		"unknown workflow": {
+			clickSpec{User: "U0ALICE", ActionID: ActionApprove, Value: otherWF},
+			refused("no such workflow"),
+			"refused: no such workflow",
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, 1, true)
+			e.dec.answerNext(tc.answer)
 			rec := e.click(t, tc.click)
 			assert.Equal(t, http.StatusForbidden, rec.Code)
 			assert.Equal(t, tc.text+"\n", rec.Body.String())
@@ -355,6 +372,7 @@ func TestRefusal(t *testing.T) {
 
 func TestHandlerApproveDoubleClickAndReplay(t *testing.T) {
 	e := newEnv(t, 1, true)
+	e.dec.answerNext(answered(StatusApproved, "U0ALICE"), answered(StatusAlreadyDecided, "U0ALICE"))
 	first := signedRequest(testSecret, e.clock.Now(), formBody(clickPayload(t, approveBy(t, "U0ALICE", "1.1"))))
 	replay := withBody(first, formBody(clickPayload(t, approveBy(t, "U0ALICE", "1.1"))))
 
@@ -412,8 +430,17 @@ func TestHandlerConcurrentReplaysDecideOnce(t *testing.T) {
 	assert.Len(t, accepted, 1)
 }
 
-func TestHandlerCriticalNeedsTwoDistinctApprovers(t *testing.T) {
+// While an action waits for more approvers its message keeps its buttons
+// and says who approved so far; the final answer replaces them. (That two
+// distinct approvers are needed is the workflow's rule, exercised in
+// TestHandlerOnTheCycleCriticalNeedsTwoApprovers.)
+func TestHandlerWaitingKeepsTheButtons(t *testing.T) {
 	e := newEnv(t, 2, true)
+	e.dec.answerNext(
+		answered(StatusWaiting, "U0ALICE"),
+		answered(StatusAlreadyDecided, "U0ALICE"),
+		answered(StatusApproved, "U0ALICE", "U0BOB"),
+	)
 
 	rec := e.click(t, approveBy(t, "U0ALICE", "1.1"))
 	require.Equal(t, http.StatusOK, rec.Code)
@@ -421,7 +448,7 @@ func TestHandlerCriticalNeedsTwoDistinctApprovers(t *testing.T) {
 	e.h.Wait()
 
 	rec = e.click(t, approveBy(t, "U0ALICE", "1.2"))
-	assert.Equal(t, "already decided\n", rec.Body.String(), "the same approver twice does not count twice")
+	assert.Equal(t, "already decided\n", rec.Body.String())
 
 	rec = e.click(t, approveBy(t, "U0BOB", "1.3"))
 	assert.Equal(t, "approved\n", rec.Body.String())
@@ -519,6 +546,38 @@ func TestHandlerReplayAfterWindowIsExpired(t *testing.T) {
 	assert.Len(t, calls, 1)
 }
 
+// The handler's own window, not slack-go's: each request is freshly and
+// correctly signed by the wall clock (which slack-go checks), and only the
+// handler's clock says how old it is.
+func TestHandlerWindowUsesItsClock(t *testing.T) {
+	signed := time.Unix(time.Now().Unix(), 0)
+	tests := map[string]struct {
+		age  time.Duration // by the handler's clock
+		code int
+	}{
+		"4m59s old":   {Window - time.Second, http.StatusOK},
+		"5m01s old":   {Window + time.Second, http.StatusUnauthorized},
+		"4m59s ahead": {-Window + time.Second, http.StatusOK},
+		"5m01s ahead": {-Window - time.Second, http.StatusUnauthorized},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, 1, false)
+			e.clock.now = signed.Add(tc.age)
+			rec := e.serve(signedRequest(testSecret, signed, formBody(clickPayload(t, approveBy(t, "U0ALICE", "")))))
+			assert.Equal(t, tc.code, rec.Code, rec.Body.String())
+			calls, _, _ := e.dec.snapshot()
+			if tc.code == http.StatusOK {
+				assert.Equal(t, "approved\n", rec.Body.String())
+				assert.Len(t, calls, 1)
+				return
+			}
+			assert.Equal(t, "request timestamp outside the 5-minute window\n", rec.Body.String())
+			assert.Empty(t, calls, "nothing is decided")
+		})
+	}
+}
+
 func TestReplayCache(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	c := newReplayCache(2, Window)
@@ -536,6 +595,7 @@ func TestReplayCache(t *testing.T) {
 
 func TestHandlerNeverLogsSecrets(t *testing.T) {
 	e := newEnv(t, 1, true)
+	e.dec.answerNext(answered(StatusApproved, "U0ALICE"), refused("U0MALLORY is not an approver"), refused("U0MALLORY is not an approver"))
 	e.click(t, approveBy(t, "U0ALICE", "1"))                                                                // accepted
 	e.click(t, approveBy(t, "U0MALLORY", "2"))                                                              // refused
 	e.serve(signedRequest("wrong", e.clock.Now(), formBody(clickPayload(t, approveBy(t, "U0ALICE", "3"))))) // forged

@@ -56,6 +56,8 @@ type clickSpec struct {
 	ActionID string
 	Value    string
 	ActionTS string // makes otherwise identical clicks distinct requests
+	// Pending is the action whose message was clicked. Default: testPending(2).
+	Pending *workflows.PendingAction
 }
 
 // buttonValue encodes a value for testWF / index 0 / testHash.
@@ -72,7 +74,11 @@ func buttonValue(t testing.TB, kind workflows.DecisionKind) string {
 // on a message posted by Message.
 func clickPayload(t testing.TB, c clickSpec) string {
 	t.Helper()
-	blocks, err := Message(testPending(2), workflows.NoticeApproval)
+	pending := testPending(2)
+	if c.Pending != nil {
+		pending = *c.Pending
+	}
+	blocks, err := Message(pending, workflows.NoticeApproval)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,31 +150,54 @@ type refusedError struct{ reason string }
 func (e refusedError) Error() string { return e.reason }
 func (e refusedError) Refused() bool { return true }
 
-// fakeDecider models the workflow's Update validator and state for one
-// action: allowed approvers, the hash shown, distinct approvals needed,
-// single use. A real one is a Temporal Update (tested end to end elsewhere).
-type fakeDecider struct {
-	mu        sync.Mutex
-	approvers []string
-	principal string
-	hash      string
-	needed    int
+// fakeAnswer is one scripted answer of fakeDecider.
+type fakeAnswer struct {
+	res workflows.DecisionResult
+	err error
+}
 
-	calls      []workflows.Decision // every call, refused or not
-	accepted   []workflows.Decision // decisions that changed state
-	approvedBy []string
-	status     string // "" while pending
+// fakeDecidedAt is when fakeDecider's final answers say the decision was made.
+var fakeDecidedAt = time.Date(2030, 1, 2, 15, 0, 0, 0, time.UTC)
+
+// answered scripts a decision the workflow accepted.
+func answered(status string, approvedBy ...string) fakeAnswer {
+	res := workflows.DecisionResult{Status: status, ApprovedBy: approvedBy}
+	if status != StatusWaiting && status != StatusAlreadyDecided && len(approvedBy) > 0 {
+		res.DecidedBy, res.DecidedAt = approvedBy[len(approvedBy)-1], fakeDecidedAt
+	}
+	return fakeAnswer{res: res}
+}
+
+// refused scripts a decision the workflow's validator refused.
+func refused(reason string) fakeAnswer {
+	return fakeAnswer{err: fmt.Errorf("%w: %s", ErrRefused, reason)}
+}
+
+// fakeDecider stands in for the workflow where only the handler's side is
+// under test: it records every call and answers from script, in order.
+// Unscripted calls get the answer a workflow accepting everything would
+// give (approve answers "waiting" until needed approvals were answered).
+// It checks nothing: the workflow's rules (approvers, hashes, distinct
+// approvals, second clicks) are exercised on the real AgentCycle in
+// handler_workflow_test.go.
+type fakeDecider struct {
+	mu     sync.Mutex
+	needed int
+	script []fakeAnswer
+
+	calls    []workflows.Decision // every call, refused or not
+	accepted []workflows.Decision // calls answered with a new state
+	approved []string             // approvers of unscripted approvals
+	status   string               // the last new state; "" before any
 
 	err   error         // returned instead of deciding (transient failures)
 	block bool          // wait for ctx to end (timeouts)
 	delay time.Duration // added latency
 }
 
-func newFakeDecider(needed int) *fakeDecider {
-	return &fakeDecider{approvers: []string{"U0ALICE", "U0BOB", "U0CAROL"}, principal: "agent:ops-bot", hash: testHash, needed: needed}
-}
+func newFakeDecider(needed int) *fakeDecider { return &fakeDecider{needed: needed} }
 
-func (f *fakeDecider) Decide(ctx context.Context, workflowID string, d workflows.Decision) (workflows.DecisionResult, error) {
+func (f *fakeDecider) Decide(ctx context.Context, _ string, d workflows.Decision) (workflows.DecisionResult, error) {
 	if f.delay > 0 {
 		time.Sleep(f.delay)
 	}
@@ -185,38 +214,42 @@ func (f *fakeDecider) Decide(ctx context.Context, workflowID string, d workflows
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	switch {
-	case workflowID != testWF:
-		return workflows.DecisionResult{}, fmt.Errorf("%w: no such workflow", ErrRefused)
-	case d.Approver == f.principal:
-		return workflows.DecisionResult{}, fmt.Errorf("%w: nobody approves their own request", ErrRefused)
-	case !slices.Contains(f.approvers, d.Approver):
-		return workflows.DecisionResult{}, fmt.Errorf("%w: %s is not an approver of this action", ErrRefused, d.Approver)
-	case d.ActionHash != f.hash:
-		return workflows.DecisionResult{}, refusedError{"the action changed since the message was posted (stale hash)"}
-	case d.Via != "slack":
-		return workflows.DecisionResult{}, fmt.Errorf("%w: via %q", ErrRefused, d.Via)
+	a := f.next(d)
+	if a.err == nil && a.res.Status != StatusAlreadyDecided {
+		f.accepted = append(f.accepted, d)
+		f.status = a.res.Status
 	}
-	at := time.Date(2030, 1, 2, 15, 0, 0, 0, time.UTC)
-	if f.status != "" || slices.Contains(f.approvedBy, d.Approver) {
-		return workflows.DecisionResult{Status: StatusAlreadyDecided, ApprovedBy: slices.Clone(f.approvedBy)}, nil
+	return a.res, a.err
+}
+
+// next pops the script, or makes up the unscripted answer. f.mu is held.
+func (f *fakeDecider) next(d workflows.Decision) fakeAnswer {
+	if len(f.script) > 0 {
+		a := f.script[0]
+		f.script = f.script[1:]
+		return a
 	}
-	f.accepted = append(f.accepted, d)
 	switch d.Kind {
 	case workflows.DecisionApprove:
-		f.approvedBy = append(f.approvedBy, d.Approver)
-		if len(f.approvedBy) < f.needed {
-			return workflows.DecisionResult{Status: StatusWaiting, ApprovedBy: slices.Clone(f.approvedBy)}, nil
+		f.approved = append(f.approved, d.Approver)
+		if len(f.approved) < f.needed {
+			return answered(StatusWaiting, slices.Clone(f.approved)...)
 		}
-		f.status = StatusApproved
+		return answered(StatusApproved, slices.Clone(f.approved)...)
 	case workflows.DecisionDeny:
-		f.status = StatusDenied
+		return fakeAnswer{res: workflows.DecisionResult{Status: StatusDenied, DecidedBy: d.Approver, DecidedAt: fakeDecidedAt}}
 	case workflows.DecisionStop:
-		f.status = StatusStopped
+		return fakeAnswer{res: workflows.DecisionResult{Status: StatusStopped, DecidedBy: d.Approver, DecidedAt: fakeDecidedAt}}
 	default:
-		f.status = StatusRecorded
+		return fakeAnswer{res: workflows.DecisionResult{Status: StatusRecorded, DecidedBy: d.Approver, DecidedAt: fakeDecidedAt}}
 	}
-	return workflows.DecisionResult{Status: f.status, ApprovedBy: slices.Clone(f.approvedBy), DecidedBy: d.Approver, DecidedAt: at}, nil
+}
+
+// answerNext scripts the next answers.
+func (f *fakeDecider) answerNext(answers ...fakeAnswer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.script = append(f.script, answers...)
 }
 
 func (f *fakeDecider) snapshot() (calls, accepted []workflows.Decision, status string) {

@@ -25,6 +25,7 @@ import (
 	"github.com/airlockhq/airlock/activities"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/starter"
 	"github.com/airlockhq/airlock/vault"
 	"github.com/airlockhq/airlock/workflows"
 )
@@ -296,9 +297,12 @@ func TestInvalidRequestsAreRefusedBeforeAnythingRuns(t *testing.T) {
 	}
 
 	t.Run("the workflow re-validates requests that bypass the starter", func(t *testing.T) {
-		id := workflows.CycleWorkflowID("e2e", cycleID(t))
+		req := workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "rm-rf"}}}
+		req, err := starter.SignRequest(ctx, testSigner, req, time.Now()) // a verified agent, proposing nonsense
+		require.NoError(t, err)
+		id := workflows.CycleWorkflowID(req.AgentID, req.CycleID)
 		run, err := env.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue},
-			workflows.CycleWorkflowName, workflows.CycleRequest{AgentID: "e2e", CycleID: "x", Actions: []policy.Proposal{{Type: "rm-rf"}}})
+			workflows.CycleWorkflowName, req)
 		require.NoError(t, err)
 		err = run.Get(ctx, nil)
 		var appErr *temporal.ApplicationError

@@ -46,6 +46,18 @@ func podsOf(ctx context.Context, t *testing.T, namespace, jobName string) []core
 func TestInvariant2FailClosedVaultOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	// Signing and verifying the request need Vault too (invariant 9): the
+	// agent proves who it is while Vault is up, its write waits for a
+	// human, and Vault goes away before the approved write is staged.
+	const ns = "airlock-e2e-adv"
+	run, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: "e2e-adv", CycleID: cycleID(t),
+		Actions: []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "outage"}}}})
+	require.NoError(t, err)
+	var pending []workflows.PendingAction
+	require.Eventually(t, func() bool {
+		pending, err = env.starter.Pending(ctx, run.WorkflowID)
+		return err == nil && len(pending) == 1
+	}, 30*time.Second, 50*time.Millisecond)
 	require.NoError(t, env.stack.StopProcess(devstack.ProcVault))
 	restarted := false
 	defer func() {
@@ -53,13 +65,25 @@ func TestInvariant2FailClosedVaultOutage(t *testing.T) {
 			_ = env.stack.StartProcess(context.Background(), devstack.ProcVault)
 		}
 	}()
-	run, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t),
-		Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "outage"}}}})
+	_, err = env.starter.Decide(ctx, run.WorkflowID, workflows.Decision{ActionIndex: 0, ActionHash: pending[0].Action.Hash,
+		Kind: workflows.DecisionApprove, Approver: "U1", Via: "cli"})
 	require.NoError(t, err)
 	jobName := k8s.JobName(run.WorkflowID, 0)
 
-	// The cycle keeps trying to lease; the Job may exist but stays suspended.
-	time.Sleep(4 * time.Second)
+	// The cycle keeps trying to lease: wait until staging has failed for
+	// want of Vault and is being retried. The Job may exist but stays suspended.
+	require.Eventually(t, func() bool {
+		d, err := env.tc.DescribeWorkflowExecution(ctx, run.WorkflowID, "")
+		if err != nil {
+			return false
+		}
+		for _, pa := range d.GetPendingActivities() {
+			if pa.GetActivityType().GetName() == "StageAction" && pa.GetAttempt() >= 2 && pa.GetLastFailure() != nil {
+				return true
+			}
+		}
+		return false
+	}, time.Minute, 100*time.Millisecond, "staging is retried while Vault is down")
 	job, err := env.kube.BatchV1().Jobs(ns).Get(ctx, jobName, metav1.GetOptions{})
 	if err == nil {
 		assert.True(t, *job.Spec.Suspend, "the Job must not start without credentials")

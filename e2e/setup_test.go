@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -18,12 +19,10 @@ import (
 	"go.temporal.io/sdk/client"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/airlockhq/airlock/activities"
 	"github.com/airlockhq/airlock/approval"
 	"github.com/airlockhq/airlock/codec"
 	"github.com/airlockhq/airlock/internal/devsetup"
 	"github.com/airlockhq/airlock/internal/devstack"
-	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
 	"github.com/airlockhq/airlock/telemetry"
@@ -165,6 +164,8 @@ var env struct {
 	tel     *telemetry.Telemetry
 	spans   *tracetest.InMemoryExporter
 	codec   *codec.Codec
+	// workerConfig is the configuration the test worker was built from.
+	workerConfig worker.Config
 }
 
 type syncBuffer struct {
@@ -218,12 +219,24 @@ func setup(stack *devstack.Stack) (func(), error) {
 	if env.kube, err = kubernetes.NewForConfig(stack.RestConfig); err != nil {
 		return nil, err
 	}
-	// Action tokens start with a 3 s TTL (their max is deadline + margin),
-	// so every Job that runs longer depends on renewal.
-	if env.agents, err = vault.NewAgentTokens(env.broker, vault.AgentConfig{RenewalTTL: 3 * time.Second}); err != nil {
+	// The worker is built as production builds it (worker.NewActivities,
+	// worker.New): kubeconfig file, client rate limits, Vault login, agent
+	// tokens. Action tokens live 3 s unless renewed (their max is deadline
+	// + margin), so every Job that runs longer depends on renewal.
+	catPath := filepath.Join(stack.Dir, "catalog.yaml")
+	if err := os.WriteFile(catPath, []byte(catalogYAML), 0o600); err != nil {
 		return nil, err
 	}
-	acts := &activities.Activities{Catalog: cat, Broker: env.broker, Agents: env.agents, Jobs: k8s.NewRunner(env.kube), JobVaultAddr: "http://vault.example:8200"}
+	env.workerConfig = worker.Config{
+		TemporalAddress: stack.TemporalAddress, VaultAddr: stack.VaultAddr, VaultToken: stack.VaultToken,
+		Kubeconfig: stack.Kubeconfig, CatalogPath: catPath, JobVaultAddr: "http://vault.example:8200",
+		ActionTokenTTL: 3 * time.Second,
+	}
+	acts, closeActs, err := worker.NewActivities(ctx, env.workerConfig)
+	if err != nil {
+		return nil, err
+	}
+	env.agents = acts.Agents
 	if err := devsetup.Prepare(ctx, cat, acts.Broker, acts.Jobs); err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
@@ -251,16 +264,16 @@ func setup(stack *devstack.Stack) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	w := worker.New(env.tc, "", acts, notifier)
+	w := worker.New(env.tc, env.workerConfig, acts, notifier)
 	if err := w.Start(); err != nil {
 		return nil, err
 	}
-	env.starter = starter.New(env.tc, starter.WithCatalog(cat))
+	env.starter = starter.New(env.tc, starter.WithCatalog(cat), starter.WithSigner(newTestSigner(stack)))
 	return func() {
 		w.Stop()
 		env.tc.Close()
 		env.slack.Stop()
-		env.agents.Close()
+		closeActs()
 		_ = env.pg.Stop()
 		_ = env.tel.Shutdown(context.Background())
 	}, nil

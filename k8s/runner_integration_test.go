@@ -240,8 +240,21 @@ func TestIntegrationStartRefusedWithoutNetworkPolicy(t *testing.T) {
 	err = r.Start(ctx, ns, job.Name)
 	require.ErrorIs(t, err, k8s.ErrNotReady)
 
-	// Give the Job controller time to (wrongly) make a Pod.
-	time.Sleep(time.Second)
+	// The Job controller marks a suspended Job Suspended in the same sync
+	// in which it would (wrongly) have made its Pod: once the condition is
+	// there, any Pod would be too.
+	require.NoError(t, wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		got, err := cs.BatchV1().Jobs(ns).Get(ctx, job.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, c := range got.Status.Conditions {
+			if c.Type == batchv1.JobSuspended && c.Status == corev1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
+	}), "the job controller saw the job")
 	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: batchv1.JobNameLabel + "=" + job.Name})
 	require.NoError(t, err)
 	assert.Empty(t, pods.Items, "a suspended Job has no Pod")
@@ -304,15 +317,26 @@ func TestIntegrationWaitSurvivesAPIServerRestart(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	var sawOutage atomic.Bool
+	// waiting is closed at Wait's second report: it has read the Job and
+	// opened (or tried to open) its watch.
+	waiting := make(chan struct{})
+	var reports atomic.Int64
 	go func() {
 		out, err := r.Wait(waitCtx(t, 2*time.Minute), ns, job.Name, func(status string) {
 			if strings.Contains(status, "unavailable") {
 				sawOutage.Store(true)
 			}
+			if reports.Add(1) == 2 {
+				close(waiting)
+			}
 		})
 		done <- result{out, err}
 	}()
-	time.Sleep(500 * time.Millisecond) // let Wait start watching
+	select {
+	case <-waiting:
+	case res := <-done:
+		require.FailNow(t, "Wait returned before the restart", "%+v", res)
+	}
 	require.NoError(t, stack.Restart(ctx, devstack.ProcKubeAPIServer))
 
 	res := <-done

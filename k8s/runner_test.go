@@ -3,6 +3,7 @@ package k8s
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -371,14 +372,23 @@ func TestWaitReportsProgressAndSurvivesDroppedWatches(t *testing.T) {
 
 	var mu sync.Mutex
 	var statuses []string
+	// outage is closed once Wait has reported the outage and re-watched.
+	outage := make(chan struct{})
+	var once sync.Once
 	progress := func(s string) {
 		mu.Lock()
 		defer mu.Unlock()
 		statuses = append(statuses, s)
+		if slices.Contains(statuses, "apiserver unavailable, retrying") && watches.Load() > 1 {
+			once.Do(func() { close(outage) })
+		}
 	}
 	go func() {
-		time.Sleep(100 * time.Millisecond)
-		assert.NoError(t, finish(cs, job, batchv1.JobComplete, ""))
+		select {
+		case <-outage:
+			assert.NoError(t, finish(cs, job, batchv1.JobComplete, ""))
+		case <-ctx.Done():
+		}
 	}()
 	out, err := r.Wait(waitCtx(t), job.Namespace, job.Name, progress)
 	require.NoError(t, err)
@@ -390,6 +400,26 @@ func TestWaitReportsProgressAndSurvivesDroppedWatches(t *testing.T) {
 	assert.Contains(t, statuses, "apiserver unavailable, retrying")
 }
 
+// watchOpened returns a channel closed once the first watch on Jobs is
+// open: an event written after that reaches the watcher.
+func watchOpened(cs *fake.Clientset) <-chan struct{} {
+	opened := make(chan struct{})
+	var once sync.Once
+	cs.PrependWatchReactor("jobs", func(a k8stesting.Action) (bool, watch.Interface, error) {
+		var opts metav1.ListOptions
+		if wa, ok := a.(k8stesting.WatchActionImpl); ok {
+			opts = wa.ListOptions
+		}
+		w, err := cs.Tracker().Watch(a.GetResource(), a.GetNamespace(), opts)
+		if err != nil {
+			return true, nil, err
+		}
+		once.Do(func() { close(opened) })
+		return true, w, nil
+	})
+	return opened
+}
+
 func TestWaitFollowsTheWatch(t *testing.T) {
 	ctx := t.Context()
 	cs := fakeClientset()
@@ -397,9 +427,13 @@ func TestWaitFollowsTheWatch(t *testing.T) {
 	r := NewRunner(cs, WithPollInterval(10*time.Millisecond), WithResyncInterval(time.Hour))
 	job, err := r.CreateJob(ctx, baseSpec())
 	require.NoError(t, err)
+	watching := watchOpened(cs)
 	go func() {
-		time.Sleep(50 * time.Millisecond)
-		assert.NoError(t, finish(cs, job, batchv1.JobFailed, batchv1.JobReasonDeadlineExceeded))
+		select {
+		case <-watching:
+			assert.NoError(t, finish(cs, job, batchv1.JobFailed, batchv1.JobReasonDeadlineExceeded))
+		case <-ctx.Done():
+		}
 	}()
 	out, err := r.Wait(waitCtx(t), job.Namespace, job.Name, nil)
 	require.NoError(t, err)
@@ -414,9 +448,13 @@ func TestWaitEnds(t *testing.T) {
 		r := fastRunner(cs)
 		job, err := r.CreateJob(ctx, baseSpec())
 		require.NoError(t, err)
+		watching := watchOpened(cs)
 		go func() {
-			time.Sleep(50 * time.Millisecond)
-			assert.NoError(t, r.Delete(context.Background(), job.Namespace, job.Name))
+			select {
+			case <-watching:
+				assert.NoError(t, r.Delete(context.Background(), job.Namespace, job.Name))
+			case <-ctx.Done():
+			}
 		}()
 		_, err = r.Wait(waitCtx(t), job.Namespace, job.Name, nil)
 		assert.ErrorIs(t, err, ErrJobDeleted)

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/vault"
 	"github.com/airlockhq/airlock/workflows"
 )
 
@@ -25,7 +26,18 @@ type Client struct {
 	tc        client.Client
 	catalog   *policy.Catalog
 	taskQueue string
+	signer    Signer
+	now       func() time.Time
 }
+
+// Signer signs bytes as an agent with the agent's own Vault Transit key.
+// *vault.Signer implements it; give it the token the agent got by logging
+// in to Vault as itself (vault.Login(...).Signer() or vault.NewSigner).
+type Signer interface {
+	Sign(ctx context.Context, agentID string, data []byte) (vault.Signature, error)
+}
+
+var _ Signer = (*vault.Signer)(nil)
 
 // Option configures a Client.
 type Option func(*Client)
@@ -39,9 +51,14 @@ func WithCatalog(c *policy.Catalog) Option { return func(s *Client) { s.catalog 
 // WithTaskQueue overrides the task queue. Default: workflows.TaskQueue.
 func WithTaskQueue(q string) Option { return func(s *Client) { s.taskQueue = q } }
 
+// WithSigner makes Start sign every request that carries no signature yet,
+// as its agent_id, with s (see SignRequest). Without a signer, requests
+// must come signed: the workflow refuses unsigned ones.
+func WithSigner(s Signer) Option { return func(c *Client) { c.signer = s } }
+
 // New returns a Client using an existing Temporal client.
 func New(tc client.Client, opts ...Option) *Client {
-	c := &Client{tc: tc, taskQueue: workflows.TaskQueue}
+	c := &Client{tc: tc, taskQueue: workflows.TaskQueue, now: time.Now}
 	for _, o := range opts {
 		o(c)
 	}
@@ -75,11 +92,35 @@ func (r *Run) Get(ctx context.Context) (workflows.CycleResult, error) {
 	return res, err
 }
 
-// Start validates and starts a cycle. Starting the same agent and cycle id
-// again returns the existing cycle instead of running it twice.
+// SignRequest signs req as req.AgentID: it sets signed_at to at (UTC,
+// whole seconds), signs workflows.CanonicalRequest of the result with the
+// agent's Transit key and returns the request carrying the signature.
+func SignRequest(ctx context.Context, s Signer, req workflows.CycleRequest, at time.Time) (workflows.CycleRequest, error) {
+	req.Signature = &workflows.RequestSignature{SignedAt: at.UTC().Truncate(time.Second).Format(time.RFC3339)}
+	data, err := workflows.CanonicalRequest(req)
+	if err != nil {
+		return req, fmt.Errorf("sign request: %w", err)
+	}
+	sig, err := s.Sign(ctx, req.AgentID, data)
+	if err != nil {
+		return req, fmt.Errorf("sign request: %w", err)
+	}
+	req.Signature.Key, req.Signature.KeyVersion, req.Signature.Signature = sig.Key, sig.KeyVersion, sig.Value
+	return req, nil
+}
+
+// Start validates, signs (WithSigner) and starts a cycle. Starting the same
+// agent and cycle id again returns the existing cycle instead of running
+// it twice.
 func (c *Client) Start(ctx context.Context, req workflows.CycleRequest) (*Run, error) {
 	if err := c.Validate(req); err != nil {
 		return nil, err
+	}
+	if c.signer != nil && req.Signature == nil {
+		var err error
+		if req, err = SignRequest(ctx, c.signer, req, c.now()); err != nil {
+			return nil, err
+		}
 	}
 	id := workflows.CycleWorkflowID(req.AgentID, req.CycleID)
 	run, err := c.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{

@@ -168,6 +168,7 @@ func (a *AgentTokens) IssueActionToken(ctx context.Context, agentID string, req 
 	if a.cfg.RenewalTTL > 0 && a.cfg.RenewalTTL < ttl {
 		ttl = a.cfg.RenewalTTL
 	}
+	ttl = req.initialTTL(ttl)
 	meta := maps.Clone(req.Metadata)
 	if meta == nil {
 		meta = map[string]string{}

@@ -137,6 +137,20 @@ type TokenRequest struct {
 	Metadata    map[string]string
 	// ReadOnly issues the token under the read-only role.
 	ReadOnly bool
+	// InitialTTL, when set and shorter, is the TTL the token is issued with;
+	// TTL stays its explicit max. Staging issues tokens on this short fuse
+	// and renews them only once their accessor is recorded, so a worker that
+	// dies in between leaves nothing that lives longer than the fuse.
+	InitialTTL time.Duration
+}
+
+// initialTTL is the TTL a token starts with: InitialTTL when set and
+// shorter than ttl.
+func (r TokenRequest) initialTTL(ttl time.Duration) time.Duration {
+	if r.InitialTTL > 0 && r.InitialTTL < ttl {
+		return r.InitialTTL
+	}
+	return ttl
 }
 
 // ErrUnavailable marks Vault outages and 5xx answers: the caller retries.
@@ -157,7 +171,7 @@ func (b *Broker) IssueToken(ctx context.Context, req TokenRequest) (Credential, 
 	}
 	s, err := b.client.Auth().Token().CreateWithRoleWithContext(ctx, &api.TokenCreateRequest{
 		Policies:        req.Policies,
-		TTL:             req.TTL.String(),
+		TTL:             req.initialTTL(req.TTL).String(),
 		ExplicitMaxTTL:  req.TTL.String(),
 		DisplayName:     req.DisplayName,
 		Metadata:        req.Metadata,

@@ -51,7 +51,13 @@ func selfPolicies(t *testing.T, s *vault.Session) []string {
 // sessionAlive tells whether the session's current token exists.
 func sessionAlive(t *testing.T, s *vault.Session) bool {
 	t.Helper()
-	_, err := rootClient(t).Auth().Token().LookupAccessor(s.Accessor())
+	return accessorAlive(t, s.Accessor())
+}
+
+// accessorAlive tells whether the token with this accessor exists.
+func accessorAlive(t *testing.T, accessor string) bool {
+	t.Helper()
+	_, err := rootClient(t).Auth().Token().LookupAccessor(accessor)
 	return err == nil
 }
 
@@ -67,14 +73,21 @@ func TestLoginToken(t *testing.T) {
 	})
 
 	t.Run("short-lived token is renewed", func(t *testing.T) {
-		tok, err := rootClient(t).Auth().Token().Create(&api.TokenCreateRequest{
-			Policies: []string{"default"}, TTL: "3s", ExplicitMaxTTL: "1m", Renewable: new(true),
-		})
-		require.NoError(t, err)
+		create := func() *api.Secret {
+			tok, err := rootClient(t).Auth().Token().Create(&api.TokenCreateRequest{
+				Policies: []string{"default"}, TTL: "3s", ExplicitMaxTTL: "1m", Renewable: new(true),
+			})
+			require.NoError(t, err)
+			return tok
+		}
+		tok, twin := create(), create()
 		s, err := vault.Login(ctx, vault.Config{Address: stack.VaultAddr, Token: tok.Auth.ClientToken}, vault.LoginConfig{Method: vault.AuthToken})
 		require.NoError(t, err)
 		defer s.Close()
-		time.Sleep(6 * time.Second)
+		// The twin, created with it and not renewed, expires: so would the
+		// session's token without renewal.
+		require.Eventually(t, func() bool { return !accessorAlive(t, twin.Auth.Accessor) },
+			20*time.Second, 100*time.Millisecond, "the unrenewed twin expires")
 		assert.True(t, sessionAlive(t, s), "a 3s token lives on while the session renews it")
 		s.Close()
 		s.Close()
@@ -118,7 +131,8 @@ func TestLoginAppRole(t *testing.T) {
 		first := s.Accessor()
 
 		// The token dies at 5s; the session must have replaced it by then.
-		time.Sleep(8 * time.Second)
+		require.Eventually(t, func() bool { return !accessorAlive(t, first) },
+			20*time.Second, 100*time.Millisecond, "the first token reaches its max TTL")
 		assert.GreaterOrEqual(t, s.Logins(), 2)
 		assert.NotEqual(t, first, s.Accessor())
 		assert.True(t, sessionAlive(t, s), "the current token is alive")

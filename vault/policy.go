@@ -20,7 +20,8 @@ type WorkerPolicyConfig struct {
 // tokens), look up, renew and revoke tokens by accessor and leases by id,
 // and keep the agent-token registry. It reads no secret: dynamic and KV
 // secrets are read with the action's own token (Broker.As). Transit, used
-// by the payload codec, needs its own paths.
+// by the payload codec, needs its own paths; the only Transit path here is
+// verify on the agents' signing keys (never sign).
 func WorkerPolicyHCL(c WorkerPolicyConfig) string {
 	if c.ActionRole == "" {
 		c.ActionRole = DefaultTokenRole
@@ -73,5 +74,9 @@ path "%[3]s/data/%[4]s/*" {
 path "%[3]s/metadata/%[4]s/*" {
   capabilities = ["list", "delete"]
 }
-`, c.AgentRole, c.ActionRole, mount, path)
+# Verified agent identity: check cycle-request signatures, never sign.
+path "%[5]s/verify/%[6]s*" {
+  capabilities = ["update"]
+}
+`, c.AgentRole, c.ActionRole, mount, path, DefaultTransitMount, AgentKeyPrefix)
 }

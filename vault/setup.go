@@ -38,12 +38,15 @@ func (b *Broker) writeRole(ctx context.Context, role string, policies []string, 
 		policies = []string{"airlock-none"}
 	}
 	_, err := b.client.Logical().WriteWithContext(ctx, "auth/token/roles/"+role, map[string]any{
-		"allowed_policies":       strings.Join(policies, ","),
-		"disallowed_policies":    "root",
-		"orphan":                 false,
-		"renewable":              true,
-		"token_explicit_max_ttl": maxTTL,
-		"token_type":             "service",
+		"allowed_policies":    strings.Join(policies, ","),
+		"disallowed_policies": "root",
+		// No action token may ever carry an agent's signer policy: a Job
+		// could then sign cycle requests as that agent.
+		"disallowed_policies_glob": "airlock-signer-*",
+		"orphan":                   false,
+		"renewable":                true,
+		"token_explicit_max_ttl":   maxTTL,
+		"token_type":               "service",
 	})
 	if err != nil {
 		return classify("write token role", err)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -53,7 +54,46 @@ type Config struct {
 	PlainPayloads bool
 	Codec         CodecConfig
 	MetricsAddr   string // AIRLOCK_METRICS_ADDR: Prometheus /metrics. Default: :9090; "off" disables
+	// Kube limits the worker's Kubernetes client (AIRLOCK_KUBE_QPS,
+	// AIRLOCK_KUBE_BURST). Default: DefaultKubeQPS / DefaultKubeBurst.
+	Kube KubeLimits
+	// MaxConcurrentActivities bounds the activities (Jobs watched, stagings,
+	// releases) one worker runs at once (AIRLOCK_MAX_CONCURRENT_ACTIVITIES).
+	// Default: DefaultMaxConcurrentActivities.
+	MaxConcurrentActivities int
+	// WorkflowCacheSize bounds how many workflows a worker process keeps in
+	// memory (AIRLOCK_WORKFLOW_CACHE_SIZE). Cycles waiting for a human are
+	// evicted past it and replayed from history when a decision arrives,
+	// so memory stays flat however many cycles wait. Default: 1000.
+	WorkflowCacheSize int
+	// ActionTokenTTL is the TTL action tokens are renewed to while their Job
+	// runs (AIRLOCK_ACTION_TOKEN_TTL); their explicit max stays deadline +
+	// margin. A token nobody renews any more dies this long after its last
+	// renewal. Default: 5m.
+	ActionTokenTTL time.Duration
+	// LeaseFuse is the TTL an action token is issued with, before staging has
+	// recorded its accessor on the Job (AIRLOCK_LEASE_FUSE): a worker killed
+	// in between leaves a token that dies this soon. Default: 10s.
+	LeaseFuse time.Duration
 }
+
+// KubeLimits is the client-side rate limit of the worker's Kubernetes
+// client. client-go's own default (5 requests/s, burst 10) throttles a worker
+// running more than a handful of Jobs: every action makes about 14 requests.
+// A negative QPS turns the client-side limiter off and leaves protection to
+// the apiserver's priority and fairness.
+type KubeLimits struct {
+	QPS   float32
+	Burst int
+}
+
+// Defaults sized for DefaultMaxConcurrentActivities: 200 actions starting at
+// once make about 1,000 requests in their first second.
+const (
+	DefaultKubeQPS                 = 500
+	DefaultKubeBurst               = 1000
+	DefaultMaxConcurrentActivities = 1000
+)
 
 // FromEnv reads the configuration from the environment.
 func FromEnv() Config {
@@ -77,7 +117,27 @@ func FromEnv() Config {
 		PlainPayloads: os.Getenv("AIRLOCK_PLAIN_PAYLOADS") == "true",
 		Codec:         CodecFromEnv(),
 		MetricsAddr:   os.Getenv("AIRLOCK_METRICS_ADDR"),
+		Kube: KubeLimits{
+			QPS:   float32(envFloat("AIRLOCK_KUBE_QPS")),
+			Burst: int(envFloat("AIRLOCK_KUBE_BURST")),
+		},
+		MaxConcurrentActivities: int(envFloat("AIRLOCK_MAX_CONCURRENT_ACTIVITIES")),
+		WorkflowCacheSize:       int(envFloat("AIRLOCK_WORKFLOW_CACHE_SIZE")),
+		ActionTokenTTL:          envDuration("AIRLOCK_ACTION_TOKEN_TTL"),
+		LeaseFuse:               envDuration("AIRLOCK_LEASE_FUSE"),
 	}
+}
+
+// envFloat and envDuration read optional numbers; a malformed value reads as
+// unset here and is reported by Validate.
+func envFloat(name string) float64 {
+	v, _ := strconv.ParseFloat(os.Getenv(name), 64)
+	return v
+}
+
+func envDuration(name string) time.Duration {
+	d, _ := time.ParseDuration(os.Getenv(name))
+	return d
 }
 
 // NewNotifier returns the Slack notifier when a bot token is configured,
@@ -118,27 +178,57 @@ func (c *Config) defaults() {
 	if c.Codec.VaultToken == "" {
 		c.Codec.VaultToken = c.VaultToken
 	}
+	if c.Kube.QPS == 0 {
+		c.Kube.QPS = DefaultKubeQPS
+	}
+	if c.Kube.Burst == 0 {
+		c.Kube.Burst = DefaultKubeBurst
+	}
+	if c.MaxConcurrentActivities == 0 {
+		c.MaxConcurrentActivities = DefaultMaxConcurrentActivities
+	}
+	if c.WorkflowCacheSize == 0 {
+		c.WorkflowCacheSize = 1000
+	}
+	if c.ActionTokenTTL == 0 {
+		c.ActionTokenTTL = 5 * time.Minute
+	}
+	if c.LeaseFuse == 0 {
+		c.LeaseFuse = activities.DefaultLeaseFuse
+	}
 }
 
-// RestConfig loads a kubeconfig file, or the in-cluster config when path is empty.
-func RestConfig(path string) (*rest.Config, error) {
+// RestConfig loads a kubeconfig file, or the in-cluster config when path is
+// empty, with the client-side rate limit set from limits (zero values take
+// the defaults, never client-go's 5 requests/s).
+func RestConfig(path string, limits KubeLimits) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
 	if path == "" {
-		cfg, err := rest.InClusterConfig()
-		if err != nil {
+		if cfg, err = rest.InClusterConfig(); err != nil {
 			return nil, fmt.Errorf("kubernetes config: no KUBECONFIG and not in a cluster: %w", err)
 		}
-		return cfg, nil
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", path)
-	if err != nil {
+	} else if cfg, err = clientcmd.BuildConfigFromFlags("", path); err != nil {
 		return nil, fmt.Errorf("load kubeconfig %s: %w", path, err)
 	}
+	cfg.QPS, cfg.Burst = limits.QPS, limits.Burst
+	if cfg.QPS == 0 {
+		cfg.QPS = DefaultKubeQPS
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = DefaultKubeBurst
+	}
+	if cfg.QPS < 0 {
+		cfg.QPS = -1 // client-go: no client-side limiter at all
+	}
+	cfg.UserAgent = "airlock-worker"
 	return cfg, nil
 }
 
 // NewActivities builds the activities' clients from the configuration. The
 // returned close function ends the Vault session and agent tokens' renewal.
 func NewActivities(ctx context.Context, cfg Config) (*activities.Activities, func(), error) {
+	cfg.defaults()
 	acts, err := newActivities(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -150,12 +240,13 @@ func NewActivities(ctx context.Context, cfg Config) (*activities.Activities, fun
 	if err != nil {
 		return nil, nil, err
 	}
-	agents, err := vault.NewAgentTokens(sess.Broker, vault.AgentConfig{RenewalTTL: 5 * time.Minute})
+	agents, err := vault.NewAgentTokens(sess.Broker, vault.AgentConfig{RenewalTTL: cfg.ActionTokenTTL})
 	if err != nil {
 		sess.Close()
 		return nil, nil, err
 	}
 	acts.Broker, acts.Agents = sess.Broker, agents
+	acts.Identity = vault.NewVerifier(sess.Broker) // verify agents' request signatures (never sign)
 	return acts, func() { agents.Close(); sess.Close() }, nil
 }
 
@@ -168,7 +259,7 @@ func newActivities(cfg Config) (*activities.Activities, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc, err := RestConfig(cfg.Kubeconfig)
+	rc, err := RestConfig(cfg.Kubeconfig, cfg.Kube)
 	if err != nil {
 		return nil, err
 	}
@@ -176,17 +267,22 @@ func newActivities(cfg Config) (*activities.Activities, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return &activities.Activities{Catalog: cat, Jobs: k8s.NewRunner(cs), JobVaultAddr: cfg.JobVaultAddr}, nil
+	return &activities.Activities{Catalog: cat, Jobs: k8s.NewRunner(cs), JobVaultAddr: cfg.JobVaultAddr,
+		LeaseFuse: cfg.LeaseFuse, ActionTokenTTL: cfg.ActionTokenTTL}, nil
 }
 
 // New registers Airlock's workflows and activities on a worker. A nil
 // notifier logs instead of posting to Slack; cycle metrics go to
 // acts.Metrics (nil records nothing).
-func New(c client.Client, taskQueue string, acts *activities.Activities, n Notifier) sdkworker.Worker {
-	if taskQueue == "" {
-		taskQueue = workflows.TaskQueue
-	}
-	w := sdkworker.New(c, taskQueue, sdkworker.Options{})
+func New(c client.Client, cfg Config, acts *activities.Activities, n Notifier) sdkworker.Worker {
+	cfg.defaults()
+	w := sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{
+		MaxConcurrentActivityExecutionSize: cfg.MaxConcurrentActivities,
+		// Activities heartbeat every 2 s from a goroutine of their own; the
+		// SDK otherwise sends only every 0.8 × the heartbeat timeout, which
+		// leaves 2 s for a heartbeat to land under a 10 s timeout.
+		MaxHeartbeatThrottleInterval: 4 * time.Second,
+	})
 	Register(w, acts, n)
 	return w
 }
@@ -247,7 +343,9 @@ func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
 		}()
 		defer srv.Close()
 	}
-	w := New(c, cfg.TaskQueue, acts, n)
+	// Process-wide; set before the first worker starts.
+	sdkworker.SetStickyWorkflowCacheSize(cfg.WorkflowCacheSize)
+	w := New(c, cfg, acts, n)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/workflow"
@@ -42,7 +43,10 @@ type AuditEntry struct {
 // hashEntry computes an entry's hash from everything but the hash itself.
 func hashEntry(e AuditEntry) string {
 	e.Hash = ""
-	b, _ := json.Marshal(e)
+	b, err := json.Marshal(e)
+	if err != nil {
+		return "" // never a valid hash: an entry JSON cannot carry never verifies
+	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
@@ -67,7 +71,7 @@ func VerifyAudit(trail []AuditEntry) *AuditBreak {
 		if e.Prev != prev {
 			return &AuditBreak{Seq: i, Reason: "does not link to the previous entry"}
 		}
-		if hashEntry(e) != e.Hash {
+		if h := hashEntry(e); h == "" || h != e.Hash {
 			return &AuditBreak{Seq: i, Reason: "content does not match its hash (entry altered)"}
 		}
 		prev = e.Hash
@@ -78,12 +82,20 @@ func VerifyAudit(trail []AuditEntry) *AuditBreak {
 // record appends an entry to the cycle's trail. data must hold only
 // JSON-friendly values; it never holds a credential value.
 func (c *cycle) record(ctx workflow.Context, kind string, action *int, summary string, data map[string]any) {
-	e := AuditEntry{Seq: len(c.res.Audit), At: workflow.Now(ctx).UTC(), Kind: kind, Action: action, Summary: summary, Data: normalize(data)}
-	if n := len(c.res.Audit); n > 0 {
-		e.Prev = c.res.Audit[n-1].Hash
+	c.res.Audit = appendAudit(c.res.Audit, workflow.Now(ctx), kind, action, summary, data)
+}
+
+// appendAudit chains a new entry to trail. The entry holds exactly what its
+// JSON export says (UTC time, valid UTF-8, data through JSON), so it
+// verifies the same after an export as before.
+func appendAudit(trail []AuditEntry, at time.Time, kind string, action *int, summary string, data map[string]any) []AuditEntry {
+	e := AuditEntry{Seq: len(trail), At: at.UTC(), Kind: strings.ToValidUTF8(kind, "\uFFFD"), Action: action,
+		Summary: strings.ToValidUTF8(summary, "\uFFFD"), Data: normalize(data)}
+	if n := len(trail); n > 0 {
+		e.Prev = trail[n-1].Hash
 	}
 	e.Hash = hashEntry(e)
-	c.res.Audit = append(c.res.Audit, e)
+	return append(trail, e)
 }
 
 // normalize round-trips data through JSON so the hash computed now matches

@@ -32,8 +32,11 @@ var (
 			NonRetryableErrorTypes: []string{activities.ErrTypeInvalidRequest},
 		},
 	}
+	// Staging and release heartbeat (activities.heartbeat): a worker that
+	// dies in them is noticed, and the step retried, within seconds.
 	stageOptions = workflow.ActivityOptions{
 		StartToCloseTimeout:    time.Minute,
+		HeartbeatTimeout:       10 * time.Second,
 		ScheduleToCloseTimeout: 30 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
@@ -44,6 +47,7 @@ var (
 	}
 	releaseOptions = workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,
+		HeartbeatTimeout:       10 * time.Second,
 		ScheduleToCloseTimeout: 24 * time.Hour,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
@@ -112,6 +116,13 @@ func runCycle(ctx workflow.Context, req CycleRequest, m CycleMetrics) (CycleResu
 	}
 	for i, p := range req.Actions {
 		c.record(ctx, AuditProposal, idx(i), p.Type, map[string]any{"params": p.Params, "rationale": p.Rationale})
+	}
+	// Only a verified agent gets a plan, a lease or a Job (invariant 9).
+	// Cycles started before verification existed replay without it.
+	if workflow.GetVersion(ctx, "verified-identity", workflow.DefaultVersion, 1) >= 1 {
+		if err := c.verify(ctx); err != nil {
+			return c.res, err
+		}
 	}
 
 	var a *activities.Activities

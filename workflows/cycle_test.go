@@ -94,13 +94,16 @@ type cycleSuite struct {
 	acts *activities.Activities
 }
 
-func newEnv(t *testing.T) *cycleSuite {
+func newEnv(t *testing.T) *cycleSuite { return newEnvWith(t, nil) }
+
+// newEnvWith registers AgentCycle reporting to m (nil: no metrics).
+func newEnvWith(t *testing.T, m workflows.CycleMetrics) *cycleSuite {
 	t.Helper()
 	cat, err := policy.Parse("test.yaml", []byte(catalogYAML))
 	require.NoError(t, err)
-	s := &cycleSuite{acts: &activities.Activities{Catalog: cat}}
+	s := &cycleSuite{acts: &activities.Activities{Catalog: cat, Identity: fakeVerifier{}}}
 	s.env = s.NewTestWorkflowEnvironment()
-	s.env.RegisterWorkflowWithOptions(workflows.AgentCycle, workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
+	s.env.RegisterWorkflowWithOptions(workflows.NewAgentCycle(m), workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
 	s.env.RegisterWorkflowWithOptions(workflows.ShadowFeedback, workflow.RegisterOptions{Name: workflows.FeedbackWorkflowName})
 	s.env.RegisterActivity(s.acts)
 	// The Slack activities are registered by name by the worker; here they
@@ -113,6 +116,17 @@ func newEnv(t *testing.T) *cycleSuite {
 	s.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflows.CycleWorkflowID("auto", "c1")})
 	s.env.SetTestTimeout(20 * time.Second)
 	return s
+}
+
+// execute runs a cycle as an agent would start it: as workflow
+// cycle/<agent>/<cycle>, signed with the agent's (fake) key unless the
+// request already carries a signature.
+func (s *cycleSuite) execute(req workflows.CycleRequest) {
+	s.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflows.CycleWorkflowID(req.AgentID, req.CycleID)})
+	if req.Signature == nil {
+		req = signAs(req.AgentID, req, s.env.Now())
+	}
+	s.env.ExecuteWorkflow(workflows.CycleWorkflowName, req)
 }
 
 func stageOK(_ context.Context, in activities.StageInput) (activities.StageOutput, error) {
@@ -144,7 +158,7 @@ func TestAutonomousCycleRunsEveryActionAndReleasesEachLease(t *testing.T) {
 			return activities.ReleaseOutput{RevokedAccessor: in.LeaseAccessor}, nil
 		})
 
-	s.env.ExecuteWorkflow(workflows.CycleWorkflowName, request("auto", inspect, scale))
+	s.execute(request("auto", inspect, scale))
 	require.True(t, s.env.IsWorkflowCompleted())
 	require.NoError(t, s.env.GetWorkflowError())
 	var res workflows.CycleResult
@@ -181,7 +195,7 @@ func TestFailedJobRollsBackSkipsTheRestAndStillReleases(t *testing.T) {
 			return activities.ReleaseOutput{}, nil
 		})
 
-	s.env.ExecuteWorkflow(workflows.CycleWorkflowName, request("auto", scale, inspect))
+	s.execute(request("auto", scale, inspect))
 	var res workflows.CycleResult
 	require.NoError(t, s.env.GetWorkflowResult(&res))
 
@@ -208,7 +222,7 @@ func TestStageFailureRunsNothingAndReleasesByJobName(t *testing.T) {
 			return activities.ReleaseOutput{}, nil
 		})
 
-	s.env.ExecuteWorkflow(workflows.CycleWorkflowName, request("auto", inspect))
+	s.execute(request("auto", inspect))
 	var res workflows.CycleResult
 	require.NoError(t, s.env.GetWorkflowResult(&res))
 	assert.Equal(t, workflows.OutcomeFailed, res.Outcome)
@@ -222,6 +236,7 @@ func TestCancelDuringJobDeletesTheJobAndRevokes(t *testing.T) {
 	s.env.OnActivity(s.acts.StageAction, mock.Anything, mock.Anything).Return(stageOK)
 	s.env.OnActivity(s.acts.RunJob, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, _ activities.RunInput) (activities.RunOutput, error) {
+			s.env.CancelWorkflow() // while the Job runs
 			<-ctx.Done()
 			return activities.RunOutput{}, ctx.Err()
 		})
@@ -231,9 +246,8 @@ func TestCancelDuringJobDeletesTheJobAndRevokes(t *testing.T) {
 			rel = in
 			return activities.ReleaseOutput{}, nil
 		})
-	s.env.RegisterDelayedCallback(s.env.CancelWorkflow, 100*time.Millisecond)
 
-	s.env.ExecuteWorkflow(workflows.CycleWorkflowName, request("auto", scale))
+	s.execute(request("auto", scale))
 	err := s.env.GetWorkflowError()
 	require.Error(t, err)
 	var canceled *temporal.CanceledError
@@ -249,7 +263,7 @@ func TestShadowWriteIsRecordedNeverRun(t *testing.T) {
 	s.env.OnActivity(s.acts.ReleaseAction, mock.Anything, mock.Anything).Return(activities.ReleaseOutput{}, nil)
 	s.env.OnActivity(s.acts.DryRunAction, mock.Anything, mock.Anything).Return(activities.DryRunOutput{Admitted: true}, nil)
 
-	s.env.ExecuteWorkflow(workflows.CycleWorkflowName, request("shadowy", inspect, scale))
+	s.execute(request("shadowy", inspect, scale))
 	var res workflows.CycleResult
 	require.NoError(t, s.env.GetWorkflowResult(&res))
 	assert.Equal(t, workflows.OutcomeSucceeded, res.Actions[0].Outcome, "shadow reads run")
@@ -274,7 +288,7 @@ func TestInvalidRequestFailsNonRetryablyBeforeAnythingRuns(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			s := newEnv(t)
-			s.env.ExecuteWorkflow(workflows.CycleWorkflowName, tc.req)
+			s.execute(tc.req)
 			err := s.env.GetWorkflowError()
 			require.Error(t, err)
 			var appErr *temporal.ApplicationError

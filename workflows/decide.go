@@ -48,6 +48,9 @@ type cycle struct {
 	res     CycleResult
 	gates   map[int]*gate
 	metrics CycleMetrics
+	// identity is who the request was verified to come from; nil for
+	// cycles started before verification (their histories still replay).
+	identity *identity
 }
 
 var allowedKinds = map[NoticeMode][]DecisionKind{
@@ -57,9 +60,10 @@ var allowedKinds = map[NoticeMode][]DecisionKind{
 }
 
 // validate refuses a decision before it reaches history: unknown action,
-// approver not allowed, self-approval, stale hash, wrong kind, or a
-// decision on an action another human already closed. The same approver
-// repeating a decision passes: apply answers "already decided".
+// self-approval (checked against verified identities), approver not
+// allowed, stale hash, wrong kind, or a decision on an action another human
+// already closed. The same approver repeating a decision passes: apply
+// answers "already decided".
 func (c *cycle) validate(d Decision) error {
 	if c.plan == nil {
 		return errors.New("cycle is not planned yet")
@@ -71,11 +75,11 @@ func (c *cycle) validate(d Decision) error {
 	if d.Approver == "" {
 		return errors.New("approver is required")
 	}
+	if slices.Contains(c.selves(), d.Approver) {
+		return fmt.Errorf("%s requested this cycle and cannot decide on it", d.Approver)
+	}
 	if !slices.Contains(c.plan.Approvers, d.Approver) {
 		return fmt.Errorf("%s is not an approver of agent %s", d.Approver, c.plan.AgentID)
-	}
-	if c.req.Principal != "" && d.Approver == c.req.Principal {
-		return fmt.Errorf("%s requested this cycle and cannot decide on it", d.Approver)
 	}
 	if d.ActionHash != g.act.Hash {
 		return errors.New("stale decision: the action changed since it was shown (hash mismatch)")
@@ -88,6 +92,20 @@ func (c *cycle) validate(d Decision) error {
 	}
 	if g.closed {
 		return fmt.Errorf("action %d is already closed: %s", d.ActionIndex, g.status)
+	}
+	return nil
+}
+
+// selves are who may not decide on this cycle: the verified signer (the
+// agent, "agent:<id>") and the principal it signed. Cycles from before
+// verification have no verified identity; for them the unsigned principal
+// is still refused (stricter, never looser, than before).
+func (c *cycle) selves() []string {
+	if c.identity != nil {
+		return c.identity.selves()
+	}
+	if c.req.Principal != "" {
+		return []string{c.req.Principal}
 	}
 	return nil
 }

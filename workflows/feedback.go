@@ -25,14 +25,17 @@ func FeedbackWorkflowID(cycleWorkflowID string, index int) string {
 
 // FeedbackRequest starts a ShadowFeedback workflow.
 type FeedbackRequest struct {
-	CycleWorkflowID string                `json:"cycle_workflow_id"`
-	AgentID         string                `json:"agent_id"`
-	Principal       string                `json:"principal,omitempty"`
-	Approvers       []string              `json:"approvers"`
-	SlackChannel    string                `json:"slack_channel,omitempty"`
-	Action          policy.RenderedAction `json:"action"`
-	Thoughts        []Thought             `json:"thoughts,omitempty"`
-	Window          time.Duration         `json:"window"`
+	CycleWorkflowID string `json:"cycle_workflow_id"`
+	AgentID         string `json:"agent_id"`
+	Principal       string `json:"principal,omitempty"`
+	// Signer is the cycle's verified identity ("agent:<id>"); empty for
+	// cycles from before verification.
+	Signer       string                `json:"signer,omitempty"`
+	Approvers    []string              `json:"approvers"`
+	SlackChannel string                `json:"slack_channel,omitempty"`
+	Action       policy.RenderedAction `json:"action"`
+	Thoughts     []Thought             `json:"thoughts,omitempty"`
+	Window       time.Duration         `json:"window"`
 }
 
 // FeedbackResult is the feedback given on a shadow action.
@@ -50,6 +53,9 @@ func ShadowFeedback(ctx workflow.Context, in FeedbackRequest) (FeedbackResult, e
 		req:   CycleRequest{AgentID: in.AgentID, Principal: in.Principal, Thoughts: in.Thoughts},
 		plan:  &policy.Plan{AgentID: in.AgentID, Approvers: in.Approvers, SlackChannel: in.SlackChannel},
 		gates: map[int]*gate{},
+	}
+	if in.Signer != "" {
+		c.identity = &identity{signer: in.Signer, principal: in.Principal}
 	}
 	c.res.WorkflowID = workflow.GetInfo(ctx).WorkflowExecution.ID
 	if err := c.registerHandlers(ctx); err != nil {
@@ -76,9 +82,17 @@ func (c *cycle) startFeedback(ctx workflow.Context, act policy.RenderedAction) (
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 	})
 	f := workflow.ExecuteChildWorkflow(cctx, FeedbackWorkflowName, FeedbackRequest{
-		CycleWorkflowID: c.res.WorkflowID, AgentID: c.plan.AgentID, Principal: c.req.Principal,
+		CycleWorkflowID: c.res.WorkflowID, AgentID: c.plan.AgentID, Principal: c.req.Principal, Signer: c.signer(),
 		Approvers: c.plan.Approvers, SlackChannel: c.plan.SlackChannel, Action: act,
 		Thoughts: c.req.Thoughts, Window: time.Duration(c.plan.ApprovalTimeout),
 	})
 	return id, f.GetChildWorkflowExecution().Get(ctx, nil)
+}
+
+// signer is the cycle's verified identity, or "" before verification.
+func (c *cycle) signer() string {
+	if c.identity == nil {
+		return ""
+	}
+	return c.identity.signer
 }

@@ -57,7 +57,7 @@ func hashOf(t *testing.T, s *cycleSuite, agent string, p policy.Proposal) string
 
 func runCycle(t *testing.T, s *cycleSuite, req workflows.CycleRequest) workflows.CycleResult {
 	t.Helper()
-	s.env.ExecuteWorkflow(workflows.CycleWorkflowName, req)
+	s.execute(req)
 	require.True(t, s.env.IsWorkflowCompleted())
 	require.NoError(t, s.env.GetWorkflowError())
 	var res workflows.CycleResult
@@ -294,7 +294,7 @@ func TestShadowFeedbackIsRecordedAndNeverRunsAnything(t *testing.T) {
 	assert.Equal(t, "U2", res.Decisions[1].Approver)
 	require.Len(t, log.rejected, 2)
 	assert.Contains(t, log.rejected[0], `"approve" is not a valid decision`)
-	assert.Contains(t, log.rejected[1], "agent:x is not an approver")
+	assert.Contains(t, log.rejected[1], "agent:x requested this cycle and cannot decide on it")
 	assert.Equal(t, "already decided", log.completed[1].Status)
 	require.Len(t, posted, 1)
 	assert.Equal(t, workflows.NoticeShadow, posted[0].Mode)
@@ -326,7 +326,7 @@ agents:
 	run := func(t *testing.T, approveAt time.Duration) ([]workflows.Notice, []time.Duration, []workflows.NoticeUpdate, workflows.CycleResult) {
 		c, err := policy.Parse("t.yaml", []byte(cat))
 		require.NoError(t, err)
-		s := &cycleSuite{acts: &activities.Activities{Catalog: c}}
+		s := &cycleSuite{acts: &activities.Activities{Catalog: c, Identity: fakeVerifier{}}}
 		s.env = s.NewTestWorkflowEnvironment()
 		s.env.RegisterWorkflowWithOptions(workflows.AgentCycle, workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
 		s.env.RegisterActivity(s.acts)

@@ -37,10 +37,33 @@ type CycleRequest struct {
 	AgentID string `json:"agent_id"`
 	CycleID string `json:"cycle_id"`
 	// Principal is who asked for the cycle (agent identity or user); it may
-	// never approve its own actions.
+	// never approve its own actions. It is covered by the signature.
 	Principal string            `json:"principal,omitempty"`
 	Thoughts  []Thought         `json:"thoughts,omitempty"`
 	Actions   []policy.Proposal `json:"actions"`
+	// Signature proves the request comes from agent AgentID: its own Vault
+	// Transit key signed CanonicalRequest(request). Unsigned requests are
+	// refused (DESIGN invariant 9); starter.WithSigner fills it in.
+	Signature *RequestSignature `json:"signature,omitempty"`
+}
+
+// RequestSignature is an agent's signature over CanonicalRequest of the
+// request it is part of. It is not a bearer credential: it proves who
+// signed these exact bytes and cannot sign anything else.
+type RequestSignature struct {
+	// Key is the Transit key that signed ("airlock-agent-<id>"). Optional
+	// and never trusted: the signature is always checked with the key of
+	// agent_id; a different key here only names an impersonator.
+	Key string `json:"key,omitempty"`
+	// KeyVersion is the key version that signed (also in Signature).
+	KeyVersion int `json:"key_version"`
+	// SignedAt is when the agent signed, RFC 3339 (e.g.
+	// "2026-11-25T14:03:07Z"); it is part of the signed bytes, as written.
+	// It must be within MaxSignatureSkew of the cycle's start.
+	SignedAt string `json:"signed_at"`
+	// Signature is Vault's "vault:v<N>:<base64>" answer from
+	// transit/sign/airlock-agent-<id>.
+	Signature string `json:"signature"`
 }
 
 var cycleIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
@@ -64,7 +87,7 @@ func (r CycleRequest) Validate() error {
 		if t.Content == "" {
 			add(fmt.Sprintf("thoughts[%d].content", i), "required")
 		}
-		if t.Confidence < 0 || t.Confidence > 1 {
+		if !(t.Confidence >= 0 && t.Confidence <= 1) { // NaN too: JSON cannot carry it
 			add(fmt.Sprintf("thoughts[%d].confidence", i), "must be between 0 and 1, got %v", t.Confidence)
 		}
 	}

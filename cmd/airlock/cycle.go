@@ -14,6 +14,7 @@ import (
 
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
+	"github.com/airlockhq/airlock/vault"
 	"github.com/airlockhq/airlock/worker"
 	"github.com/airlockhq/airlock/workflows"
 )
@@ -29,8 +30,8 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.catalog, "catalog", os.Getenv("AIRLOCK_CATALOG"), "catalog to validate against before starting (env AIRLOCK_CATALOG)")
 }
 
-func (c *clientFlags) starter(ctx context.Context) (*starter.Client, func(), error) {
-	var opts []starter.Option
+func (c *clientFlags) starter(ctx context.Context, extra ...starter.Option) (*starter.Client, func(), error) {
+	opts := extra
 	if c.catalog != "" {
 		cat, err := policy.LoadFile(c.catalog)
 		if err != nil {
@@ -71,7 +72,15 @@ func runCycleStart(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, done, err := cf.starter(ctx)
+	var opts []starter.Option
+	if req.Signature == nil {
+		signer, err := agentSigner(req.AgentID)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, starter.WithSigner(signer))
+	}
+	st, done, err := cf.starter(ctx, opts...)
 	if err != nil {
 		return err
 	}
@@ -93,6 +102,19 @@ func runCycleStart(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("cycle %s: %s", run.WorkflowID, res.Outcome)
 	}
 	return nil
+}
+
+// agentSigner signs as the agent with the agent's own Vault token:
+// AIRLOCK_AGENT_VAULT_TOKEN, else VAULT_TOKEN (at VAULT_ADDR). Vault decides
+// whether that token may sign as agentID: an agent's token reaches only its
+// own key (transit/sign/airlock-agent-<id>).
+func agentSigner(agentID string) (*vault.Signer, error) {
+	tok := envOr("AIRLOCK_AGENT_VAULT_TOKEN", os.Getenv("VAULT_TOKEN"))
+	if tok == "" {
+		return nil, fmt.Errorf("cycle start: the request is unsigned and there is no Vault token to sign it as agent %s: "+
+			"log in to Vault as the agent and set AIRLOCK_AGENT_VAULT_TOKEN or VAULT_TOKEN (README: Signing a cycle request), or pass a signed request", agentID)
+	}
+	return vault.NewSigner(vault.Config{Address: os.Getenv("VAULT_ADDR"), Token: tok})
 }
 
 func readRequest(path string) (workflows.CycleRequest, error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/airlockhq/airlock/internal/devstack"
 	"github.com/airlockhq/airlock/starter"
 	"github.com/airlockhq/airlock/telemetry"
+	"github.com/airlockhq/airlock/vault"
 	"github.com/airlockhq/airlock/worker"
 )
 
@@ -73,6 +74,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := devsetup.Prepare(ctx, acts.Catalog, acts.Broker, acts.Jobs); err != nil {
 		return err
 	}
+	identities, err := devsetup.AgentIdentities(ctx, acts.Catalog, acts.Broker)
+	if err != nil {
+		return err
+	}
 	logFile, err := os.Create(filepath.Join(stack.Dir, "worker.log"))
 	if err != nil {
 		return err
@@ -84,12 +89,18 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer tc.Close()
-	w := worker.New(tc, "", acts, &worker.LogNotifier{Logger: tel.Logger})
+	w := worker.New(tc, cfg, acts, &worker.LogNotifier{Logger: tel.Logger})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	defer w.Stop()
 
+	var closers []func() // agents' Vault sessions
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
 	say("Kubernetes nodes are SIMULATED by kwok here: Jobs are created, admitted and scheduled for real, but no container runs. Give the worker a real KUBECONFIG (with VAULT_ADDR and TEMPORAL_ADDRESS) to run Jobs on a cluster.")
 	fmt.Fprintf(stdout, `
   Temporal UI      %s
@@ -109,7 +120,25 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	st := starter.New(tc, starter.WithCatalog(acts.Catalog))
+	if id, ok := identities[req.AgentID]; ok {
+		printAgentLogin(stdout, id)
+	}
+	// Each agent proves who it is: it logs in to Vault through its own
+	// AppRole and signs its requests with its own Transit key.
+	starters := map[string]*starter.Client{}
+	agentStarter := func(agentID string) (*starter.Client, error) {
+		if st, ok := starters[agentID]; ok {
+			return st, nil
+		}
+		sess, err := loginAsAgent(ctx, acts.Broker, stack.VaultAddr, filepath.Join(stack.Dir, "agent-"+agentID+".secret-id"), identities[agentID])
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, sess.Close)
+		st := starter.New(tc, starter.WithCatalog(acts.Catalog), starter.WithSigner(sess.Signer()))
+		starters[agentID] = st
+		return st, nil
+	}
 	stamp := time.Now().Unix()
 	// The same proposal under three agents shows the trust phases.
 	for _, demo := range []struct{ agent, what string }{
@@ -118,6 +147,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	} {
 		r := req
 		r.AgentID, r.CycleID = demo.agent, fmt.Sprintf("dev-%d", stamp)
+		st, err := agentStarter(r.AgentID)
+		if err != nil {
+			return err
+		}
 		run, err := st.Start(ctx, r)
 		if err != nil {
 			return err
@@ -133,6 +166,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	adv := req
 	adv.AgentID, adv.CycleID = "advisor", fmt.Sprintf("dev-%d", stamp)
+	st, err := agentStarter(adv.AgentID)
+	if err != nil {
+		return err
+	}
 	run, err := st.Start(ctx, adv)
 	if err != nil {
 		return err
@@ -158,4 +195,36 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // workflowURL links straight to a workflow in the Temporal Web UI.
 func workflowURL(ui, workflowID string) string {
 	return fmt.Sprintf("%s/namespaces/default/workflows/%s", ui, url.PathEscape(workflowID))
+}
+
+// loginAsAgent logs in to Vault as the agent would: a fresh secret id for
+// its AppRole (kept in a 0600 file), then an AppRole login. The session's
+// token can sign as this agent and nothing else of Airlock's.
+func loginAsAgent(ctx context.Context, admin *vault.Broker, vaultAddr, secretFile string, id vault.AgentIdentity) (*vault.Session, error) {
+	if id.RoleID == "" {
+		return nil, fmt.Errorf("agent %s has no Vault identity", id.AgentID)
+	}
+	sid, err := admin.AgentSecretID(ctx, id.AgentID)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(secretFile, []byte(sid.Value()), 0o600); err != nil {
+		return nil, fmt.Errorf("write secret id: %w", err)
+	}
+	return vault.Login(ctx, vault.Config{Address: vaultAddr}, vault.LoginConfig{
+		Method: vault.AuthAppRole, Mount: id.AppRoleMount, RoleID: id.RoleID, SecretIDFile: secretFile,
+	})
+}
+
+// printAgentLogin shows how an agent logs in to Vault as itself and signs.
+func printAgentLogin(w io.Writer, id vault.AgentIdentity) {
+	fmt.Fprintf(w, `  Agents prove who they are (README: "Signing a cycle request from any language").
+  Agent %[1]q signs with Transit key %[2]s; it logs in through AppRole %[3]s:
+    SECRET_ID=$(curl -s -X POST -H "X-Vault-Token: $VAULT_TOKEN" "$VAULT_ADDR/v1/auth/%[4]s/role/%[5]s/secret-id" | jq -r .data.secret_id)
+    export AIRLOCK_AGENT_VAULT_TOKEN=$(curl -s -X POST -d '{"role_id":"%[6]s","secret_id":"'$SECRET_ID'"}' "$VAULT_ADDR/v1/auth/%[4]s/login" | jq -r .auth.client_token)
+  then sign and start a cycle as %[1]s (that token can sign as %[1]s only):
+    go run ./cmd/airlock cycle start -f examples/cycle-request.json --wait
+    VAULT_TOKEN=$AIRLOCK_AGENT_VAULT_TOKEN node examples/sign-request.mjs examples/cycle-request.json   # the same from JavaScript
+
+`, id.AgentID, id.Key, id.AppRoleMount+"/role/"+id.AppRole, id.AppRoleMount, id.AppRole, id.RoleID)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"time"
@@ -27,11 +28,22 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.SlackChannel, "slack-channel", cfg.SlackChannel, "default approval channel (env AIRLOCK_SLACK_CHANNEL)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics address, or off (env AIRLOCK_METRICS_ADDR; default :9090)")
 	fs.BoolVar(&cfg.PlainPayloads, "plain-payloads", cfg.PlainPayloads, "do not encrypt payloads (env AIRLOCK_PLAIN_PAYLOADS=true)")
+	kubeQPS := fs.Float64("kube-qps", float64(cfg.Kube.QPS), "Kubernetes client requests/s, negative = no client-side limit (env AIRLOCK_KUBE_QPS; default 500)")
+	fs.IntVar(&cfg.Kube.Burst, "kube-burst", cfg.Kube.Burst, "Kubernetes client burst (env AIRLOCK_KUBE_BURST; default 1000)")
+	fs.IntVar(&cfg.MaxConcurrentActivities, "max-concurrent-activities", cfg.MaxConcurrentActivities, "activities one worker runs at once (env AIRLOCK_MAX_CONCURRENT_ACTIVITIES; default 1000)")
+	fs.IntVar(&cfg.WorkflowCacheSize, "workflow-cache-size", cfg.WorkflowCacheSize, "workflows kept in memory; waiting cycles past it are replayed on demand (env AIRLOCK_WORKFLOW_CACHE_SIZE; default 1000)")
+	fs.DurationVar(&cfg.ActionTokenTTL, "action-token-ttl", cfg.ActionTokenTTL, "TTL action tokens are renewed to while their Job runs (env AIRLOCK_ACTION_TOKEN_TTL; default 5m)")
+	fs.DurationVar(&cfg.LeaseFuse, "lease-fuse", cfg.LeaseFuse, "TTL of an action token until staging has recorded it (env AIRLOCK_LEASE_FUSE; default 10s)")
 	logFormat := fs.String("log-format", envOr("AIRLOCK_LOG_FORMAT", "json"), "json or text")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "airlock-worker", LogFormat: *logFormat, LogWriter: stderr})
+	cfg.Kube.QPS = float32(*kubeQPS)
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(envOr("AIRLOCK_LOG_LEVEL", "info"))); err != nil {
+		return fmt.Errorf("AIRLOCK_LOG_LEVEL: %w", err)
+	}
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "airlock-worker", LogFormat: *logFormat, LogWriter: stderr, LogLevel: level})
 	if err != nil {
 		return err
 	}

@@ -39,3 +39,7 @@ path "secret/data/airlock/agent-tokens/*" {
 path "secret/metadata/airlock/agent-tokens/*" {
   capabilities = ["list", "delete"]
 }
+# Verified agent identity: check cycle-request signatures, never sign.
+path "transit/verify/airlock-agent-*" {
+  capabilities = ["update"]
+}

@@ -1,6 +1,7 @@
 // Package devsetup prepares a development or test stack for Airlock: the
-// Vault policies and token role action tokens are issued under, and each
-// agent's namespace. On a real installation these come from deploy/.
+// Vault policies and token role action tokens are issued under, each
+// agent's namespace, and each agent's own Vault identity (signing key,
+// signer policy, AppRole). On a real installation these come from deploy/.
 package devsetup
 
 import (
@@ -69,5 +70,24 @@ func Prepare(ctx context.Context, cat *policy.Catalog, broker *vault.Broker, job
 			return fmt.Errorf("bootstrap namespace %s: %w", ag.Namespace, err)
 		}
 	}
-	return nil
+	_, err := AgentIdentities(ctx, cat, broker)
+	return err
+}
+
+// AgentIdentities gives every agent of the catalog its own Vault identity:
+// an ed25519 Transit signing key (transit/keys/airlock-agent-<id>), a
+// signer policy allowing only transit/sign with that key, and an AppRole
+// role (auth/approle/role/airlock-agent-<id>) whose tokens carry that
+// policy. The agent logs in with the role id and a secret id and signs its
+// cycle requests; the worker only verifies. It is idempotent.
+func AgentIdentities(ctx context.Context, cat *policy.Catalog, broker *vault.Broker) (map[string]vault.AgentIdentity, error) {
+	out := map[string]vault.AgentIdentity{}
+	for _, id := range cat.AgentIDs() {
+		ai, err := broker.EnsureAgentIdentity(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("agent identity %s: %w", id, err)
+		}
+		out[id] = ai
+	}
+	return out, nil
 }

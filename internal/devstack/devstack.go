@@ -47,6 +47,11 @@ type Options struct {
 	// Temporal, Vault and Kube choose the parts to start.
 	Temporal, Vault, Kube bool
 
+	// VaultPersistent runs Vault as a real server (file storage, initialised
+	// with one unseal key, KV v2 at secret/) instead of dev mode, so a
+	// restart keeps its tokens, leases and keys. StartProcess unseals it.
+	VaultPersistent bool
+
 	// SearchAttributes are registered in Temporal as "Name=Type".
 	// Default: AirlockAgent, AirlockPhase, AirlockOutcome, AirlockRisk, all Keyword.
 	SearchAttributes []string
@@ -55,6 +60,10 @@ type Options struct {
 
 	// Logf receives progress lines. Default: discard.
 	Logf func(format string, args ...any)
+
+	// pickPorts returns n distinct free loopback ports. Default: freePorts.
+	// Tests replace it to hand out a port that is taken.
+	pickPorts func(n int) ([]int, error)
 }
 
 // DefaultSearchAttributes are registered when Options.SearchAttributes is empty.
@@ -94,7 +103,9 @@ type Stack struct {
 	TemporalUIURL   string // http://127.0.0.1:port
 
 	VaultAddr  string // http://127.0.0.1:port
-	VaultToken string // dev root token, random per Start
+	VaultToken string // root token, random per Start
+	// vaultUnsealKey unseals a persistent Vault (Options.VaultPersistent).
+	vaultUnsealKey string
 
 	Kubeconfig string // admin kubeconfig (client certificate, group system:masters)
 	RestConfig *rest.Config
@@ -136,6 +147,9 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	}
 	if len(opts.SearchAttributes) == 0 {
 		opts.SearchAttributes = DefaultSearchAttributes
+	}
+	if opts.pickPorts == nil {
+		opts.pickPorts = freePorts
 	}
 	s := &Stack{opts: opts, logf: opts.Logf, procs: map[string]*process{}, startTimes: map[string]time.Duration{}}
 	if s.logf == nil {
@@ -210,25 +224,54 @@ func (s *Stack) startAll(ctx context.Context) error {
 	return first
 }
 
-// launch registers p and starts it, logging how long it took to get ready.
-func (s *Stack) launch(ctx context.Context, p *process) error {
-	s.mu.Lock()
-	if s.stopped {
+// maxStartAttempts bounds how often launch starts a server, each time on
+// new ports, when the ports it picked were taken before the server bound
+// them.
+const maxStartAttempts = 3
+
+// launch picks nPorts free ports, has build make the process that listens
+// on them, registers it and starts it, logging how long it took to get
+// ready. Free ports are only bound later, by the server, so another program
+// may take one first: if the server fails because a port is in use, launch
+// tries again with new ports, maxStartAttempts times in all. build must set
+// everything that depends on the ports (addresses in Stack, kubeconfig).
+func (s *Stack) launch(ctx context.Context, nPorts int, build func(ports []int) (*process, error)) error {
+	for attempt := 1; ; attempt++ {
+		var ports []int
+		if nPorts > 0 {
+			var err error
+			if ports, err = s.opts.pickPorts(nPorts); err != nil {
+				return fmt.Errorf("devstack: %w", err)
+			}
+		}
+		p, err := build(ports)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		if s.stopped {
+			s.mu.Unlock()
+			return errors.New("devstack: stack is stopped")
+		}
+		s.procs[p.name] = p
 		s.mu.Unlock()
-		return errors.New("devstack: stack is stopped")
+		begin := time.Now()
+		err = p.start(ctx)
+		if err == nil {
+			took := since(begin)
+			s.mu.Lock()
+			s.startTimes[p.name] = took
+			s.mu.Unlock()
+			s.logf("devstack: %s ready in %s", p.name, took)
+			return nil
+		}
+		var taken *portTakenError
+		if !errors.As(err, &taken) || nPorts == 0 || ctx.Err() != nil || attempt == maxStartAttempts {
+			return err
+		}
+		s.logf("devstack: %s: a port was taken before it bound it (ports %v); trying new ports (attempt %d of %d)",
+			p.name, ports, attempt+1, maxStartAttempts)
 	}
-	s.procs[p.name] = p
-	s.mu.Unlock()
-	begin := time.Now()
-	if err := p.start(ctx); err != nil {
-		return err
-	}
-	took := since(begin)
-	s.mu.Lock()
-	s.startTimes[p.name] = took
-	s.mu.Unlock()
-	s.logf("devstack: %s ready in %s", p.name, took)
-	return nil
 }
 
 // StartTimes reports how long each process took from exec to ready during

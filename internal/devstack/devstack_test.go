@@ -362,3 +362,31 @@ func jobPodTermination(t *testing.T, cs kubernetes.Interface, job *batchv1.Job) 
 	require.NotNil(t, term, fmt.Sprintf("container state %+v", statuses[0].State))
 	return term
 }
+
+// A persistent Vault keeps its tokens and secrets across a restart and is
+// unsealed again by StartProcess; dev mode forgets everything.
+func TestPersistentVaultSurvivesRestart(t *testing.T) {
+	ctx := t.Context()
+	s, err := devstack.Start(ctx, devstack.Options{Vault: true, VaultPersistent: true})
+	require.NoError(t, err)
+	defer s.Stop()
+	cfg := vault.DefaultConfig()
+	cfg.Address = s.VaultAddr
+	c, err := vault.NewClient(cfg)
+	require.NoError(t, err)
+	c.SetToken(s.VaultToken)
+	_, err = c.KVv2("secret").Put(ctx, "persist/check", map[string]any{"v": "kept"})
+	require.NoError(t, err)
+	tok, err := c.Auth().Token().Create(&vault.TokenCreateRequest{Policies: []string{"default"}, TTL: "10m"})
+	require.NoError(t, err)
+
+	require.NoError(t, s.Restart(ctx, devstack.ProcVault))
+	health, err := c.Sys().Health()
+	require.NoError(t, err)
+	assert.False(t, health.Sealed, "unsealed again")
+	kv, err := c.KVv2("secret").Get(ctx, "persist/check")
+	require.NoError(t, err)
+	assert.Equal(t, "kept", kv.Data["v"])
+	_, err = c.Auth().Token().LookupAccessor(tok.Auth.Accessor)
+	assert.NoError(t, err, "the token survived the restart")
+}

@@ -26,31 +26,106 @@ const DefaultNodeName = "kwok-node-0"
 // kube-scheduler and kwok in that order, each once the one before is ready,
 // then waits for the kwok node to be Ready.
 func (s *Stack) startKube(ctx context.Context) error {
-	ports, err := freePorts(5)
-	if err != nil {
-		return fmt.Errorf("start kubernetes: %w", err)
-	}
-	etcdPort, peerPort, apiPort, kcmPort, schedPort := ports[0], ports[1], ports[2], ports[3], ports[4]
 	pki, err := writeKubePKI(filepath.Join(s.Dir, "pki"))
 	if err != nil {
 		return fmt.Errorf("start kubernetes: create certificates: %w", err)
 	}
-	apiURL := fmt.Sprintf("https://127.0.0.1:%d", apiPort)
-	if err := s.writeKubeconfig(apiURL, pki); err != nil {
-		return fmt.Errorf("start kubernetes: %w", err)
-	}
-	cs, err := kubernetes.NewForConfig(s.RestConfig)
-	if err != nil {
-		return fmt.Errorf("start kubernetes: %w", err)
-	}
 	s.NodeName = DefaultNodeName
 
-	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPort)
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
+	var etcdURL string
+	if err := s.launch(ctx, 2, func(ports []int) (*process, error) {
+		etcdURL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+		return s.etcdProcess(etcdURL, fmt.Sprintf("http://127.0.0.1:%d", ports[1])), nil
+	}); err != nil {
+		return err
+	}
+
+	// cs reaches the apiserver; its port, and so the kubeconfig, is known
+	// once the apiserver runs.
+	var cs kubernetes.Interface
+	if err := s.launch(ctx, 1, func(ports []int) (*process, error) {
+		if err := s.writeKubeconfig(fmt.Sprintf("https://127.0.0.1:%d", ports[0]), pki); err != nil {
+			return nil, fmt.Errorf("start kubernetes: %w", err)
+		}
+		var err error
+		if cs, err = kubernetes.NewForConfig(s.RestConfig); err != nil {
+			return nil, fmt.Errorf("start kubernetes: %w", err)
+		}
+		return s.apiServerProcess(ports[0], etcdURL, pki, cs), nil
+	}); err != nil {
+		return err
+	}
+
+	// The controller manager and scheduler serve /healthz with self-signed
+	// certificates; only loopback is involved.
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	if err := s.launch(ctx, 1, func(ports []int) (*process, error) {
+		kcmPort := ports[0]
+		kcm := s.newProcess(ProcKubeControllerManager, "kube-controller-manager",
+			"--kubeconfig="+s.Kubeconfig,
+			"--leader-elect=false",
+			"--bind-address=127.0.0.1",
+			"--secure-port="+strconv.Itoa(kcmPort),
+			"--cert-dir="+filepath.Join(s.Dir, "kube-controller-manager"),
+			"--controllers=*",
+			"--use-service-account-credentials=false",
+			"--service-account-private-key-file="+pki.serviceAccountKeyFile,
+			"--root-ca-file="+pki.caCertFile,
+			"--cluster-signing-cert-file="+pki.caCertFile,
+			"--cluster-signing-key-file="+pki.caKeyFile,
+			"--kube-api-qps=100", "--kube-api-burst=200",
+			"--profiling=false",
+		)
+		kcm.ready = func(ctx context.Context) error {
+			if err := httpOK(ctx, insecure, fmt.Sprintf("https://127.0.0.1:%d/healthz", kcmPort)); err != nil {
+				return err
+			}
+			// Pods are rejected until their namespace's default ServiceAccount
+			// exists; its presence in "default" shows the controllers run.
+			_, err := cs.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
+			return err
+		}
+		return kcm, nil
+	}); err != nil {
+		return err
+	}
+
+	if err := s.launch(ctx, 1, func(ports []int) (*process, error) {
+		schedPort := ports[0]
+		sched := s.newProcess(ProcKubeScheduler, "kube-scheduler",
+			"--kubeconfig="+s.Kubeconfig,
+			"--leader-elect=false",
+			"--bind-address=127.0.0.1",
+			"--secure-port="+strconv.Itoa(schedPort),
+			"--cert-dir="+filepath.Join(s.Dir, "kube-scheduler"),
+			"--profiling=false",
+		)
+		sched.ready = func(ctx context.Context) error {
+			return httpOK(ctx, insecure, fmt.Sprintf("https://127.0.0.1:%d/healthz", schedPort))
+		}
+		return sched, nil
+	}); err != nil {
+		return err
+	}
+
+	// kwok listens on no port.
+	return s.launch(ctx, 0, func([]int) (*process, error) {
+		kwokArgs, err := writeKwokConfig(filepath.Join(s.Dir, "kwok"))
+		if err != nil {
+			return nil, fmt.Errorf("start kwok: %w", err)
+		}
+		kwok := s.newProcess(ProcKwok, "kwok", append([]string{"--kubeconfig=" + s.Kubeconfig}, kwokArgs...)...)
+		kwok.ready = func(ctx context.Context) error { return nodeReady(ctx, cs, s.NodeName) }
+		return kwok, nil
+	})
+}
+
+// etcdProcess is etcd serving clients on clientURL and peers on peerURL.
+func (s *Stack) etcdProcess(clientURL, peerURL string) *process {
 	etcd := s.newProcess(ProcEtcd, "etcd",
 		"--name=default",
 		"--data-dir="+filepath.Join(s.Dir, "etcd"),
-		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
+		"--listen-client-urls="+clientURL, "--advertise-client-urls="+clientURL,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
 		"--initial-cluster=default="+peerURL,
 		"--quota-backend-bytes="+strconv.Itoa(4<<30),
@@ -62,15 +137,16 @@ func (s *Stack) startKube(ctx context.Context) error {
 	// it exits. Killing it sooner loses nothing: every write it acknowledged
 	// is in its WAL, in the page cache.
 	etcd.grace = 2 * time.Second
-	etcd.ready = func(ctx context.Context) error { return httpOK(ctx, http.DefaultClient, etcdURL+"/health") }
-	if err := s.launch(ctx, etcd); err != nil {
-		return err
-	}
+	etcd.ready = func(ctx context.Context) error { return httpOK(ctx, http.DefaultClient, clientURL+"/health") }
+	return etcd
+}
 
+// apiServerProcess is kube-apiserver serving on port, storing in etcdURL.
+func (s *Stack) apiServerProcess(port int, etcdURL string, pki *kubePKI, cs kubernetes.Interface) *process {
 	api := s.newProcess(ProcKubeAPIServer, "kube-apiserver",
 		"--etcd-servers="+etcdURL,
 		"--bind-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(apiPort),
+		"--secure-port="+strconv.Itoa(port),
 		"--advertise-address=127.0.0.1",
 		"--cert-dir="+filepath.Join(s.Dir, "kube-apiserver"),
 		"--tls-cert-file="+pki.servingCertFile,
@@ -107,63 +183,7 @@ func (s *Stack) startKube(ctx context.Context) error {
 		}
 		return nil
 	}
-	if err := s.launch(ctx, api); err != nil {
-		return err
-	}
-
-	// The controller manager and scheduler serve /healthz with self-signed
-	// certificates; only loopback is involved.
-	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	kcm := s.newProcess(ProcKubeControllerManager, "kube-controller-manager",
-		"--kubeconfig="+s.Kubeconfig,
-		"--leader-elect=false",
-		"--bind-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(kcmPort),
-		"--cert-dir="+filepath.Join(s.Dir, "kube-controller-manager"),
-		"--controllers=*",
-		"--use-service-account-credentials=false",
-		"--service-account-private-key-file="+pki.serviceAccountKeyFile,
-		"--root-ca-file="+pki.caCertFile,
-		"--cluster-signing-cert-file="+pki.caCertFile,
-		"--cluster-signing-key-file="+pki.caKeyFile,
-		"--kube-api-qps=100", "--kube-api-burst=200",
-		"--profiling=false",
-	)
-	kcm.ready = func(ctx context.Context) error {
-		if err := httpOK(ctx, insecure, fmt.Sprintf("https://127.0.0.1:%d/healthz", kcmPort)); err != nil {
-			return err
-		}
-		// Pods are rejected until their namespace's default ServiceAccount
-		// exists; its presence in "default" shows the controllers run.
-		_, err := cs.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
-		return err
-	}
-	if err := s.launch(ctx, kcm); err != nil {
-		return err
-	}
-
-	sched := s.newProcess(ProcKubeScheduler, "kube-scheduler",
-		"--kubeconfig="+s.Kubeconfig,
-		"--leader-elect=false",
-		"--bind-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(schedPort),
-		"--cert-dir="+filepath.Join(s.Dir, "kube-scheduler"),
-		"--profiling=false",
-	)
-	sched.ready = func(ctx context.Context) error {
-		return httpOK(ctx, insecure, fmt.Sprintf("https://127.0.0.1:%d/healthz", schedPort))
-	}
-	if err := s.launch(ctx, sched); err != nil {
-		return err
-	}
-
-	kwokArgs, err := writeKwokConfig(filepath.Join(s.Dir, "kwok"))
-	if err != nil {
-		return fmt.Errorf("start kwok: %w", err)
-	}
-	kwok := s.newProcess(ProcKwok, "kwok", append([]string{"--kubeconfig=" + s.Kubeconfig}, kwokArgs...)...)
-	kwok.ready = func(ctx context.Context) error { return nodeReady(ctx, cs, s.NodeName) }
-	return s.launch(ctx, kwok)
+	return api
 }
 
 // writeKubeconfig writes the admin kubeconfig and sets Kubeconfig and RestConfig.

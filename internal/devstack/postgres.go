@@ -65,6 +65,13 @@ type Postgres struct {
 // user; StartPostgres adds the execute ("search") bit for others to those it
 // owns that lack it — as is the case for t.TempDir's parent.
 func StartPostgres(ctx context.Context, dir string) (*Postgres, error) {
+	return startPostgres(ctx, dir, freePorts)
+}
+
+// startPostgres is StartPostgres with the port picker as a parameter. A
+// port taken before the server binds it is retried on a new one, as
+// Stack.launch does for the other servers.
+func startPostgres(ctx context.Context, dir string, pickPorts func(n int) ([]int, error)) (*Postgres, error) {
 	bin, err := findPostgresBin()
 	if err != nil {
 		return nil, err
@@ -89,13 +96,8 @@ func StartPostgres(ctx context.Context, dir string) (*Postgres, error) {
 			return nil, fmt.Errorf("start postgres: %w", err)
 		}
 	}
-	ports, err := freePorts(1)
-	if err != nil {
-		return nil, fmt.Errorf("start postgres: %w", err)
-	}
 	p := &Postgres{
 		Host:     "127.0.0.1",
-		Port:     ports[0],
 		User:     "airlock",
 		Password: randomHex(16),
 		Database: "postgres",
@@ -107,10 +109,24 @@ func StartPostgres(ctx context.Context, dir string) (*Postgres, error) {
 	if err := p.initdb(ctx, root, env, cred); err != nil {
 		return nil, err
 	}
-	if err := p.start(ctx, env, cred); err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		ports, err := pickPorts(1)
+		if err != nil {
+			return nil, fmt.Errorf("start postgres: %w", err)
+		}
+		p.Port = ports[0]
+		err = p.start(ctx, env, cred)
+		if err == nil {
+			return p, nil
+		}
+		p.mu.Lock()
+		stopped := p.stopped // gave up on a server that never got ready
+		p.mu.Unlock()
+		var taken *portTakenError
+		if !errors.As(err, &taken) || stopped || ctx.Err() != nil || attempt == maxStartAttempts {
+			return nil, err
+		}
 	}
-	return p, nil
 }
 
 // URL is a connection URL for the superuser, with its password.
@@ -231,12 +247,22 @@ func (p *Postgres) initdb(ctx context.Context, root string, env []string, cred *
 	return nil
 }
 
-func (p *Postgres) start(ctx context.Context, env []string, cred *syscall.Credential) error {
+// start runs the postmaster on p.Port and waits until it is ready. The
+// error is a *portTakenError when this run's log says the port was taken.
+func (p *Postgres) start(ctx context.Context, env []string, cred *syscall.Credential) (err error) {
 	log, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}
 	defer log.Close() // the child has its own copy
+	if info, statErr := log.Stat(); statErr == nil {
+		logStart := info.Size()
+		defer func() {
+			if err != nil && portTaken(p.LogPath, logStart) {
+				err = &portTakenError{err}
+			}
+		}()
+	}
 	args := []string{
 		"-D", p.dataDir,
 		"-h", p.Host,

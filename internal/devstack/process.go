@@ -36,15 +36,49 @@ type process struct {
 	werr     error         // cmd.Wait's result, set before exited is closed
 	stopping bool          // stop was called for cmd
 	final    bool          // the stack is stopping; never start again
+	logStart int64         // where the latest run's lines begin in the log
+}
+
+// portTakenError is a start-up that failed because another program bound
+// one of the server's ports between the moment it was picked and the
+// moment the server bound it: the same server may start on other ports.
+type portTakenError struct{ err error }
+
+func (e *portTakenError) Error() string { return e.err.Error() }
+func (e *portTakenError) Unwrap() error { return e.err }
+
+// portTaken reports whether the log from offset on says a listener could
+// not bind ("bind: address already in use"; PostgreSQL: "Address already
+// in use").
+func portTaken(logPath string, offset int64) bool {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.NewSectionReader(f, offset, 1<<20))
+	if err != nil {
+		return false
+	}
+	return strings.Contains(strings.ToLower(string(b)), "address already in use")
 }
 
 // start runs the binary and waits until ready passes. On failure the process
-// is killed and the error ends with the tail of its log.
-func (p *process) start(ctx context.Context) error {
+// is killed and the error ends with the tail of its log; it is a
+// *portTakenError when this run's log says a port was taken.
+func (p *process) start(ctx context.Context) (err error) {
 	exited, err := p.spawn()
 	if err != nil {
 		return err
 	}
+	defer func() {
+		p.mu.Lock()
+		from := p.logStart
+		p.mu.Unlock()
+		if err != nil && portTaken(p.logPath, from) {
+			err = &portTakenError{err}
+		}
+	}()
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	var lastErr error
@@ -79,6 +113,9 @@ func (p *process) spawn() (<-chan struct{}, error) {
 	log, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", p.name, err)
+	}
+	if info, err := log.Stat(); err == nil {
+		p.logStart = info.Size()
 	}
 	fmt.Fprintf(log, "=== devstack %s: %s %s\n", time.Now().Format(time.RFC3339Nano), p.path, strings.Join(p.args, " "))
 	cmd := exec.Command(p.path, p.args...)

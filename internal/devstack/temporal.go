@@ -18,15 +18,18 @@ import (
 // startTemporal runs `temporal server start-dev` with a SQLite file in Dir, so
 // a restarted server keeps its workflows.
 func (s *Stack) startTemporal(ctx context.Context) error {
-	ports, err := freePorts(4)
-	if err != nil {
-		return fmt.Errorf("start temporal: %w", err)
-	}
+	return s.launch(ctx, 4, s.temporalProcess)
+}
+
+// temporalProcess is the dev server listening on ports (gRPC, UI, HTTP,
+// metrics).
+func (s *Stack) temporalProcess(ports []int) (*process, error) {
 	grpcPort, uiPort, httpPort, metricsPort := ports[0], ports[1], ports[2], ports[3]
 	if s.opts.TemporalUIPort != 0 {
 		uiPort = s.opts.TemporalUIPort
 	}
-	s.TemporalAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(grpcPort))
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(grpcPort))
+	s.TemporalAddress = addr
 	s.TemporalUIURL = fmt.Sprintf("http://127.0.0.1:%d", uiPort)
 
 	args := []string{
@@ -55,8 +58,8 @@ func (s *Stack) startTemporal(ctx context.Context) error {
 		want = append(want, name)
 	}
 	p := s.newProcess(ProcTemporal, "temporal", args...)
-	p.ready = func(ctx context.Context) error { return temporalReady(ctx, s.TemporalAddress, want) }
-	return s.launch(ctx, p)
+	p.ready = func(ctx context.Context) error { return temporalReady(ctx, addr, want) }
+	return p, nil
 }
 
 // temporalReady passes once the frontend answers a health check and the

@@ -1,0 +1,375 @@
+package workflows_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/starter"
+	"github.com/airlockhq/airlock/vault"
+	"github.com/airlockhq/airlock/workflows"
+)
+
+// fakeKeys stands in for Vault Transit: agent X's "signature" over data is
+// a hash keyed by X, so only fakeSigner{as: X} produces it.
+func fakeSignature(agent string, data []byte) string {
+	sum := sha256.Sum256(append([]byte("private key of "+agent+"\x00"), data...))
+	return "vault:v1:" + base64.StdEncoding.EncodeToString(sum[:])
+}
+
+type fakeVerifier struct{}
+
+func (fakeVerifier) Verify(_ context.Context, agent string, data []byte, sig string) (vault.Verification, error) {
+	if sig != fakeSignature(agent, data) {
+		return vault.Verification{}, fmt.Errorf("verify signature of agent %s: %w", agent, vault.ErrBadSignature)
+	}
+	return vault.Verification{Key: "transit/" + vault.AgentKeyName(agent), KeyVersion: 1}, nil
+}
+
+// fakeSigner signs as agent `as`, whatever the request claims.
+type fakeSigner struct{ as string }
+
+func (f fakeSigner) Sign(_ context.Context, agent string, data []byte) (vault.Signature, error) {
+	if f.as != "" {
+		agent = f.as
+	}
+	return vault.Signature{Key: vault.AgentKeyName(agent), KeyVersion: 1, Value: fakeSignature(agent, data)}, nil
+}
+
+// signAs signs req with signer's (fake) key at the given time.
+func signAs(signer string, req workflows.CycleRequest, at time.Time) workflows.CycleRequest {
+	signed, err := starter.SignRequest(context.Background(), fakeSigner{as: signer}, req, at)
+	if err != nil {
+		panic(err)
+	}
+	return signed
+}
+
+// recordingMetrics keeps the policy denials a cycle reports.
+type recordingMetrics struct {
+	mu       sync.Mutex
+	denials  []string
+	finished []string
+}
+
+func (m *recordingMetrics) CycleFinished(_ context.Context, agent, phase, outcome string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.finished = append(m.finished, agent+"/"+outcome)
+}
+func (m *recordingMetrics) ApprovalWait(context.Context, string, time.Duration, string) {}
+func (m *recordingMetrics) PolicyDenial(_ context.Context, agent, rule string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.denials = append(m.denials, agent+": "+rule)
+}
+
+// The canonical bytes are the contract with agents in every language:
+// they must never change for a given request (golden bytes).
+func TestCanonicalRequestIsStable(t *testing.T) {
+	req := goldenRequest()
+	got, err := workflows.CanonicalRequest(req)
+	require.NoError(t, err)
+	const want = `{"actions":[{"params":{"10":"ten","9":"nine","a":{"y":2,"z":1},"b":[1e+21,1e-7,0.1,0,123.456,-5,true,null],"replicas":5},"rationale":"absorb the spike","type":"scale"},{"params":{},"rationale":"","type":"inspect"}],"agent_id":"sample","cycle_id":"c-1","format":"airlock.cycle-request.v1","principal":"agent:sample","signed_at":"2026-11-25T14:03:07Z","thoughts":[{"confidence":0.9,"content":"p99 <900ms> & \"rising\"\n\t\u0001\\ ` + "\u2028é😀" + `","step":1},{"confidence":1,"content":"x","step":2}]}`
+	assert.Equal(t, want, string(got))
+
+	t.Run("the signature itself is not signed, signed_at is", func(t *testing.T) {
+		other := goldenRequest()
+		other.Signature.Signature, other.Signature.Key, other.Signature.KeyVersion = "vault:v9:xyz", "k", 9
+		b, err := workflows.CanonicalRequest(other)
+		require.NoError(t, err)
+		assert.Equal(t, string(got), string(b))
+		other.Signature.SignedAt = "2026-11-25T14:03:08Z"
+		b, err = workflows.CanonicalRequest(other)
+		require.NoError(t, err)
+		assert.NotEqual(t, string(got), string(b))
+	})
+	t.Run("what the worker decodes canonicalizes to the same bytes", func(t *testing.T) {
+		raw, err := json.Marshal(req)
+		require.NoError(t, err)
+		var decoded workflows.CycleRequest
+		require.NoError(t, json.Unmarshal(raw, &decoded))
+		b, err := workflows.CanonicalRequest(decoded)
+		require.NoError(t, err)
+		assert.Equal(t, string(got), string(b))
+	})
+	t.Run("NaN is refused", func(t *testing.T) {
+		bad := goldenRequest()
+		bad.Thoughts[0].Confidence = math.NaN()
+		_, err := workflows.CanonicalRequest(bad)
+		assert.Error(t, err)
+	})
+}
+
+func goldenRequest() workflows.CycleRequest {
+	return workflows.CycleRequest{
+		AgentID: "sample", CycleID: "c-1", Principal: "agent:sample",
+		Thoughts: []workflows.Thought{
+			{Step: 1, Content: "p99 <900ms> & \"rising\"\n\t\x01\\ \u2028é😀", Confidence: 0.9},
+			{Step: 2, Content: "x", Confidence: 1},
+		},
+		Actions: []policy.Proposal{
+			{Type: "scale", Rationale: "absorb the spike", Params: map[string]any{
+				"replicas": 5, "9": "nine", "10": "ten", "a": map[string]any{"z": 1, "y": 2.0},
+				"b": []any{1e21, 1e-7, 0.1, math.Copysign(0, -1), 123.456, int64(-5), true, nil},
+			}},
+			{Type: "inspect"},
+		},
+		Signature: &workflows.RequestSignature{SignedAt: "2026-11-25T14:03:07Z", Signature: "vault:v1:abc", KeyVersion: 1},
+	}
+}
+
+// The README's JavaScript (examples/sign-request.mjs) produces the same
+// bytes as the worker, from the request's plain JSON.
+func TestCanonicalRequestMatchesJavaScript(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed")
+	}
+	for name, req := range map[string]workflows.CycleRequest{
+		"golden":         goldenRequest(),
+		"omitted fields": {AgentID: "a", CycleID: "b", Actions: []policy.Proposal{{Type: "t"}}, Signature: &workflows.RequestSignature{SignedAt: "2026-01-01T00:00:00Z"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			raw, err := json.Marshal(req)
+			require.NoError(t, err)
+			script := `import("./examples/sign-request.mjs").then(m => { const r = JSON.parse(process.argv[1]);
+				process.stdout.write(m.canonicalRequest(r, r.signature.signed_at)) })`
+			cmd := exec.Command(node, "-e", script, string(raw))
+			cmd.Dir = ".."
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			want, err := workflows.CanonicalRequest(req)
+			require.NoError(t, err)
+			assert.Equal(t, string(want), string(out))
+		})
+	}
+}
+
+// refused runs req to its end and returns the refusal.
+func refused(t *testing.T, s *cycleSuite) *temporal.ApplicationError {
+	t.Helper()
+	require.True(t, s.env.IsWorkflowCompleted())
+	err := s.env.GetWorkflowError()
+	require.Error(t, err)
+	var appErr *temporal.ApplicationError
+	require.True(t, errors.As(err, &appErr), "got %v", err)
+	assert.Equal(t, activities.ErrTypeInvalidRequest, appErr.Type())
+	assert.True(t, appErr.NonRetryable())
+	return appErr
+}
+
+func TestUnverifiedRequestsAreRefusedBeforeAnythingIsPlannedOrLeased(t *testing.T) {
+	ask := request("adv", inspect, scale)
+	tests := map[string]struct {
+		prepare func(s *cycleSuite) workflows.CycleRequest
+		// workflowID overrides cycle/<agent>/<cycle>.
+		workflowID string
+		reason     string
+		detail     string
+	}{
+		"unsigned": {
+			prepare: func(*cycleSuite) workflows.CycleRequest { return ask },
+			reason:  activities.UnverifiedUnsigned, detail: "agent_id alone proves nothing",
+		},
+		"signed by another agent's key": {
+			prepare: func(s *cycleSuite) workflows.CycleRequest { return signAs("auto", ask, s.env.Now()) },
+			reason:  activities.UnverifiedOtherAgent, detail: "request claims agent adv but was signed by agent auto",
+		},
+		"signed by another agent's key, lying about the key": {
+			prepare: func(s *cycleSuite) workflows.CycleRequest {
+				r := signAs("auto", ask, s.env.Now())
+				r.Signature.Key = vault.AgentKeyName("adv")
+				return r
+			},
+			reason: activities.UnverifiedBadSignature, detail: "not signed by agent adv",
+		},
+		"altered after signing": {
+			prepare: func(s *cycleSuite) workflows.CycleRequest {
+				r := signAs("adv", ask, s.env.Now())
+				r.Actions = []policy.Proposal{inspect, {Type: "scale", Params: map[string]any{"replicas": 30}}}
+				return r
+			},
+			reason: activities.UnverifiedBadSignature, detail: "not signed by agent adv",
+		},
+		"principal changed after signing": {
+			prepare: func(s *cycleSuite) workflows.CycleRequest {
+				r := signAs("adv", ask, s.env.Now())
+				r.Principal = "U9"
+				return r
+			},
+			reason: activities.UnverifiedBadSignature,
+		},
+		"stale": {
+			prepare: func(s *cycleSuite) workflows.CycleRequest {
+				return signAs("adv", ask, s.env.Now().Add(-workflows.MaxSignatureSkew-time.Minute))
+			},
+			reason: activities.UnverifiedStale, detail: "more than 5m0s apart",
+		},
+		"signed in the future": {
+			prepare: func(s *cycleSuite) workflows.CycleRequest {
+				return signAs("adv", ask, s.env.Now().Add(workflows.MaxSignatureSkew+time.Minute))
+			},
+			reason: activities.UnverifiedStale,
+		},
+		"signed_at not RFC 3339": {
+			prepare: func(s *cycleSuite) workflows.CycleRequest {
+				r := signAs("adv", ask, s.env.Now())
+				r.Signature.SignedAt = "yesterday"
+				return r
+			},
+			reason: activities.UnverifiedMalformed, detail: `signed_at "yesterday" is not RFC 3339`,
+		},
+		"started under another workflow id": {
+			prepare:    func(s *cycleSuite) workflows.CycleRequest { return signAs("adv", ask, s.env.Now()) },
+			workflowID: "cycle/adv/something-else",
+			reason:     activities.UnverifiedWorkflowID, detail: "a signed cycle runs as workflow cycle/adv/c1",
+		},
+		"worker without a verifier": {
+			prepare: func(s *cycleSuite) workflows.CycleRequest {
+				s.acts.Identity = nil
+				return signAs("adv", ask, s.env.Now())
+			},
+			reason: activities.UnverifiedNoVerifier, detail: "the worker has no identity verifier",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			m := &recordingMetrics{}
+			s := newEnvWith(t, m)
+			req := tc.prepare(s)
+			id := tc.workflowID
+			if id == "" {
+				id = workflows.CycleWorkflowID(req.AgentID, req.CycleID)
+			}
+			s.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: id})
+			s.env.ExecuteWorkflow(workflows.CycleWorkflowName, req)
+
+			appErr := refused(t, s)
+			assert.Contains(t, appErr.Error(), "unverified: "+tc.reason)
+			assert.Contains(t, appErr.Error(), tc.detail)
+			var reason string
+			require.NoError(t, appErr.Details(&reason))
+			assert.Equal(t, tc.reason, reason)
+			assert.Equal(t, []string{"adv: unverified: " + tc.reason}, m.denials, "reported as a policy denial")
+			assert.Empty(t, m.finished)
+			s.env.AssertNotCalled(t, "Plan", mock.Anything, mock.Anything)
+			s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
+			s.env.AssertNotCalled(t, "DryRunAction", mock.Anything, mock.Anything)
+
+			trail := auditOf(t, s)
+			last := trail[len(trail)-1]
+			assert.Equal(t, workflows.AuditIdentity, last.Kind)
+			assert.Equal(t, "request refused: unverified: "+tc.reason, last.Summary)
+			assert.Equal(t, tc.reason, last.Data["reason"])
+			assert.Nil(t, workflows.VerifyAudit(trail))
+		})
+	}
+}
+
+// auditOf reads the trail of a closed cycle through its query.
+func auditOf(t *testing.T, s *cycleSuite) []workflows.AuditEntry {
+	t.Helper()
+	v, err := s.env.QueryWorkflow(workflows.QueryAudit)
+	require.NoError(t, err)
+	var trail []workflows.AuditEntry
+	require.NoError(t, v.Get(&trail))
+	require.NotEmpty(t, trail)
+	return trail
+}
+
+// The activity's answers, mocked: a refusal from Vault, and an outage that
+// outlasts the retries (the cycle fails closed).
+func TestVerifyActivityAnswersMocked(t *testing.T) {
+	t.Run("refused by the verifier", func(t *testing.T) {
+		m := &recordingMetrics{}
+		s := newEnvWith(t, m)
+		s.env.OnActivity(s.acts.VerifyRequest, mock.Anything, mock.Anything).Return(activities.VerifyOutput{},
+			activities.Unverified(activities.UnverifiedBadSignature, "signature does not verify"))
+		s.execute(request("auto", inspect))
+		appErr := refused(t, s)
+		assert.Equal(t, "unverified: bad signature: signature does not verify", appErr.Message(), "named once, not nested")
+		assert.Equal(t, []string{"auto: unverified: bad signature"}, m.denials)
+		s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
+	})
+	t.Run("vault down", func(t *testing.T) {
+		m := &recordingMetrics{}
+		s := newEnvWith(t, m)
+		s.env.OnActivity(s.acts.VerifyRequest, mock.Anything, mock.Anything).Return(activities.VerifyOutput{},
+			fmt.Errorf("verify request: %w", vault.ErrUnavailable))
+		s.execute(request("auto", inspect))
+		appErr := refused(t, s)
+		assert.Contains(t, appErr.Error(), "unverified: verification unavailable")
+		assert.Equal(t, []string{"auto: unverified: verification unavailable"}, m.denials)
+		s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
+	})
+}
+
+func TestVerifiedRequestRunsAndIsRecordedForNonRepudiation(t *testing.T) {
+	s := newEnv(t)
+	s.mockRunOK()
+	req := request("auto", inspect)
+	req.Principal = "agent:auto"
+	req = signAs("auto", req, s.env.Now().Add(-time.Minute))
+	res := runCycle(t, s, req)
+	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+
+	var verified *workflows.AuditEntry
+	for i, e := range res.Audit {
+		if e.Kind == workflows.AuditIdentity {
+			verified = &res.Audit[i]
+		}
+		if e.Kind == workflows.AuditPolicy {
+			require.NotNil(t, verified, "verification comes before any policy decision")
+		}
+	}
+	require.NotNil(t, verified)
+	assert.Equal(t, "request verified: signed by agent:auto", verified.Summary)
+	assert.Equal(t, "agent:auto", verified.Data["signer"])
+	assert.Equal(t, "transit/airlock-agent-auto", verified.Data["key"])
+	assert.EqualValues(t, 1, verified.Data["key_version"])
+	assert.Equal(t, req.Signature.Signature, verified.Data["signature"])
+	assert.Equal(t, req.Signature.SignedAt, verified.Data["signed_at"])
+	assert.Nil(t, workflows.VerifyAudit(res.Audit))
+}
+
+// Self-approval is checked against the verified signer and the principal
+// it signed — not against whatever string a caller typed.
+func TestVerifiedSignerAndSignedPrincipalCannotApprove(t *testing.T) {
+	s := newEnv(t)
+	s.mockRunOK()
+	var log decisionLog
+	h := hashOf(t, s, "adv", scale)
+	d := workflows.Decision{ActionIndex: 0, ActionHash: h, Kind: workflows.DecisionApprove, Via: "cli"}
+	for i, who := range []string{"agent:adv", "U3", "U1"} {
+		d := d
+		d.Approver = who
+		s.decideAt(time.Duration(i+1)*time.Minute, &log, d)
+	}
+	req := request("adv", scale)
+	req.Principal = "U3" // signed below: the agent says U3 asked for this cycle
+	res := runCycle(t, s, req)
+
+	require.Len(t, log.rejected, 2, "%v", log.rejected)
+	assert.Contains(t, log.rejected[0], "agent:adv requested this cycle and cannot decide on it")
+	assert.Contains(t, log.rejected[1], "U3 requested this cycle and cannot decide on it")
+	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "U1 approved")
+	require.Len(t, res.Actions[0].Decisions, 1)
+	assert.Equal(t, "U1", res.Actions[0].Decisions[0].Approver)
+}
