@@ -195,4 +195,3 @@ func TestHistorySizePerPhase(t *testing.T) {
 		}
 	}
 }
-

@@ -119,7 +119,12 @@ func runCycle(ctx workflow.Context, req CycleRequest, m CycleMetrics) (CycleResu
 	}
 	// Only a verified agent gets a plan, a lease or a Job (invariant 9).
 	// Cycles started before verification existed replay without it.
-	if workflow.GetVersion(ctx, "verified-identity", workflow.DefaultVersion, 1) >= 1 {
+	// Version 2 (same change id, so no extra marker in history) also posts
+	// and edits Slack messages as local activities: one marker each
+	// instead of three events and a workflow task.
+	v := workflow.GetVersion(ctx, "verified-identity", workflow.DefaultVersion, 2)
+	c.localNotices = v >= 2
+	if v >= 1 {
 		if err := c.verify(ctx); err != nil {
 			return c.res, err
 		}

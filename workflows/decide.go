@@ -51,6 +51,8 @@ type cycle struct {
 	// identity is who the request was verified to come from; nil for
 	// cycles started before verification (their histories still replay).
 	identity *identity
+	// localNotices posts and edits messages as local activities.
+	localNotices bool
 }
 
 var allowedKinds = map[NoticeMode][]DecisionKind{
@@ -199,9 +201,24 @@ func sortedGates(m map[int]*gate) []int {
 	return keys
 }
 
-var noticeOptions = workflow.ActivityOptions{
-	StartToCloseTimeout: 15 * time.Second,
-	RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+var (
+	noticeOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 15 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	}
+	localNoticeOptions = workflow.LocalActivityOptions{
+		StartToCloseTimeout: 15 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	}
+)
+
+// notice runs a message activity (post or edit): a local activity in
+// cycles of version 2, a regular one before.
+func (c *cycle) notice(ctx workflow.Context, name string, arg any) workflow.Future {
+	if c.localNotices {
+		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localNoticeOptions), name, arg)
+	}
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, noticeOptions), name, arg)
 }
 
 // notify posts a message about a gate. A failure to post is logged, never
@@ -212,9 +229,8 @@ func (c *cycle) notify(ctx workflow.Context, g *gate) MessageRef {
 
 func (c *cycle) notifyTo(ctx workflow.Context, g *gate, channel string) MessageRef {
 	var ref MessageRef
-	actx := workflow.WithActivityOptions(ctx, noticeOptions)
 	n := Notice{Mode: g.notice, Channel: channel, Pending: c.pendingFor(g)}
-	if err := workflow.ExecuteActivity(actx, ActivityPostApproval, n).Get(ctx, &ref); err != nil {
+	if err := c.notice(ctx, ActivityPostApproval, n).Get(ctx, &ref); err != nil {
 		workflow.GetLogger(ctx).Warn("post approval message", "action", g.act.Index, "error", err)
 	}
 	return ref
@@ -238,9 +254,8 @@ func (c *cycle) settleOne(ctx workflow.Context, g *gate, ref MessageRef, detail 
 		by = append(by, d.Approver)
 		at = d.At
 	}
-	actx := workflow.WithActivityOptions(ctx, noticeOptions)
 	u := NoticeUpdate{Ref: ref, WorkflowID: c.res.WorkflowID, Index: g.act.Index, Status: g.status, DecidedBy: by, DecidedAt: at, Detail: detail}
-	if err := workflow.ExecuteActivity(actx, ActivityUpdateApproval, u).Get(ctx, nil); err != nil {
+	if err := c.notice(ctx, ActivityUpdateApproval, u).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("update approval message", "action", g.act.Index, "error", err)
 	}
 }
