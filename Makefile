@@ -45,6 +45,7 @@ bench: tools
 	$(GO) test -run '^$$' -bench 'CycleOverhead|ApprovalClick' -benchtime 30x ./e2e/
 	$(GO) test -run '^$$' -bench 'ConcurrentCycles|ShadowThroughput' -benchtime 1x ./e2e/
 	$(GO) test -count=1 -v -run TestHistorySizePerPhase ./e2e/
+	CHAOS_WAITING=$${CHAOS_WAITING:-10000} $(GO) test -count=1 -timeout 90m -v -run TestManyWaitingCycles ./chaos/
 
 ## fuzz: every fuzz target for $(FUZZTIME) each, one after another.
 ## FUZZFLAGS bounds the minimizing of each new input (go's default is 60s,

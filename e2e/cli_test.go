@@ -69,9 +69,17 @@ func TestCLIApproveThenAuditShowsApproverAndAccessorNeverTheSecret(t *testing.T)
 		return err == nil && len(p) == 1
 	}, 30*time.Second, 50*time.Millisecond)
 
-	out, err := cli(t, "cycle", "pending")
+	// Listed from visibility (AirlockOutcome="waiting"), which follows the
+	// workflow by a moment.
+	var out string
+	require.Eventually(t, func() bool {
+		out, err = cli(t, "cycle", "pending")
+		return err == nil && strings.Contains(out, run.WorkflowID)
+	}, 10*time.Second, 100*time.Millisecond, "cycle pending lists the waiting cycle: %s", out)
+	assert.Contains(t, out, "e2e-adv")
+	out, err = cli(t, "cycle", "pending", "--details")
 	require.NoError(t, err, out)
-	assert.Contains(t, out, run.WorkflowID)
+	assert.Contains(t, out, "quick-write", "--details queries the cycle for its action")
 
 	out, err = cli(t, "approve", run.WorkflowID, "--approver", "U9")
 	require.Error(t, err, "a non-approver is refused")

@@ -404,5 +404,20 @@ func (c *Catalog) AgentIDs() []string {
 	return ids
 }
 
+// CappedPhases returns the agent's phase per class given its current
+// phases: each class's phase in current, never above the catalog's phase for
+// that class (the cap); a class missing from current, or with an unknown
+// phase, keeps the catalog's phase.
+func (ag *Agent) CappedPhases(current map[Class]Phase) map[Class]Phase {
+	out := make(map[Class]Phase, len(ag.Phases))
+	for cl, cp := range ag.Phases {
+		out[cl] = cp
+		if p, ok := current[cl]; ok && p.Valid() {
+			out[cl] = p.Min(cp)
+		}
+	}
+	return out
+}
+
 // Allows reports whether the agent may propose the action type at all.
 func (ag *Agent) Allows(action string) bool { return slices.Contains(ag.Actions, action) }

@@ -87,11 +87,24 @@ func (e *RequestError) add(field, format string, args ...any) {
 // Plan validates proposals of an agent against the catalog and renders them.
 // It reports every problem, each naming its field (e.g. "actions[1].params.replicas").
 func (c *Catalog) Plan(agentID string, proposals []Proposal) (*Plan, error) {
+	return c.PlanWithPhases(agentID, proposals, nil)
+}
+
+// PlanWithPhases is Plan with the agent's current phase per class (its
+// Agent workflow's state) instead of the catalog's. The catalog's phases
+// stay the caps: an override is never above them (see Agent.CappedPhases),
+// and a class without an override keeps the catalog's phase.
+func (c *Catalog) PlanWithPhases(agentID string, proposals []Proposal, phases map[Class]Phase) (*Plan, error) {
 	rerr := &RequestError{}
 	ag, ok := c.Agent(agentID)
 	if !ok {
 		rerr.add("agent_id", "unknown agent %q", agentID)
 		return nil, rerr
+	}
+	if phases != nil {
+		cp := *ag
+		cp.Phases = ag.CappedPhases(phases)
+		ag = &cp
 	}
 	if len(proposals) == 0 {
 		rerr.add("actions", "at least one action is required")

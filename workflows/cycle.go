@@ -145,7 +145,7 @@ func runCycle(ctx workflow.Context, req CycleRequest, m CycleMetrics) (CycleResu
 			"risk": act.Risk, "hash": act.Hash, "image": act.Image, "command": act.Command,
 		})
 	}
-	c.upsertSearchAttributes(ctx, "running")
+	c.upsertSearchAttributes(ctx, outcomeRunning)
 
 	// The outcome stays empty ("running" to the status query) until the end.
 	outcome := OutcomeSucceeded
@@ -199,7 +199,6 @@ var (
 	saRisk    = temporal.NewSearchAttributeKeyKeyword("AirlockRisk")
 )
 
-var riskRank = map[policy.Risk]int{policy.RiskLow: 0, policy.RiskMedium: 1, policy.RiskHigh: 2, policy.RiskCritical: 3}
 
 // upsertSearchAttributes sets agent, phase (of the cycle's least trusted
 // action), highest risk and outcome. The server must have them registered
@@ -211,9 +210,7 @@ func (c *cycle) upsertSearchAttributes(ctx workflow.Context, outcome string) str
 			phase = a.Decision.Phase
 		}
 		phase = phase.Min(a.Decision.Phase)
-		if riskRank[a.Risk] > riskRank[risk] {
-			risk = a.Risk
-		}
+		risk = risk.Max(a.Risk)
 	}
 	err := workflow.UpsertTypedSearchAttributes(ctx,
 		saAgent.ValueSet(c.plan.AgentID), saPhase.ValueSet(string(phase)),
@@ -222,6 +219,25 @@ func (c *cycle) upsertSearchAttributes(ctx workflow.Context, outcome string) str
 		workflow.GetLogger(ctx).Warn("upsert search attributes", "error", err)
 	}
 	return string(phase)
+}
+
+// Values of AirlockOutcome before a cycle ends.
+const (
+	outcomeRunning = "running"
+	// outcomeWaiting marks a running cycle whose action waits for a
+	// human (approval or veto window).
+	outcomeWaiting = "waiting"
+)
+
+// setOutcomeAttribute updates AirlockOutcome alone, on a disconnected
+// context so a cancelled wait still clears "waiting".
+func (c *cycle) setOutcomeAttribute(ctx workflow.Context, v string) {
+	if ctx.Err() != nil {
+		ctx, _ = workflow.NewDisconnectedContext(ctx)
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, saOutcome.ValueSet(v)); err != nil {
+		workflow.GetLogger(ctx).Warn("upsert search attributes", "error", err)
+	}
 }
 
 // handleAction applies the policy decision to one action.

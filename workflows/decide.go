@@ -265,6 +265,12 @@ func (c *cycle) settleOne(ctx workflow.Context, g *gate, ref MessageRef, detail 
 func (c *cycle) await(ctx workflow.Context, act policy.RenderedAction, notice NoticeMode, needed int, window time.Duration) (*gate, []MessageRef) {
 	g := &gate{act: act, notice: notice, needed: needed, status: statusWaiting, deadline: workflow.Now(ctx).Add(window)}
 	c.gates[act.Index] = g
+	if c.localNotices {
+		// Listable without a query per cycle: `cycle pending` pages through
+		// AirlockOutcome="waiting" in visibility.
+		c.setOutcomeAttribute(ctx, outcomeWaiting)
+		defer c.setOutcomeAttribute(ctx, outcomeRunning)
+	}
 	refs := []MessageRef{c.notify(ctx, g)}
 	if notice == NoticeApproval {
 		// Optional reminder, then escalation, while nobody has decided.

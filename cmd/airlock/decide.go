@@ -78,6 +78,7 @@ func runPending(ctx context.Context, args []string, stdout io.Writer) error {
 	var cf clientFlags
 	fs := flag.NewFlagSet("cycle pending", flag.ContinueOnError)
 	cf.register(fs)
+	details := fs.Bool("details", false, "query each waiting cycle for its actions (one query per cycle; the default lists from visibility only)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -86,6 +87,26 @@ func runPending(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer done()
+	if !*details {
+		waiting, err := st.Waiting(ctx, 0)
+		if err != nil {
+			return err
+		}
+		if len(waiting) == 0 {
+			fmt.Fprintln(stdout, "nothing waits for a decision")
+			return nil
+		}
+		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "CYCLE\tAGENT\tRISK\tPHASE\tSTARTED")
+		for _, w := range waiting {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", w.WorkflowID, w.AgentID, w.Risk, w.Phase, w.Started.Local().Format(time.DateTime))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%d cycles wait (highest risk first, then oldest); `cycle pending --details` or `cycle show <id>` for their actions\n", len(waiting))
+		return nil
+	}
 	pending, err := st.AllPending(ctx)
 	if err != nil {
 		return err
