@@ -199,7 +199,6 @@ var (
 	saRisk    = temporal.NewSearchAttributeKeyKeyword("AirlockRisk")
 )
 
-
 // upsertSearchAttributes sets agent, phase (of the cycle's least trusted
 // action), highest risk and outcome. The server must have them registered
 // (airlock dev does; see README).
