@@ -82,6 +82,8 @@ agents:
     namespace: airlock-chaos-auto
     actions: [probe, db-probe, patch]
     phases: {read: autonomous, write: autonomous}
+    # The load round runs 200 Jobs at once for this one agent.
+    quota: {pods: 400, cpu: "64", memory: 64Gi}
   - id: chaos-adv
     owner: chaos
     approvers: [U1, U2]

@@ -28,20 +28,7 @@ func TestTemporalRestartKeepsPendingApprovals(t *testing.T) {
 	defer cancel()
 	f := newFleet(t, 2)
 	stamp := fmt.Sprintf("trestart-%d", time.Now().UnixNano())
-	ids := make([]string, n)
-	for i := range n {
-		req := workflows.CycleRequest{AgentID: "chaos-adv", CycleID: fmt.Sprintf("%s-%d", stamp, i),
-			Actions: []policy.Proposal{{Type: "patch", Params: map[string]any{"seq": i}}}}
-		run, err := startRetrying(ctx, req)
-		require.NoError(t, err)
-		ids[i] = run.WorkflowID
-	}
-	for _, id := range ids {
-		require.Eventually(t, func() bool {
-			p, err := env.starter.Pending(ctx, id)
-			return err == nil && len(p) == 1
-		}, time.Minute, 100*time.Millisecond, "%s waits for approval", id)
-	}
+	ids, _ := startPending(ctx, t, "chaos-adv", stamp, n)
 	begin := time.Now()
 	require.NoError(t, env.stack.Restart(ctx, devstack.ProcTemporal))
 	fmt.Printf("\nTemporal restarted with %d approvals pending in %s\n", n, time.Since(begin).Round(time.Millisecond))
@@ -122,25 +109,7 @@ func TestVaultRestartFailsClosedAndResumes(t *testing.T) {
 	defer cancel()
 	f := newFleet(t, 2)
 	stamp := fmt.Sprintf("vrestart-%d", time.Now().UnixNano())
-	ids := make([]string, n)
-	for i := range n {
-		req := workflows.CycleRequest{AgentID: "chaos-adv", CycleID: fmt.Sprintf("%s-%d", stamp, i),
-			Actions: []policy.Proposal{{Type: "patch", Params: map[string]any{"seq": i}}}}
-		run, err := startRetrying(ctx, req)
-		require.NoError(t, err)
-		ids[i] = run.WorkflowID
-	}
-	pending := make([]workflows.PendingAction, n)
-	for i, id := range ids {
-		require.Eventually(t, func() bool {
-			p, err := env.starter.Pending(ctx, id)
-			if err != nil || len(p) != 1 {
-				return false
-			}
-			pending[i] = p[0]
-			return true
-		}, time.Minute, 100*time.Millisecond, "%s waits for approval", id)
-	}
+	ids, pending := startPending(ctx, t, "chaos-adv", stamp, n)
 	require.NoError(t, env.stack.StopProcess(devstack.ProcVault))
 	restarted := false
 	defer func() {
@@ -196,4 +165,30 @@ func stagingRetried(ctx context.Context, id string) bool {
 		}
 	}
 	return false
+}
+
+// startPending starts n single-write cycles of an advisory agent and waits
+// until each asks for approval; it returns their ids and pending actions.
+func startPending(ctx context.Context, t *testing.T, agent, stamp string, n int) ([]string, []workflows.PendingAction) {
+	t.Helper()
+	ids := make([]string, n)
+	pending := make([]workflows.PendingAction, n)
+	for i := range n {
+		req := workflows.CycleRequest{AgentID: agent, CycleID: fmt.Sprintf("%s-%d", stamp, i),
+			Actions: []policy.Proposal{{Type: "patch", Params: map[string]any{"seq": i}}}}
+		run, err := startRetrying(ctx, req)
+		require.NoError(t, err)
+		ids[i] = run.WorkflowID
+	}
+	for i, id := range ids {
+		require.Eventually(t, func() bool {
+			p, err := env.starter.Pending(ctx, id)
+			if err != nil || len(p) != 1 {
+				return false
+			}
+			pending[i] = p[0]
+			return true
+		}, time.Minute, 100*time.Millisecond, "%s waits for approval", id)
+	}
+	return ids, pending
 }

@@ -124,6 +124,17 @@ type Agent struct {
 	ReminderAfter     Duration `json:"reminder_after,omitempty"`
 	EscalateAfter     Duration `json:"escalate_after,omitempty"`
 	EscalationChannel string   `json:"escalation_channel,omitempty"`
+	// Quota bounds what the agent's namespace may hold at once: Pods (so
+	// concurrently running Jobs), CPU and memory. Zero values keep the
+	// defaults (k8s.DefaultQuota*: 10 Pods, 2 CPUs, 2Gi).
+	Quota AgentQuota `json:"quota,omitzero"`
+}
+
+// AgentQuota is an agent namespace's ResourceQuota.
+type AgentQuota struct {
+	Pods   int    `json:"pods,omitempty"`
+	CPU    string `json:"cpu,omitempty"`
+	Memory string `json:"memory,omitempty"`
 }
 
 // Catalog is the loaded, validated set of action types and agents.
@@ -380,7 +391,18 @@ func validateAgent(probs *Problems, at string, ag *Agent, actions map[string]*Ac
 	if ag.EscalateAfter != 0 && ag.EscalationChannel == "" {
 		probs.add("%s.escalation_channel: required with escalate_after", at)
 	}
+	if ag.Quota.Pods < 0 {
+		probs.add("%s.quota.pods: must not be negative", at)
+	}
+	for _, q := range []struct{ field, v string }{{"cpu", ag.Quota.CPU}, {"memory", ag.Quota.Memory}} {
+		if q.v != "" && !quantityRE.MatchString(q.v) {
+			probs.add("%s.quota.%s: %q is not a Kubernetes quantity", at, q.field, q.v)
+		}
+	}
 }
+
+// quantityRE accepts Kubernetes quantities such as 500m, 2, 1.5, 2Gi, 512Mi.
+var quantityRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$`)
 
 // Agent returns the agent with the given id.
 func (c *Catalog) Agent(id string) (*Agent, bool) {

@@ -245,3 +245,30 @@ func TestReminderAndEscalationMustFitTheApprovalTimeout(t *testing.T) {
 	assert.Contains(t, err.Error(), "agents[0] (bot).reminder_after: must be shorter than approval_timeout (10m0s)")
 	assert.Contains(t, err.Error(), "agents[0] (bot).escalation_channel: required with escalate_after")
 }
+
+func TestAgentQuotaIsValidated(t *testing.T) {
+	base := `
+actions:
+  - name: a
+    image: docker.io/library/busybox@sha256:9ae97d36d26566ff84e8893c64a6dc4fe8ca6d1144bf5b87b2b85a32def253c7
+    command: ["true"]
+    class: read
+    risk: low
+    vault_policies: [p]
+agents:
+  - id: x
+    owner: o
+    namespace: ns-x
+    actions: [a]
+    phases: {read: autonomous, write: shadow}
+`
+	cat, err := Parse("ok", []byte(base+"    quota: {pods: 50, cpu: \"8\", memory: 4Gi}\n"))
+	require.NoError(t, err)
+	ag, _ := cat.Agent("x")
+	assert.Equal(t, AgentQuota{Pods: 50, CPU: "8", Memory: "4Gi"}, ag.Quota)
+
+	_, err = Parse("bad", []byte(base+"    quota: {pods: -1, cpu: lots}\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "quota.pods: must not be negative")
+	assert.Contains(t, err.Error(), `quota.cpu: "lots" is not a Kubernetes quantity`)
+}

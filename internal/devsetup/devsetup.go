@@ -66,7 +66,8 @@ func Prepare(ctx context.Context, cat *policy.Catalog, broker *vault.Broker, job
 	}
 	for _, id := range cat.AgentIDs() {
 		ag, _ := cat.Agent(id)
-		if err := jobs.EnsureNamespace(ctx, ag.Namespace, ag.ID, k8s.Quota{}); err != nil {
+		q := k8s.Quota{Pods: ag.Quota.Pods, CPU: ag.Quota.CPU, Memory: ag.Quota.Memory}
+		if err := jobs.EnsureNamespace(ctx, ag.Namespace, ag.ID, q); err != nil {
 			return fmt.Errorf("bootstrap namespace %s: %w", ag.Namespace, err)
 		}
 	}

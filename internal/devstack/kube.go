@@ -235,10 +235,12 @@ func nodeReady(ctx context.Context, cs kubernetes.Interface, name string) error 
 // kwokNode is the fake node. kwok manages it because of the annotation; its
 // status (capacity, conditions) is kept by kwok's node stages.
 func kwokNode(name string) *corev1.Node {
+	// Simulated, so sized for load tests: the node must never be what
+	// limits hundreds of concurrent Jobs (agent namespaces' quotas are).
 	resources := corev1.ResourceList{
-		corev1.ResourceCPU:    resource.MustParse("32"),
-		corev1.ResourceMemory: resource.MustParse("256Gi"),
-		corev1.ResourcePods:   resource.MustParse("110"),
+		corev1.ResourceCPU:    resource.MustParse("256"),
+		corev1.ResourceMemory: resource.MustParse("1Ti"),
+		corev1.ResourcePods:   resource.MustParse("1000"),
 	}
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
