@@ -143,7 +143,7 @@ func (a *Activities) issueToken(ctx context.Context, agentID string, req vault.T
 // else happens, and a retry reuses a live recorded lease or revokes a dead
 // or half-staged one before leasing anew (see lease).
 func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutput, error) {
-	hb := startHeartbeat(ctx, "staging")
+	hb := startHeartbeat(ctx)
 	defer hb.stop()
 	log := actionLogger(ctx, in.AgentID, in.WorkflowID, in.Action.Index)
 	annotateSpan(ctx, in)
@@ -346,7 +346,7 @@ func (a *Activities) RunJob(ctx context.Context, in RunInput) (RunOutput, error)
 	)
 	// Heartbeats go out on their own schedule: a slow apiserver delays
 	// the calls below, never the proof that this worker is alive.
-	hb := startHeartbeat(ctx, "starting")
+	hb := startHeartbeat(ctx)
 	defer hb.stop()
 	if err := a.Jobs.Start(ctx, in.Namespace, in.JobName); err != nil {
 		return RunOutput{}, err
@@ -367,7 +367,7 @@ func (a *Activities) RunJob(ctx context.Context, in RunInput) (RunOutput, error)
 		}}, refs...)
 		defer r.Stop()
 	}
-	o, err := a.Jobs.Wait(ctx, in.Namespace, in.JobName, hb.set)
+	o, err := a.Jobs.Wait(ctx, in.Namespace, in.JobName, nil)
 	if err != nil {
 		return RunOutput{}, err
 	}
@@ -406,7 +406,7 @@ type ReleaseOutput struct {
 // NetworkPolicy (and the Job, if asked). It runs on every path — success,
 // failure, cancellation — and is idempotent.
 func (a *Activities) ReleaseAction(ctx context.Context, in ReleaseInput) (ReleaseOutput, error) {
-	hb := startHeartbeat(ctx, "releasing")
+	hb := startHeartbeat(ctx)
 	defer hb.stop()
 	accessor, dbLease := in.LeaseAccessor, in.DBLeaseID
 	if accessor == "" {
@@ -459,7 +459,7 @@ type DryRunOutput struct {
 // Job of a shadow-mode action, without creating anything or leasing
 // credentials.
 func (a *Activities) DryRunAction(ctx context.Context, in StageInput) (DryRunOutput, error) {
-	hb := startHeartbeat(ctx, "dry run")
+	hb := startHeartbeat(ctx)
 	defer hb.stop()
 	annotateSpan(ctx, in)
 	if in.TraceParent == "" {
