@@ -27,6 +27,7 @@ CI_FUZZTIME ?= 5s
 test: tools lint
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(CI_FUZZTIME)
 	$(GO) test $(TEST_FLAGS) ./...
+	cd tools/deploycheck && $(GO) test $(TEST_FLAGS) ./...
 
 ## dev: the whole stack + worker + a sample agent cycle; Ctrl-C stops it
 dev: tools
@@ -70,3 +71,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzVerifyAudit$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./workflows/
 	@echo "== fuzz FuzzAuditFile (./cmd/airlock/) for $(FUZZTIME)"
 	$(GO) test -run '^$$' -fuzz '^FuzzAuditFile$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./cmd/airlock/
+
+## image: the airlock OCI image without a Docker daemon, reproducibly
+## (static binary, -trimpath, fixed mtimes, user 65532, no shell): writes
+## bin/airlock-oci (OCI layout) and bin/airlock-image.tar (docker load -i)
+## and prints the digest. SOURCE_DATE_EPOCH sets the file times.
+.PHONY: image
+image:
+	cd tools/deploycheck && $(GO) run ./cmd/mkimage -repo ../.. -out ../../bin

@@ -20,7 +20,7 @@ import (
 // run, nothing created) and runs restricted-compliant.
 func TestWorkerDeploymentIsAdmittedAndRestricted(t *testing.T) {
 	ctx := t.Context()
-	data, err := os.ReadFile("worker.yaml")
+	data, err := os.ReadFile(filepath.Join("base", "worker.yaml"))
 	require.NoError(t, err)
 	var d appsv1.Deployment
 	require.NoError(t, yaml.UnmarshalStrict(data, &d))
