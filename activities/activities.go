@@ -8,6 +8,7 @@ import (
 	"errors"
 	"time"
 
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/airlockhq/airlock/k8s"
@@ -43,6 +44,13 @@ type Activities struct {
 	// Identity verifies that a cycle request was signed by the agent it
 	// names (VerifyRequest). Nil refuses every request: fail closed.
 	Identity IdentityVerifier
+	// Temporal reaches the agents' Agent workflows (PlanCycle,
+	// ReportCycle) and cancels an agent's cycles (KillAgent). Nil: cycles
+	// that plan with the agent's state are refused (fail closed).
+	Temporal client.Client
+	// AgentStates overrides where PlanCycle reads an agent's state.
+	// Default: its Agent workflow, through Temporal.
+	AgentStates AgentStateReader
 }
 
 // Error types the workflow treats as permanent.
@@ -89,6 +97,9 @@ func permanent(errType string, err error) error {
 type PlanInput struct {
 	AgentID string            `json:"agent_id"`
 	Actions []policy.Proposal `json:"actions"`
+	// Phases are the agent's current phases (its Agent workflow's state);
+	// nil plans with the catalog's. Never above the catalog's either way.
+	Phases map[policy.Class]policy.Phase `json:"phases,omitempty"`
 }
 
 // Plan validates a cycle's proposals against the worker's catalog and renders
@@ -98,7 +109,7 @@ func (a *Activities) Plan(_ context.Context, in PlanInput) (*policy.Plan, error)
 	if a.Catalog == nil {
 		return nil, errors.New("plan: worker has no catalog")
 	}
-	p, err := a.Catalog.Plan(in.AgentID, in.Actions)
+	p, err := a.Catalog.PlanWithPhases(in.AgentID, in.Actions, in.Phases)
 	if err != nil {
 		var rerr *policy.RequestError
 		if errors.As(err, &rerr) {

@@ -38,6 +38,23 @@ func (f DeciderFunc) Decide(ctx context.Context, workflowID string, d workflows.
 	return f(ctx, workflowID, d)
 }
 
+// AgentKiller kills an agent for a verified click on a message's "Kill
+// agent" button (in production the Agent workflow's kill Update, whose
+// validator refuses anyone who is not an approver of that agent). It
+// should return once the kill is accepted, without waiting for the sweep.
+// Refusals are reported as for Decider.
+type AgentKiller interface {
+	KillAgent(ctx context.Context, agentID string, req workflows.KillRequest) error
+}
+
+// KillerFunc adapts a function to AgentKiller.
+type KillerFunc func(ctx context.Context, agentID string, req workflows.KillRequest) error
+
+// KillAgent calls f.
+func (f KillerFunc) KillAgent(ctx context.Context, agentID string, req workflows.KillRequest) error {
+	return f(ctx, agentID, req)
+}
+
 // ErrRefused marks a decision the workflow refused. Wrap it with the reason:
 // fmt.Errorf("%w: U123 is not an approver", approval.ErrRefused).
 var ErrRefused = errors.New("refused")
@@ -52,6 +69,9 @@ type HandlerConfig struct {
 	SigningSecret string `json:"-"`
 	// Decider records decisions. Required.
 	Decider Decider `json:"-"`
+	// Killer serves the "Kill agent" button. Default: nil (the button is
+	// answered 400 "kill switch not enabled here").
+	Killer AgentKiller `json:"-"`
 	// Notifier, if set, edits the clicked message after a decision and
 	// tells a refused user why (ephemeral). Default: nil (no edits; the
 	// workflow's UpdateApprovalMessage activity still records the end).
@@ -110,6 +130,7 @@ func (c HandlerConfig) LogValue() slog.Value { return slog.StringValue(c.String(
 type Handler struct {
 	secret        string
 	decider       Decider
+	killer        AgentKiller
 	notifier      *Notifier
 	clock         func() time.Time
 	maxBody       int64
@@ -184,6 +205,7 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	h := &Handler{
 		secret:        cfg.SigningSecret,
 		decider:       cfg.Decider,
+		killer:        cfg.Killer,
 		notifier:      cfg.Notifier,
 		clock:         cfg.Clock,
 		maxBody:       cfg.MaxBodyBytes,
@@ -398,6 +420,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if click.kill != nil {
+		keep = h.kill(w, r, click)
+		return
+	}
+
 	// 5. Decide, bounded so Slack gets its answer in time. A click whose
 	// request went away is still decided: the user did click.
 	d := workflows.Decision{
@@ -436,6 +463,39 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	answer(w, res.Status)
 	h.update(click, d, res, attrs)
+}
+
+// kill serves a verified click on "Kill agent": the clicking user asks the
+// Agent workflow to kill the agent; its validator decides whether they may.
+// It reports whether the request's replay reservation is to be kept.
+func (h *Handler) kill(w http.ResponseWriter, r *http.Request, c click) bool {
+	attrs := []any{"agent", c.kill.AgentID, "workflow_id", c.kill.WorkflowID, "by", c.user}
+	if h.killer == nil {
+		h.reject(w, r, http.StatusBadRequest, "kill switch not enabled here", attrs...)
+		return true
+	}
+	req := workflows.KillRequest{By: c.user, Via: "slack", Reason: "Kill agent clicked on the message of " + c.kill.WorkflowID}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.decideTimeout)
+	err := h.killer.KillAgent(ctx, c.kill.AgentID, req)
+	cancel()
+	if err != nil {
+		if reason, refused := refusal(err); refused {
+			h.reject(w, r, http.StatusForbidden, "refused: "+reason, attrs...)
+			h.tell(c, ":no_entry_sign: Your kill was refused: "+escape(reason), attrs)
+			return true
+		}
+		h.log.Error("slack kill failed", append(attrs, "error", err)...)
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			h.reject(w, r, http.StatusServiceUnavailable, "kill timed out; try again", attrs...)
+			return false
+		}
+		h.reject(w, r, http.StatusBadGateway, "could not kill the agent; try again", attrs...)
+		return false
+	}
+	h.log.Warn("slack kill", attrs...)
+	answer(w, "agent killed")
+	h.tell(c, fmt.Sprintf(":octagonal_sign: Agent %s is killed: new cycles are refused, its running cycles, Jobs and credentials are being stopped. Resuming needs two approvers (`airlock agent resume`).", code(c.kill.AgentID, 100)), attrs)
+	return true
 }
 
 // refusal reports whether err is a refusal, and its reason for the user.
@@ -498,6 +558,7 @@ func (h *Handler) tell(c click, text string, attrs []any) {
 type click struct {
 	user   string
 	value  ButtonValue
+	kill   *KillButtonValue // set for the "Kill agent" button
 	ref    MessageRef
 	blocks []slack.Block
 }
@@ -528,18 +589,28 @@ func parseClick(contentType string, body []byte) (click, string) {
 		return click{}, "expected exactly one action"
 	}
 	a := cb.ActionCallback.BlockActions[0]
-	kind, known := actionKinds[a.ActionID]
-	if !known {
-		return click{}, "unknown action"
-	}
-	v, err := ParseButtonValue(a.Value)
-	if err != nil || v.Kind != kind {
-		return click{}, "invalid button value"
+	var c click
+	if a.ActionID == ActionKillAgent {
+		kv, err := ParseKillButtonValue(a.Value)
+		if err != nil {
+			return click{}, "invalid button value"
+		}
+		c.kill = &kv
+	} else {
+		kind, known := actionKinds[a.ActionID]
+		if !known {
+			return click{}, "unknown action"
+		}
+		v, err := ParseButtonValue(a.Value)
+		if err != nil || v.Kind != kind {
+			return click{}, "invalid button value"
+		}
+		c.value = v
 	}
 	if cb.User.ID == "" {
 		return click{}, "missing user"
 	}
-	c := click{user: cb.User.ID, value: v, blocks: cb.Message.Blocks.BlockSet}
+	c.user, c.blocks = cb.User.ID, cb.Message.Blocks.BlockSet
 	c.ref.Channel = cb.Container.ChannelID
 	if c.ref.Channel == "" {
 		c.ref.Channel = cb.Channel.ID

@@ -461,7 +461,7 @@ func TestHandlerWaitingKeepsTheButtons(t *testing.T) {
 	got := e.slack.received()
 	require.Len(t, got, 3)
 	assert.Equal(t, "chat.update", got[0].Method)
-	assert.Equal(t, []string{ActionApprove, ActionDeny}, actionIDs(got[0].blocks(t)), "still waiting: buttons stay")
+	assert.Equal(t, []string{ActionApprove, ActionDeny, ActionKillAgent}, actionIDs(got[0].blocks(t)), "still waiting: buttons stay")
 	assert.Contains(t, got[0].texts(t), "approved so far by <@U0ALICE> (1 of 2)")
 	assert.Equal(t, "chat.postEphemeral", got[1].Method)
 	assert.Equal(t, "chat.update", got[2].Method)

@@ -166,6 +166,9 @@ func newCycleEnv(t *testing.T) *cycleEnv {
 		})
 	c.env.OnActivity(workflows.ActivityUpdateApproval, mock.Anything, mock.Anything).Return(nil)
 	c.env.OnActivity(c.acts.ReleaseAction, mock.Anything, mock.Anything).Return(activities.ReleaseOutput{}, nil)
+	// The agent is active at the catalog's phases and takes every report.
+	c.acts.AgentStates = activeAgents{}
+	c.env.OnActivity(c.acts.ReportCycle, mock.Anything, mock.Anything).Return(activities.ReportCycleOutput{Counted: true}, nil)
 
 	c.dec = &updateDecider{env: c.env, queued: make(chan struct{}, 1)}
 	c.h, err = NewHandler(HandlerConfig{SigningSecret: testSecret, Decider: c.dec, Logger: slog.New(slog.DiscardHandler)})
@@ -400,3 +403,10 @@ func TestHandlerOnTheCycleCriticalNeedsTwoApprovers(t *testing.T) {
 }
 
 var _ Decider = (*updateDecider)(nil)
+
+// activeAgents says every agent is active at the catalog's phases.
+type activeAgents struct{}
+
+func (activeAgents) AgentState(context.Context, activities.AgentStateInput) (activities.AgentStateOutput, error) {
+	return activities.AgentStateOutput{Status: activities.AgentActive}, nil
+}

@@ -131,6 +131,21 @@ func Message(p workflows.PendingAction, mode workflows.NoticeMode) ([]slack.Bloc
 		blocks = append(blocks, ctxBlock(blockNote,
 			":robot_face: Autonomous phase: this action ran without approval; you are notified after. Roll back or kill the agent with the airlock CLI."))
 	}
+	if mode != workflows.NoticeShadow {
+		// The kill switch, for the agent's approvers (the Agent workflow
+		// refuses anyone else), on every message about an action that runs
+		// or may run.
+		value, err := KillButtonValue{AgentID: p.AgentID, WorkflowID: p.WorkflowID}.Encode()
+		if err != nil {
+			return nil, fmt.Errorf("message: kill button: %w", err)
+		}
+		kill := slack.NewButtonBlockElement(ActionKillAgent, value, plain("Kill agent"))
+		kill.WithStyle(slack.StyleDanger).WithConfirm(confirm(
+			"Kill agent "+p.AgentID+"?",
+			fmt.Sprintf("Agent %s stops at once: new cycles are refused, running ones cancelled, its Jobs deleted and its credentials revoked. Bringing it back needs two approvers.", p.AgentID),
+			"Kill it", slack.StyleDanger))
+		buttons = append(buttons, kill)
+	}
 	if len(buttons) > 0 {
 		blocks = append(blocks, slack.NewActionBlock(blockActions, buttons...))
 	}

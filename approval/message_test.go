@@ -147,6 +147,19 @@ func TestMessageButtonsPerMode(t *testing.T) {
 			checkLimits(t, blocks)
 
 			got := buttons(blocks)
+			if tc.mode != workflows.NoticeShadow {
+				// Every message about an action that runs carries the kill switch, last.
+				require.Len(t, got, len(tc.buttons)+1)
+				kill := got[len(got)-1]
+				assert.Equal(t, ActionKillAgent, kill.ActionID)
+				assert.Equal(t, slack.StyleDanger, kill.Style)
+				require.NotNil(t, kill.Confirm, "a confirm dialog guards the kill switch")
+				assert.Contains(t, kill.Confirm.Text.Text, "credentials revoked")
+				v, err := ParseKillButtonValue(kill.Value)
+				require.NoError(t, err)
+				assert.Equal(t, KillButtonValue{AgentID: "ops-bot", WorkflowID: testWF}, v)
+				got = got[:len(got)-1]
+			}
 			require.Len(t, got, len(tc.buttons))
 			for i, w := range tc.buttons {
 				assert.Equal(t, w.actionID, got[i].ActionID)
@@ -219,7 +232,7 @@ func TestMessageTruncatesAndEscapesAgentText(t *testing.T) {
 	assert.True(t, utf8.ValidString(inner))
 
 	// Buttons are unaffected by long text.
-	assert.Len(t, buttons(blocks), 2)
+	assert.Len(t, buttons(blocks), 3)
 }
 
 func TestButtonValueRoundTrip(t *testing.T) {
@@ -321,7 +334,7 @@ func TestOutcomeMessage(t *testing.T) {
 		"waiting keeps the buttons": {
 			o:       Outcome{Status: StatusWaiting, By: []string{"U0ALICE"}},
 			says:    []string{"approved so far by <@U0ALICE> (1 of 2)"},
-			buttons: 2,
+			buttons: 3, // Approve, Deny, Kill agent
 		},
 	}
 	for name, tc := range tests {

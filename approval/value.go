@@ -38,6 +38,61 @@ func ActionID(k workflows.DecisionKind) string {
 	return ""
 }
 
+// ActionKillAgent is the "Kill agent" button on an agent's messages. It is
+// not a decision on an action: its value is a KillButtonValue and a click
+// goes to the handler's AgentKiller.
+const ActionKillAgent = "airlock_kill_agent"
+
+// killValuePrefix versions the kill button's value format.
+const killValuePrefix = "k1"
+
+// KillButtonValue is what a "Kill agent" button carries: the agent, and
+// the cycle whose message it was on (for the record).
+//
+// Encoded as "k1|<agent id>|<workflow id>".
+type KillButtonValue struct {
+	AgentID    string
+	WorkflowID string
+}
+
+// Encode returns the button value.
+func (v KillButtonValue) Encode() (string, error) {
+	if err := v.validate(); err != nil {
+		return "", err
+	}
+	s := killValuePrefix + "|" + v.AgentID + "|" + v.WorkflowID
+	if len(s) > MaxButtonValue {
+		return "", fmt.Errorf("%w: %d bytes, Slack allows %d", ErrBadButtonValue, len(s), MaxButtonValue)
+	}
+	return s, nil
+}
+
+// ParseKillButtonValue decodes a value produced by KillButtonValue.Encode.
+func ParseKillButtonValue(s string) (KillButtonValue, error) {
+	if len(s) > MaxButtonValue {
+		return KillButtonValue{}, fmt.Errorf("%w: too long", ErrBadButtonValue)
+	}
+	parts := strings.SplitN(s, "|", 3)
+	if len(parts) != 3 || parts[0] != killValuePrefix {
+		return KillButtonValue{}, fmt.Errorf("%w: unknown format", ErrBadButtonValue)
+	}
+	v := KillButtonValue{AgentID: parts[1], WorkflowID: parts[2]}
+	if err := v.validate(); err != nil {
+		return KillButtonValue{}, err
+	}
+	return v, nil
+}
+
+func (v KillButtonValue) validate() error {
+	switch {
+	case v.AgentID == "" || strings.ContainsAny(v.AgentID, "|") || hasControl(v.AgentID):
+		return fmt.Errorf("%w: agent id must be non-empty, without '|' or control characters", ErrBadButtonValue)
+	case v.WorkflowID == "" || hasControl(v.WorkflowID):
+		return fmt.Errorf("%w: workflow id must be non-empty, without control characters", ErrBadButtonValue)
+	}
+	return nil
+}
+
 // MaxButtonValue is Slack's limit for a button's value.
 const MaxButtonValue = 2000
 

@@ -124,7 +124,8 @@ func click(t testing.TB, endpoint, user, actionID, button, ts string, signedAt t
 
 func approvalEndpoint(t *testing.T) string {
 	t.Helper()
-	h, err := approval.NewHandler(approval.HandlerConfig{SigningSecret: signingSecret, Decider: approval.DeciderFunc(env.starter.Decide)})
+	h, err := approval.NewHandler(approval.HandlerConfig{SigningSecret: signingSecret, Decider: approval.DeciderFunc(env.starter.Decide),
+		Killer: approval.KillerFunc(env.starter.RequestKill)})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() { srv.Close(); h.Close() })

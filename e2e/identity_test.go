@@ -175,10 +175,14 @@ func TestInvariant9OnlyAVerifiedAgentGetsACycle(t *testing.T) {
 			assert.Contains(t, appErr.Message(), "unverified: "+tc.reason)
 			assert.Contains(t, appErr.Message(), tc.detail)
 
-			// Nothing was planned, leased or created.
+			// Nothing was planned, leased or created. The refusal is only
+			// reported to the claimed agent (counted as unverified).
 			got := activitiesRun(ctx, t, run.WorkflowID)
+			require.NotEmpty(t, got)
+			assert.Equal(t, "ReportCycle", got[len(got)-1], "the claimed agent counts the attempt")
+			got = got[:len(got)-1]
 			if tc.reason == activities.UnverifiedUnsigned || tc.reason == activities.UnverifiedStale {
-				assert.Empty(t, got, "refused before any activity")
+				assert.Empty(t, got, "refused before any other activity")
 			} else {
 				assert.Equal(t, []string{"VerifyRequest"}, got, "only the verification ran")
 			}

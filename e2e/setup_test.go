@@ -119,6 +119,17 @@ actions:
     pod_annotations:
       kwok.airlock.dev/result: 'slept'
       kwok.airlock.dev/duration-ms: "9000"
+  - name: db-slow
+    image: docker.io/library/busybox` + digest + `
+    command: ["sh", "-c", "psql -c 'select pg_sleep(60)'"]
+    class: read
+    risk: low
+    vault_policies: [airlock-e2e-db]
+    vault_db_role: database/e2e-readonly
+    deadline: 2m
+    pod_annotations:
+      kwok.airlock.dev/result: 'slept'
+      kwok.airlock.dev/duration-ms: "60000"
 agents:
   - id: e2e-adv
     owner: airlock-tests
@@ -146,6 +157,19 @@ agents:
     approvers: [U1, U2]
     namespace: airlock-e2e
     actions: [echo, slow-write, broken, db-report, long-read, kv-read, greedy-write]
+    phases: {read: autonomous, write: autonomous}
+  - id: e2e-kill-slack
+    owner: airlock-tests
+    approvers: [U1, U2]
+    namespace: airlock-e2e-kill-slack
+    actions: [quick-write]
+    phases: {read: autonomous, write: autonomous}
+    slack_channel: C0APPROVALS
+  - id: e2e-kill
+    owner: airlock-tests
+    approvers: [U1, U2, U3]
+    namespace: airlock-e2e-kill
+    actions: [echo, db-slow, long-read, quick-write]
     phases: {read: autonomous, write: autonomous}
 `
 

@@ -377,3 +377,19 @@ func (r *Runner) DeleteAgentJobs(ctx context.Context, namespace, agentID string)
 func jobPodSelector(jobName string) string {
 	return labels.Set{batchv1.JobNameLabel: jobName, LabelManagedBy: ManagedBy}.String()
 }
+
+// AgentObjects counts the action Jobs and Pods of an agent still in
+// namespace (Pods being deleted included): the kill switch polls it until
+// both are zero.
+func (r *Runner) AgentObjects(ctx context.Context, namespace, agentID string) (jobs, pods int, err error) {
+	sel := labels.Set{LabelManagedBy: ManagedBy, LabelAgent: AgentLabel(agentID)}.String()
+	jl, err := r.cs.BatchV1().Jobs(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return 0, 0, fmt.Errorf("list jobs of agent %s: %w", agentID, err)
+	}
+	pl, err := r.cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return 0, 0, fmt.Errorf("list pods of agent %s: %w", agentID, err)
+	}
+	return len(jl.Items), len(pl.Items), nil
+}

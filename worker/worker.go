@@ -273,9 +273,13 @@ func newActivities(cfg Config) (*activities.Activities, error) {
 
 // New registers Airlock's workflows and activities on a worker. A nil
 // notifier logs instead of posting to Slack; cycle metrics go to
-// acts.Metrics (nil records nothing).
+// acts.Metrics (nil records nothing). Activities without a Temporal client
+// get c: they read and report to the agents' Agent workflows with it.
 func New(c client.Client, cfg Config, acts *activities.Activities, n Notifier) sdkworker.Worker {
 	cfg.defaults()
+	if acts.Temporal == nil {
+		acts.Temporal = c
+	}
 	w := sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{
 		MaxConcurrentActivityExecutionSize: cfg.MaxConcurrentActivities,
 		// Activities heartbeat every 2 s from a goroutine of their own; the
@@ -305,6 +309,7 @@ func Register(r registry, acts *activities.Activities, n Notifier) {
 	}
 	r.RegisterWorkflowWithOptions(workflows.NewAgentCycle(m), workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
 	r.RegisterWorkflowWithOptions(workflows.ShadowFeedback, workflow.RegisterOptions{Name: workflows.FeedbackWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.Agent, workflow.RegisterOptions{Name: workflows.AgentWorkflowName})
 	r.RegisterActivity(acts)
 	registerNotifier(r, n)
 }

@@ -92,7 +92,7 @@ func NewAgentCycle(m CycleMetrics) func(workflow.Context, CycleRequest) (CycleRe
 	return func(ctx workflow.Context, req CycleRequest) (CycleResult, error) { return runCycle(ctx, req, m) }
 }
 
-func runCycle(ctx workflow.Context, req CycleRequest, m CycleMetrics) (CycleResult, error) {
+func runCycle(ctx workflow.Context, req CycleRequest, m CycleMetrics) (_ CycleResult, err error) {
 	info := workflow.GetInfo(ctx)
 	c := &cycle{req: req, gates: map[int]*gate{}, metrics: m}
 	c.res = CycleResult{WorkflowID: info.WorkflowExecution.ID, AgentID: req.AgentID, CycleID: req.CycleID}
@@ -122,21 +122,34 @@ func runCycle(ctx workflow.Context, req CycleRequest, m CycleMetrics) (CycleResu
 	// Version 2 (same change id, so no extra marker in history) also posts
 	// and edits Slack messages as local activities: one marker each
 	// instead of three events and a workflow task.
-	v := workflow.GetVersion(ctx, "verified-identity", workflow.DefaultVersion, 2)
+	// Version 3 (same change id again) plans with the agent's live state
+	// (its Agent workflow): a killed or suspended agent's cycles are
+	// refused, phases come from the agent, the outcome is reported back
+	// and autonomous writes are announced.
+	v := workflow.GetVersion(ctx, "verified-identity", workflow.DefaultVersion, 3)
 	c.localNotices = v >= 2
+	if v >= 3 {
+		c.agentState = true
+		defer func() { c.reportToAgent(ctx, err) }()
+	}
 	if v >= 1 {
 		if err := c.verify(ctx); err != nil {
 			return c.res, err
 		}
 	}
 
-	var a *activities.Activities
 	var plan policy.Plan
-	lctx := workflow.WithLocalActivityOptions(ctx, planOptions)
-	if err := workflow.ExecuteLocalActivity(lctx, a.Plan, activities.PlanInput{AgentID: req.AgentID, Actions: req.Actions}).Get(ctx, &plan); err != nil {
-		c.record(ctx, AuditPolicy, nil, "request refused", map[string]any{"error": errorMessage(err)})
-		c.report(ctx, func(m CycleMetrics) { m.PolicyDenial(context.Background(), req.AgentID, "invalid request") })
-		return c.res, err
+	if c.agentState {
+		if plan, err = c.planForAgent(ctx); err != nil {
+			return c.res, err
+		}
+	} else {
+		var a *activities.Activities
+		lctx := workflow.WithLocalActivityOptions(ctx, planOptions)
+		if err := workflow.ExecuteLocalActivity(lctx, a.Plan, activities.PlanInput{AgentID: req.AgentID, Actions: req.Actions}).Get(ctx, &plan); err != nil {
+			c.refusePlan(ctx, err)
+			return c.res, err
+		}
 	}
 	c.plan = &plan
 	for _, act := range plan.Actions {
@@ -172,6 +185,12 @@ func runCycle(ctx workflow.Context, req CycleRequest, m CycleMetrics) (CycleResu
 	c.res.Outcome = outcome
 	c.finish(ctx, string(outcome))
 	return c.res, nil
+}
+
+// refusePlan records a request the catalog refused.
+func (c *cycle) refusePlan(ctx workflow.Context, err error) {
+	c.record(ctx, AuditPolicy, nil, "request refused", map[string]any{"error": errorMessage(err)})
+	c.report(ctx, func(m CycleMetrics) { m.PolicyDenial(context.Background(), c.req.AgentID, "invalid request") })
 }
 
 // finish records the end of the cycle and makes it findable by outcome.
@@ -252,6 +271,9 @@ func (c *cycle) handleAction(ctx workflow.Context, act policy.RenderedAction) Ac
 			c.record(ctx, AuditPolicy, idx(act.Index), "autonomous failure: running rollback "+rb.Type, map[string]any{"rollback": rb.Type, "hash": rb.Hash})
 			rr := c.execute(ctx, rb)
 			r.Rollback = &rr
+		}
+		if c.agentState && act.Class == policy.ClassWrite && act.Decision.Phase == policy.PhaseAutonomous {
+			c.notifyDone(ctx, act, r)
 		}
 		return r
 

@@ -92,6 +92,10 @@ type cycleSuite struct {
 	testsuite.WorkflowTestSuite
 	env  *testsuite.TestWorkflowEnvironment
 	acts *activities.Activities
+	// agent is what the (mocked) Agent workflow answers; reports are what
+	// cycles reported to it (mockAgent).
+	agent   activities.AgentStateOutput
+	reports []workflows.CycleReport
 }
 
 func newEnv(t *testing.T) *cycleSuite { return newEnvWith(t, nil) }
@@ -113,6 +117,7 @@ func newEnvWith(t *testing.T, m workflows.CycleMetrics) *cycleSuite {
 	}, activity.RegisterOptions{Name: workflows.ActivityPostApproval})
 	s.env.RegisterActivityWithOptions(func(context.Context, workflows.NoticeUpdate) error { return nil },
 		activity.RegisterOptions{Name: workflows.ActivityUpdateApproval})
+	s.mockAgent()
 	s.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflows.CycleWorkflowID("auto", "c1")})
 	s.env.SetTestTimeout(20 * time.Second)
 	return s

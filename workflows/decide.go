@@ -53,6 +53,11 @@ type cycle struct {
 	identity *identity
 	// localNotices posts and edits messages as local activities.
 	localNotices bool
+	// agentState: the cycle plans with its Agent workflow's state and
+	// reports back to it (version "agent-state").
+	agentState bool
+	// agentRefused: the agent was not active, the cycle was refused.
+	agentRefused bool
 }
 
 var allowedKinds = map[NoticeMode][]DecisionKind{

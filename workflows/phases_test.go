@@ -343,6 +343,7 @@ agents:
 			settled = append(settled, u)
 			return nil
 		}, activity.RegisterOptions{Name: workflows.ActivityUpdateApproval})
+		s.mockAgent()
 		s.env.OnActivity(s.acts.StageAction, mock.Anything, mock.Anything).Return(stageOK)
 		s.env.OnActivity(s.acts.RunJob, mock.Anything, mock.Anything).Return(activities.RunOutput{Succeeded: true}, nil)
 		s.env.OnActivity(s.acts.ReleaseAction, mock.Anything, mock.Anything).Return(activities.ReleaseOutput{}, nil)

@@ -59,3 +59,19 @@ func TestReplayCatchesANonDeterministicChange(t *testing.T) {
 	// TMPRL1100 is the SDK's code for a non-determinism error.
 	assert.Contains(t, err.Error(), "TMPRL1100")
 }
+
+// The Agent workflow's recorded history (seeded, killed — its KillAgent
+// activity and the cancelled cycles' reports — then resumed): still
+// running when recorded, it replays up to its last event.
+func TestReplayRecordedAgentHistories(t *testing.T) {
+	files, err := filepath.Glob("testdata/agent/*.json")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".json"), func(t *testing.T) {
+			r := worker.NewWorkflowReplayer()
+			r.RegisterWorkflowWithOptions(workflows.Agent, workflow.RegisterOptions{Name: workflows.AgentWorkflowName})
+			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
+		})
+	}
+}

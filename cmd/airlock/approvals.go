@@ -50,7 +50,8 @@ func runApprovals(ctx context.Context, args []string, stderr io.Writer) error {
 		notifier = sn
 	}
 	h, err := approval.NewHandler(approval.HandlerConfig{
-		SigningSecret: secret, Decider: approval.DeciderFunc(st.Decide), Notifier: notifier, Logger: logger,
+		SigningSecret: secret, Decider: approval.DeciderFunc(st.Decide), Killer: approval.KillerFunc(st.RequestKill),
+		Notifier: notifier, Logger: logger,
 	})
 	if err != nil {
 		return err

@@ -30,6 +30,10 @@ Usage:
   airlock cycle audit <id> [--json]   print and verify a cycle's hash-chained thought trail; --file F verifies an export
   airlock approve <cycle> [--action N] --approver <id>   approve a waiting action (same check as Slack)
   airlock deny <cycle> [--action N] --approver <id>      deny it (or stop it during a veto window)
+  airlock agent list                  the catalog's agents with their live status and phases (AIRLOCK_CATALOG)
+  airlock agent show <id>             status, phase per class, counters, recent transitions
+  airlock agent kill <id> --reason R --by <approver>     kill switch: refuse new cycles, cancel running ones, delete Jobs, revoke credentials
+  airlock agent resume <id> --by U1 --by U2              bring a killed agent back, in shadow (two distinct approvers)
 
 Run "airlock <command> -h" for a command's flags.
 `
@@ -80,6 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDecide(ctx, workflows.DecisionApprove, args[1:], stdout)
 	case "deny":
 		return runDecide(ctx, workflows.DecisionDeny, args[1:], stdout)
+	case "agent":
+		return runAgent(ctx, args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

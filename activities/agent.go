@@ -1,0 +1,463 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/airlockhq/airlock/policy"
+)
+
+// The Agent workflow's names, as the activities that reach it need them.
+// Package workflows re-exports them in its contract (agent_contract.go):
+// this package cannot import it.
+const (
+	AgentWorkflowName      = "Agent"
+	AgentQueryState        = "state"
+	AgentUpdateReportCycle = "report-cycle"
+	AgentSignalCatalog     = "catalog"
+)
+
+// AgentWorkflowID is the workflow id of an agent's Agent workflow.
+func AgentWorkflowID(agentID string) string { return "agent/" + agentID }
+
+// AgentStatus is whether an agent may run cycles.
+type AgentStatus string
+
+const (
+	AgentActive    AgentStatus = "active"
+	AgentSuspended AgentStatus = "suspended"
+	AgentKilled    AgentStatus = "killed"
+)
+
+// ErrTypeAgentUnavailable: the agent's state could not be read; the cycle
+// fails closed.
+const ErrTypeAgentUnavailable = "AgentUnavailable"
+
+// AgentSeed is what the catalog says about an agent's state: its phases
+// (the first phases of its Agent workflow, and forever their caps), its
+// approvers (who may kill and resume it) and its namespace.
+type AgentSeed struct {
+	AgentID   string                        `json:"agent_id"`
+	Phases    map[policy.Class]policy.Phase `json:"phases"`
+	Approvers []string                      `json:"approvers,omitempty"`
+	Namespace string                        `json:"namespace"`
+}
+
+// SeedFor returns the catalog's seed of an agent.
+func SeedFor(ag *policy.Agent) AgentSeed {
+	return AgentSeed{AgentID: ag.ID, Phases: maps.Clone(ag.Phases), Approvers: slices.Clone(ag.Approvers), Namespace: ag.Namespace}
+}
+
+// Same reports whether two seeds say the same (approver order aside).
+func (s AgentSeed) Same(o AgentSeed) bool {
+	a, b := slices.Clone(s.Approvers), slices.Clone(o.Approvers)
+	slices.Sort(a)
+	slices.Sort(b)
+	return s.AgentID == o.AgentID && s.Namespace == o.Namespace && maps.Equal(s.Phases, o.Phases) && slices.Equal(a, b)
+}
+
+// AgentStartInput is how AgentState starts a missing Agent workflow: the
+// leading field of workflows.AgentInput (same JSON name).
+type AgentStartInput struct {
+	Seed *AgentSeed `json:"seed,omitempty"`
+}
+
+// AgentStateInput names the agent whose state a cycle plans with.
+type AgentStateInput struct {
+	AgentID string `json:"agent_id"`
+}
+
+// AgentStateOutput is the part of the agent's state a cycle plans with. It
+// is recorded in the cycle's history (a local activity's marker), so a
+// replay plans with the same phases.
+type AgentStateOutput struct {
+	Status AgentStatus `json:"status"`
+	// Phases are the agent's current phases, capped by the catalog's.
+	Phases map[policy.Class]policy.Phase `json:"phases"`
+	// Why is the reason of the last status change (who killed it and why).
+	Why string `json:"why,omitempty"`
+}
+
+// agentView is the subset of workflows.AgentState this package reads.
+type agentView struct {
+	Status    AgentStatus                   `json:"status"`
+	Phases    map[policy.Class]policy.Phase `json:"phases"`
+	Caps      map[policy.Class]policy.Phase `json:"caps"`
+	Approvers []string                      `json:"approvers"`
+	Namespace string                        `json:"namespace"`
+	Why       string                        `json:"why"`
+}
+
+// AgentStateReader reads an agent's live state for a cycle's plan.
+type AgentStateReader interface {
+	AgentState(ctx context.Context, in AgentStateInput) (AgentStateOutput, error)
+}
+
+// PlanCycleOutput is a cycle's plan with the agent state it was made with.
+// Plan is nil when the agent is not active: nothing is planned for it.
+type PlanCycleOutput struct {
+	Agent AgentStateOutput `json:"agent"`
+	Plan  *policy.Plan     `json:"plan,omitempty"`
+}
+
+// PlanCycle reads the agent's live state (its Agent workflow) and, if the
+// agent is active, plans the cycle with the agent's phases (never above
+// the catalog's). Both land in one local-activity marker of the cycle's
+// history, so a replay plans with the same state.
+func (a *Activities) PlanCycle(ctx context.Context, in PlanInput) (PlanCycleOutput, error) {
+	if a.Catalog == nil {
+		return PlanCycleOutput{}, errors.New("plan: worker has no catalog")
+	}
+	if _, ok := a.Catalog.Agent(in.AgentID); !ok {
+		_, err := a.Plan(ctx, in) // names the problem like any refused request
+		return PlanCycleOutput{}, err
+	}
+	var reader AgentStateReader = workflowAgents{a}
+	if a.AgentStates != nil {
+		reader = a.AgentStates
+	}
+	st, err := reader.AgentState(ctx, AgentStateInput{AgentID: in.AgentID})
+	if err != nil {
+		return PlanCycleOutput{}, err
+	}
+	out := PlanCycleOutput{Agent: st}
+	if st.Status != AgentActive {
+		return out, nil
+	}
+	in.Phases = st.Phases
+	if out.Plan, err = a.Plan(ctx, in); err != nil {
+		return PlanCycleOutput{}, err
+	}
+	return out, nil
+}
+
+// workflowAgents reads agents' state from their Agent workflows.
+type workflowAgents struct{ a *Activities }
+
+// AgentState reads the agent's status and phases from its Agent workflow,
+// starting that workflow (seeded from the catalog) if it does not exist
+// yet. A catalog whose phases or approvers changed is signalled to it. The
+// phases it returns are never above the catalog's. Without a Temporal
+// client it fails closed.
+func (w workflowAgents) AgentState(ctx context.Context, in AgentStateInput) (AgentStateOutput, error) {
+	a := w.a
+	if a.Temporal == nil {
+		return AgentStateOutput{}, temporal.NewNonRetryableApplicationError(
+			"agent state: the worker has no Temporal client: nothing runs", ErrTypeAgentUnavailable, nil)
+	}
+	if a.Catalog == nil {
+		return AgentStateOutput{}, errors.New("agent state: worker has no catalog")
+	}
+	ag, ok := a.Catalog.Agent(in.AgentID)
+	if !ok {
+		return AgentStateOutput{}, permanent(ErrTypeInvalidRequest, fmt.Errorf("unknown agent %q", in.AgentID))
+	}
+	seed := SeedFor(ag)
+	id := AgentWorkflowID(ag.ID)
+	v, err := a.queryAgent(ctx, id)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		if err = a.startAgent(ctx, seed); err == nil {
+			v, err = a.queryAgent(ctx, id)
+		}
+	}
+	if err != nil {
+		return AgentStateOutput{}, fmt.Errorf("agent state %s: %w", id, err)
+	}
+	if !seed.Same(AgentSeed{AgentID: ag.ID, Phases: v.Caps, Approvers: v.Approvers, Namespace: v.Namespace}) {
+		// The catalog changed: the workflow clamps its phases to the new caps
+		// and takes the new approvers. Best effort: this cycle is capped below
+		// in any case.
+		if err := a.Temporal.SignalWorkflow(ctx, id, "", AgentSignalCatalog, seed); err != nil {
+			activity.GetLogger(ctx).Warn("signal catalog to agent", "agent", ag.ID, "error", err)
+		}
+	}
+	return AgentStateOutput{Status: v.Status, Phases: ag.CappedPhases(v.Phases), Why: v.Why}, nil
+}
+
+func (a *Activities) queryAgent(ctx context.Context, id string) (agentView, error) {
+	var v agentView
+	val, err := a.Temporal.QueryWorkflow(ctx, id, "", AgentQueryState)
+	if err != nil {
+		return v, err
+	}
+	if err := val.Get(&v); err != nil {
+		return v, fmt.Errorf("decode agent state: %w", err)
+	}
+	if v.Status == "" {
+		return v, errors.New("agent workflow is not seeded yet")
+	}
+	return v, nil
+}
+
+// startAgent starts the agent's workflow if it is not running. An Agent
+// workflow never ends by itself (it continues as new); one that was closed
+// by hand is not restarted from the catalog, which would revive a killed
+// agent: cycles are refused until an operator looks (fail closed).
+func (a *Activities) startAgent(ctx context.Context, seed AgentSeed) error {
+	_, err := a.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       AgentWorkflowID(seed.AgentID),
+		TaskQueue:                activity.GetInfo(ctx).TaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, AgentWorkflowName, AgentStartInput{Seed: &seed})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"agent workflow %s was closed (terminated by hand?): the agent stays stopped until an operator restores it",
+			AgentWorkflowID(seed.AgentID)), ErrTypeAgentUnavailable, err)
+	}
+	if err != nil {
+		return fmt.Errorf("start agent workflow: %w", err)
+	}
+	return nil
+}
+
+// CycleReport is what a cycle tells its agent when it ends. Reports are
+// idempotent per WorkflowID.
+type CycleReport struct {
+	WorkflowID string `json:"workflow_id"`
+	AgentID    string `json:"agent_id"`
+	// Outcome is succeeded, failed, denied, canceled or refused.
+	Outcome string `json:"outcome"`
+	// Actions counts the cycle's actions by outcome.
+	Actions map[string]int `json:"actions,omitempty"`
+	// Approvals and Denials count actions a human approved, and actions
+	// denied (by a human, a veto or a timeout).
+	Approvals int `json:"approvals,omitempty"`
+	Denials   int `json:"denials,omitempty"`
+	// Violation: a verified request the policy refused (an action the agent
+	// may not use, parameters that do not validate).
+	Violation bool `json:"violation,omitempty"`
+	// Unverified: a request claiming this agent that failed verification
+	// (counted apart: anyone can send one).
+	Unverified bool   `json:"unverified,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+// ReportCycleOutput says whether the agent counted the report.
+type ReportCycleOutput struct {
+	Counted   bool `json:"counted"`
+	Duplicate bool `json:"duplicate,omitempty"`
+}
+
+// ReportCycle sends a cycle's report to its agent (the report-cycle
+// Update, idempotent per cycle). An agent that is not in the catalog, or
+// whose workflow does not exist (an unverified request for an agent that
+// never ran), has nothing to count.
+func (a *Activities) ReportCycle(ctx context.Context, r CycleReport) (ReportCycleOutput, error) {
+	if a.Temporal == nil {
+		return ReportCycleOutput{}, nil
+	}
+	if a.Catalog != nil {
+		if _, ok := a.Catalog.Agent(r.AgentID); !ok {
+			return ReportCycleOutput{}, nil
+		}
+	}
+	h, err := a.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: AgentWorkflowID(r.AgentID), UpdateName: AgentUpdateReportCycle,
+		Args: []any{r}, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	var out ReportCycleOutput
+	if err == nil {
+		err = h.Get(ctx, &out)
+	}
+	var nf *serviceerror.NotFound
+	var appErr *temporal.ApplicationError
+	switch {
+	case errors.As(err, &nf):
+		return ReportCycleOutput{}, nil
+	case errors.As(err, &appErr):
+		return out, temporal.NewNonRetryableApplicationError("report cycle: "+appErr.Message(), ErrTypeInvalidRequest, err)
+	case err != nil:
+		return out, fmt.Errorf("report cycle to %s: %w", AgentWorkflowID(r.AgentID), err)
+	}
+	return out, nil
+}
+
+// KillAgentInput names the agent to stop.
+type KillAgentInput struct {
+	AgentID string `json:"agent_id"`
+	// Namespace of the agent's Jobs. Default: the catalog's.
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// KillAgentOutput is what the kill switch stopped, and when the last of it
+// was gone (the worker's clock).
+type KillAgentOutput struct {
+	CyclesCanceled   []string  `json:"cycles_canceled,omitempty"`
+	JobsDeleted      []string  `json:"jobs_deleted,omitempty"`
+	RevokedAccessors []string  `json:"revoked_accessors,omitempty"`
+	StartedAt        time.Time `json:"started_at"`
+	// JobsGoneAt is when no Job or Pod of the agent was left.
+	JobsGoneAt time.Time `json:"jobs_gone_at"`
+	// RevokedAt is when the agent's token tree (every action token and the
+	// leases they took) was revoked, the last time it had anything left.
+	RevokedAt time.Time `json:"revoked_at"`
+	// Passes is how many sweeps it took until one found nothing new.
+	Passes int `json:"passes"`
+}
+
+// Sweeps of the kill switch: a cycle that read "active" just before the
+// kill may become visible (search attribute) or stage its Job a moment
+// later, so sweeping repeats until a pass finds nothing new.
+const (
+	killMinPasses = 2
+	killMaxPasses = 5
+	killPassGap   = time.Second
+	killJobsWait  = time.Minute
+)
+
+// KillAgent is the kill switch's worker half, run by the Agent workflow
+// once it is marked killed (so no new cycle starts): it cancels the agent's
+// running cycles (search attribute AirlockAgent), deletes its Jobs and
+// Pods, revokes its Vault token tree — every action token and every lease
+// under them — and waits until no Job or Pod of the agent is left.
+func (a *Activities) KillAgent(ctx context.Context, in KillAgentInput) (KillAgentOutput, error) {
+	out := KillAgentOutput{StartedAt: time.Now()}
+	ns := in.Namespace
+	if ns == "" && a.Catalog != nil {
+		if ag, ok := a.Catalog.Agent(in.AgentID); ok {
+			ns = ag.Namespace
+		}
+	}
+	if ns == "" {
+		return out, permanent(ErrTypeInvalidRequest, fmt.Errorf("kill agent %s: unknown namespace", in.AgentID))
+	}
+	hb := startHeartbeat(ctx)
+	defer hb.stop()
+	log := activity.GetLogger(ctx)
+	for out.Passes < killMaxPasses {
+		if out.Passes > 0 {
+			select {
+			case <-ctx.Done():
+				return out, ctx.Err()
+			case <-time.After(killPassGap):
+			}
+		}
+		out.Passes++
+		found := 0
+		var errs []error
+		canceled, err := a.cancelCycles(ctx, in.AgentID)
+		errs = append(errs, err)
+		found += addNew(&out.CyclesCanceled, canceled)
+		if a.Jobs != nil {
+			deleted, err := a.Jobs.DeleteAgentJobs(ctx, ns, in.AgentID)
+			errs = append(errs, err)
+			found += addNew(&out.JobsDeleted, deleted)
+		}
+		if a.Agents != nil {
+			revoked, err := a.Agents.RevokeAgent(ctx, in.AgentID)
+			errs = append(errs, err)
+			if n := addNew(&out.RevokedAccessors, revoked); n > 0 || out.RevokedAt.IsZero() {
+				out.RevokedAt = time.Now()
+				found += n
+			}
+		}
+		if a.Jobs != nil {
+			gone, err := a.waitAgentObjectsGone(ctx, ns, in.AgentID)
+			errs = append(errs, err)
+			if gone || out.JobsGoneAt.IsZero() {
+				out.JobsGoneAt = time.Now()
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return out, fmt.Errorf("kill agent %s: %w", in.AgentID, err)
+		}
+		log.Info("kill agent: sweep", "agent", in.AgentID, "pass", out.Passes, "found", found)
+		if out.Passes >= killMinPasses && found == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+// waitAgentObjectsGone polls until no Job or Pod of the agent is left. It
+// reports whether there was anything to wait for.
+func (a *Activities) waitAgentObjectsGone(ctx context.Context, ns, agentID string) (bool, error) {
+	deadline := time.Now().Add(killJobsWait)
+	waited := false
+	for {
+		jobs, pods, err := a.Jobs.AgentObjects(ctx, ns, agentID)
+		if err != nil {
+			return waited, err
+		}
+		if jobs == 0 && pods == 0 {
+			return waited, nil
+		}
+		if time.Now().After(deadline) {
+			return waited, fmt.Errorf("%d jobs and %d pods of agent %s still there after %s", jobs, pods, agentID, killJobsWait)
+		}
+		waited = true
+		select {
+		case <-ctx.Done():
+			return waited, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// cancelCycles cancels the agent's running cycles, found by their
+// AirlockAgent search attribute.
+func (a *Activities) cancelCycles(ctx context.Context, agentID string) ([]string, error) {
+	if a.Temporal == nil {
+		return nil, nil
+	}
+	q := fmt.Sprintf(`AirlockAgent = %q AND ExecutionStatus = "Running" AND WorkflowType = "AgentCycle"`, agentID)
+	var ids []string
+	var token []byte
+	for {
+		resp, err := a.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, NextPageToken: token})
+		if err != nil {
+			return ids, fmt.Errorf("list cycles of agent %s: %w", agentID, err)
+		}
+		for _, e := range resp.Executions {
+			id := e.GetExecution().GetWorkflowId()
+			err := a.Temporal.CancelWorkflow(ctx, id, e.GetExecution().GetRunId())
+			var nf *serviceerror.NotFound
+			if err != nil && !errors.As(err, &nf) {
+				return ids, fmt.Errorf("cancel cycle %s: %w", id, err)
+			}
+			ids = append(ids, id)
+		}
+		if token = resp.NextPageToken; len(token) == 0 {
+			return ids, nil
+		}
+	}
+}
+
+// addNew appends the values not in *s yet and returns how many it added.
+func addNew(s *[]string, vs []string) int {
+	n := 0
+	for _, v := range vs {
+		if !slices.Contains(*s, v) {
+			*s = append(*s, v)
+			n++
+		}
+	}
+	return n
+}
+
+// CatalogSeed returns the catalog's seed of an agent, for an Agent workflow
+// started without one (by the kill switch, for an agent that never ran).
+func (a *Activities) CatalogSeed(_ context.Context, in AgentStateInput) (AgentSeed, error) {
+	if a.Catalog == nil {
+		return AgentSeed{}, errors.New("catalog seed: worker has no catalog")
+	}
+	ag, ok := a.Catalog.Agent(in.AgentID)
+	if !ok {
+		return AgentSeed{}, permanent(ErrTypeInvalidRequest, fmt.Errorf("unknown agent %q", in.AgentID))
+	}
+	return SeedFor(ag), nil
+}

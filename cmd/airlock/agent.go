@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/starter"
+	"github.com/airlockhq/airlock/workflows"
+)
+
+// runAgent dispatches `airlock agent list|show|kill|resume`.
+func runAgent(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("agent: want list, show, kill or resume")
+	}
+	switch args[0] {
+	case "list":
+		return runAgentList(ctx, args[1:], stdout)
+	case "show":
+		return runAgentShow(ctx, args[1:], stdout)
+	case "kill":
+		return runAgentKill(ctx, args[1:], stdout)
+	case "resume":
+		return runAgentResume(ctx, args[1:], stdout)
+	}
+	return fmt.Errorf("agent: unknown command %q (want list, show, kill or resume)", args[0])
+}
+
+// multiFlag collects a repeated flag (--by U1 --by U2).
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func runAgentList(ctx context.Context, args []string, stdout io.Writer) error {
+	var cf clientFlags
+	fs := flag.NewFlagSet("agent list", flag.ContinueOnError)
+	cf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if cf.catalog == "" {
+		return errors.New("agent list: the catalog names the agents: set AIRLOCK_CATALOG or --catalog")
+	}
+	cat, err := policy.LoadFile(cf.catalog)
+	if err != nil {
+		return err
+	}
+	st, done, err := cf.starter(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "AGENT\tSTATUS\tREAD\tWRITE\tCYCLES\tVIOLATIONS\tSINCE")
+	for _, id := range cat.AgentIDs() {
+		ag, _ := cat.Agent(id)
+		s, err := st.AgentState(ctx, id)
+		switch {
+		case errors.Is(err, starter.ErrNoAgentState):
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", id, "active (no cycle yet)",
+				ag.Phases[policy.ClassRead], ag.Phases[policy.ClassWrite], 0, 0, "-")
+		case err != nil:
+			fmt.Fprintf(tw, "%s\tunknown: %v\t\t\t\t\t\n", id, err)
+		default:
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", id, s.Status, s.Phases[policy.ClassRead], s.Phases[policy.ClassWrite],
+				s.Counters.Cycles, s.Counters.Violations, s.Since.UTC().Format(time.RFC3339))
+		}
+	}
+	return tw.Flush()
+}
+
+func runAgentShow(ctx context.Context, args []string, stdout io.Writer) error {
+	var cf clientFlags
+	fs := flag.NewFlagSet("agent show", flag.ContinueOnError)
+	cf.register(fs)
+	if err := fs.Parse(reorder(args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("agent show: want one agent id")
+	}
+	st, done, err := cf.starter(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	s, err := st.AgentState(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	printAgent(stdout, s)
+	return nil
+}
+
+// printAgent prints an agent's state as `agent show` does.
+func printAgent(w io.Writer, s workflows.AgentState) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "agent\t%s (workflow %s, run %d)\n", s.AgentID, workflows.AgentWorkflowID(s.AgentID), s.Runs+1)
+	status := string(s.Status)
+	if !s.Since.IsZero() {
+		status += " since " + s.Since.UTC().Format(time.RFC3339)
+	}
+	if s.Why != "" {
+		status += ": " + s.Why
+	}
+	fmt.Fprintf(tw, "status\t%s\n", status)
+	fmt.Fprintf(tw, "phases\t%s (caps: %s)\n", phaseList(s.Phases), phaseList(s.Caps))
+	fmt.Fprintf(tw, "approvers\t%s\n", strings.Join(s.Approvers, ", "))
+	c := s.Counters
+	fmt.Fprintf(tw, "cycles\t%d%s\n", c.Cycles, countList(c.Outcomes))
+	fmt.Fprintf(tw, "actions\t%s\n", strings.TrimPrefix(countList(c.Actions), " "))
+	fmt.Fprintf(tw, "humans\t%d approved, %d denied\n", c.Approvals, c.Denials)
+	fmt.Fprintf(tw, "violations\t%d (and %d unverified requests claiming this agent)\n", c.Violations, c.Unverified)
+	if k := s.LastKill; k != nil {
+		fmt.Fprintf(tw, "last kill\t%d cycles canceled, %d Jobs deleted, %d agent tokens revoked with every token and lease under them (%d sweeps)\n",
+			len(k.CyclesCanceled), len(k.JobsDeleted), len(k.RevokedAccessors), k.Passes)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "transitions (oldest first):")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, t := range s.Transitions {
+		by := strings.Join(t.By, ",")
+		if by == "" {
+			by = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\tby %s\t%s\n", t.At.UTC().Format(time.RFC3339), t.Kind, t.To, phaseList(t.Phases), by, t.Why)
+	}
+	tw.Flush()
+}
+
+func phaseList(m map[policy.Class]policy.Phase) string {
+	var parts []string
+	for _, cl := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s=%s", cl, m[cl]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func countList(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+func runAgentKill(ctx context.Context, args []string, stdout io.Writer) error {
+	var cf clientFlags
+	fs := flag.NewFlagSet("agent kill", flag.ContinueOnError)
+	cf.register(fs)
+	reason := fs.String("reason", "", "why (required; recorded in the agent's transitions)")
+	by := fs.String("by", "", "who kills: one of the agent's approvers (required)")
+	if err := fs.Parse(reorder(args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || *reason == "" || *by == "" {
+		return errors.New("agent kill: want <agent-id> --reason <why> --by <approver>")
+	}
+	id := fs.Arg(0)
+	st, done, err := cf.starter(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	start := time.Now()
+	rep, err := st.Kill(ctx, id, workflows.KillRequest{Reason: *reason, By: *by, Via: "cli"})
+	total := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("agent kill %s: %w", id, err)
+	}
+	fmt.Fprintf(stdout, "agent %s killed by %s: new cycles are refused\n", id, *by)
+	fmt.Fprintf(stdout, "  cycles canceled:     %d %s\n", len(rep.CyclesCanceled), strings.Join(rep.CyclesCanceled, " "))
+	fmt.Fprintf(stdout, "  Jobs deleted:        %d %s\n", len(rep.JobsDeleted), strings.Join(rep.JobsDeleted, " "))
+	fmt.Fprintf(stdout, "  token trees revoked: %d (every action token and lease under them)\n", len(rep.RevokedAccessors))
+	fmt.Fprintf(stdout, "  call → last Job gone: %s · call → last lease revoked: %s · done after %s (%d sweeps)\n",
+		since(start, rep.JobsGoneAt, total), since(start, rep.RevokedAt, total), total.Round(time.Millisecond), rep.Passes)
+	return nil
+}
+
+// since is at - start, measured across the worker's and this machine's
+// clocks; a skew that makes it impossible shows the total instead.
+func since(start, at time.Time, total time.Duration) string {
+	d := at.Sub(start)
+	if at.IsZero() || d < 0 || d > total {
+		return "≤ " + total.Round(time.Millisecond).String()
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+func runAgentResume(ctx context.Context, args []string, stdout io.Writer) error {
+	var cf clientFlags
+	fs := flag.NewFlagSet("agent resume", flag.ContinueOnError)
+	cf.register(fs)
+	var by multiFlag
+	fs.Var(&by, "by", fmt.Sprintf("an approver of the agent; repeat: %d distinct approvers are needed", workflows.ResumeApprovers))
+	reason := fs.String("reason", "", "why (recorded in the agent's transitions)")
+	if err := fs.Parse(reorder(args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("agent resume: want <agent-id> --by <approver> --by <another approver>")
+	}
+	id := fs.Arg(0)
+	st, done, err := cf.starter(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	s, err := st.ResumeAgent(ctx, id, workflows.ResumeRequest{By: by, Reason: *reason, Via: "cli"})
+	if err != nil {
+		return fmt.Errorf("agent resume %s: %w", id, err)
+	}
+	fmt.Fprintf(stdout, "agent %s resumed by %s: %s, %s\n", id, strings.Join(by, ", "), s.Status, phaseList(s.Phases))
+	return nil
+}

@@ -1,0 +1,336 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/policy"
+)
+
+// Defaults of AgentLimits.
+const (
+	defaultAgentMaxHistory = 1000
+	defaultAgentMaxUpdates = 500
+)
+
+var (
+	// killOptions: the kill switch retries for as long as Vault, the
+	// apiserver or Temporal's visibility are down — an agent once killed
+	// must end up with nothing running and nothing valid.
+	killOptions = workflow.ActivityOptions{
+		StartToCloseTimeout:    5 * time.Minute,
+		HeartbeatTimeout:       15 * time.Second,
+		ScheduleToCloseTimeout: time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        30 * time.Second,
+			NonRetryableErrorTypes: []string{activities.ErrTypeInvalidRequest},
+		},
+	}
+	seedOptions = workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			MaximumAttempts:        5,
+			NonRetryableErrorTypes: []string{activities.ErrTypeInvalidRequest},
+		},
+	}
+)
+
+// agent is the state an Agent workflow run shares with its handlers.
+type agent struct {
+	st      AgentState
+	limits  AgentLimits
+	recent  map[string]bool
+	handled int // updates handled in this run
+}
+
+// Agent is the long-running workflow holding one agent's live state
+// (workflow id agent/<id>): status, current phase per action class, counters
+// and recent transitions. Cycles read it when they plan (QueryAgentState)
+// and report to it when they end (UpdateReportCycle); humans kill it
+// (UpdateKill: refuses new cycles at once, then runs the KillAgent activity)
+// and resume it with two approvers (UpdateResume: back in shadow). It never
+// ends by itself: it continues as new after AgentLimits, carrying its state.
+func Agent(ctx workflow.Context, in AgentInput) (AgentState, error) {
+	ag := &agent{limits: in.Limits.withDefaults(), recent: map[string]bool{}}
+	query := func() (AgentState, error) {
+		s := ag.snapshot()
+		s.RecentCycles = nil // internal: only continue-as-new needs them
+		return s, nil
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryAgentState, query); err != nil {
+		return AgentState{}, err
+	}
+	switch {
+	case in.State != nil:
+		ag.st = *in.State
+		for _, id := range ag.st.RecentCycles {
+			ag.recent[id] = true
+		}
+	case in.Seed != nil:
+		ag.seed(ctx, *in.Seed)
+	default:
+		id := strings.TrimPrefix(workflow.GetInfo(ctx).WorkflowExecution.ID, "agent/")
+		var seed AgentSeed
+		var a *activities.Activities
+		lctx := workflow.WithLocalActivityOptions(ctx, seedOptions)
+		if err := workflow.ExecuteLocalActivity(lctx, a.CatalogSeed, activities.AgentStateInput{AgentID: id}).Get(ctx, &seed); err != nil {
+			return AgentState{}, err
+		}
+		ag.seed(ctx, seed)
+	}
+	if err := ag.registerHandlers(ctx); err != nil {
+		return AgentState{}, err
+	}
+
+	catalog := workflow.GetSignalChannel(ctx, SignalAgentCatalog)
+	drain := func() {
+		var s AgentSeed
+		for catalog.ReceiveAsync(&s) {
+			ag.applyCatalog(ctx, s)
+		}
+	}
+	for {
+		if err := workflow.Await(ctx, func() bool { return catalog.Len() > 0 || ag.mustContinue(ctx) }); err != nil {
+			return ag.snapshot(), err
+		}
+		drain()
+		if ag.mustContinue(ctx) {
+			break
+		}
+	}
+	// Hand over: let running handlers (a kill in progress) finish first.
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return ag.snapshot(), err
+	}
+	drain()
+	next := ag.snapshot()
+	next.Runs++
+	return next, workflow.NewContinueAsNewError(ctx, AgentWorkflowName, AgentInput{State: &next, Limits: in.Limits})
+}
+
+func (l AgentLimits) withDefaults() AgentLimits {
+	if l.MaxHistory <= 0 {
+		l.MaxHistory = defaultAgentMaxHistory
+	}
+	if l.MaxUpdates <= 0 {
+		l.MaxUpdates = defaultAgentMaxUpdates
+	}
+	return l
+}
+
+// mustContinue reports whether this run is long enough to hand over.
+func (ag *agent) mustContinue(ctx workflow.Context) bool {
+	info := workflow.GetInfo(ctx)
+	return ag.handled >= ag.limits.MaxUpdates || info.GetContinueAsNewSuggested() ||
+		info.GetCurrentHistoryLength() >= ag.limits.MaxHistory
+}
+
+func (ag *agent) snapshot() AgentState {
+	s := ag.st
+	s.Phases, s.Caps = maps.Clone(s.Phases), maps.Clone(s.Caps)
+	s.Approvers = slices.Clone(s.Approvers)
+	s.Transitions = slices.Clone(s.Transitions)
+	s.RecentCycles = slices.Clone(s.RecentCycles)
+	s.Counters.Outcomes, s.Counters.Actions = maps.Clone(s.Counters.Outcomes), maps.Clone(s.Counters.Actions)
+	return s
+}
+
+// seed starts a new agent: active, at the catalog's phases.
+func (ag *agent) seed(ctx workflow.Context, s AgentSeed) {
+	ag.st = AgentState{
+		AgentID: s.AgentID, Status: AgentActive, Phases: capped(s.Phases, s.Phases), Caps: maps.Clone(s.Phases),
+		Approvers: slices.Clone(s.Approvers), Namespace: s.Namespace,
+	}
+	ag.transition(ctx, AgentTransition{Kind: TransitionSeeded, To: AgentActive, Why: "seeded from the catalog"})
+}
+
+// capped is policy.Agent.CappedPhases over a bare map of caps.
+func capped(current, caps map[policy.Class]policy.Phase) map[policy.Class]policy.Phase {
+	return (&policy.Agent{Phases: caps}).CappedPhases(current)
+}
+
+// transition records a change (bounded) and applies its status.
+func (ag *agent) transition(ctx workflow.Context, t AgentTransition) {
+	t.At = workflow.Now(ctx)
+	if t.From == "" && ag.st.Status != "" && ag.st.Status != t.To {
+		t.From = ag.st.Status
+	}
+	if t.Phases == nil {
+		t.Phases = maps.Clone(ag.st.Phases)
+	}
+	if t.To != ag.st.Status || t.Kind == TransitionSeeded {
+		ag.st.Since, ag.st.Why = t.At, t.Why
+	}
+	ag.st.Status = t.To
+	ag.st.Transitions = append(ag.st.Transitions, t)
+	if n := len(ag.st.Transitions) - AgentTransitionsKept; n > 0 {
+		ag.st.Transitions = slices.Delete(ag.st.Transitions, 0, n)
+	}
+	workflow.GetLogger(ctx).Info("agent transition", "agent", ag.st.AgentID, "kind", t.Kind, "to", t.To, "by", t.By, "why", t.Why)
+}
+
+// applyCatalog takes a changed catalog: new caps (phases above them come
+// down), approvers and namespace.
+func (ag *agent) applyCatalog(ctx workflow.Context, s AgentSeed) {
+	if s.AgentID != ag.st.AgentID || len(s.Phases) == 0 {
+		return
+	}
+	phases := capped(ag.st.Phases, s.Phases)
+	changed := !maps.Equal(phases, ag.st.Phases)
+	ag.st.Caps, ag.st.Phases = maps.Clone(s.Phases), phases
+	ag.st.Approvers, ag.st.Namespace = slices.Clone(s.Approvers), s.Namespace
+	if changed {
+		ag.transition(ctx, AgentTransition{Kind: TransitionCatalog, To: ag.st.Status, Why: "catalog changed the phase caps"})
+	}
+}
+
+func (ag *agent) registerHandlers(ctx workflow.Context) error {
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReportCycle, ag.report,
+		workflow.UpdateHandlerOptions{Validator: ag.validateReport}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateKill, ag.kill,
+		workflow.UpdateHandlerOptions{Validator: ag.validateKill}); err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateResume, ag.resume,
+		workflow.UpdateHandlerOptions{Validator: ag.validateResume})
+}
+
+func (ag *agent) validateReport(_ workflow.Context, r CycleReport) error {
+	if r.WorkflowID == "" {
+		return errors.New("workflow_id is required")
+	}
+	if r.AgentID != ag.st.AgentID || !strings.HasPrefix(r.WorkflowID, "cycle/"+ag.st.AgentID+"/") {
+		return fmt.Errorf("cycle %s is not a cycle of agent %s", r.WorkflowID, ag.st.AgentID)
+	}
+	return nil
+}
+
+// report counts a cycle once; a repeat (a retried activity) changes nothing.
+func (ag *agent) report(_ workflow.Context, r CycleReport) (ReportCycleResult, error) {
+	ag.handled++
+	if ag.recent[r.WorkflowID] {
+		return ReportCycleResult{Duplicate: true}, nil
+	}
+	ag.recent[r.WorkflowID] = true
+	ag.st.RecentCycles = append(ag.st.RecentCycles, r.WorkflowID)
+	if n := len(ag.st.RecentCycles) - AgentRecentCyclesKept; n > 0 {
+		for _, id := range ag.st.RecentCycles[:n] {
+			delete(ag.recent, id)
+		}
+		ag.st.RecentCycles = slices.Delete(ag.st.RecentCycles, 0, n)
+	}
+	c := &ag.st.Counters
+	c.Cycles++
+	if c.Outcomes == nil {
+		c.Outcomes = map[string]int{}
+	}
+	c.Outcomes[r.Outcome]++
+	for o, n := range r.Actions {
+		if c.Actions == nil {
+			c.Actions = map[string]int{}
+		}
+		c.Actions[o] += n
+	}
+	c.Approvals += r.Approvals
+	c.Denials += r.Denials
+	if r.Violation {
+		c.Violations++
+	}
+	if r.Unverified {
+		c.Unverified++
+	}
+	return ReportCycleResult{Counted: true}, nil
+}
+
+func (ag *agent) validateKill(_ workflow.Context, r KillRequest) error {
+	switch {
+	case strings.TrimSpace(r.Reason) == "":
+		return errors.New("a reason is required to kill an agent")
+	case r.By == "":
+		return errors.New("who kills (by) is required")
+	case !slices.Contains(ag.st.Approvers, r.By):
+		return fmt.Errorf("%s is not an approver of agent %s", r.By, ag.st.AgentID)
+	}
+	return nil
+}
+
+// kill marks the agent killed — from this moment its new cycles are
+// refused — then runs the KillAgent activity: cancel its cycles, delete its
+// Jobs and Pods, revoke its Vault token tree. Killing a killed agent sweeps
+// again (harmless).
+func (ag *agent) kill(ctx workflow.Context, r KillRequest) (KillReport, error) {
+	ag.handled++
+	if ag.st.Status != AgentKilled {
+		ag.transition(ctx, AgentTransition{Kind: TransitionKilled, To: AgentKilled, By: []string{r.By}, Why: viaWhy(r.Reason, r.Via)})
+	}
+	var a *activities.Activities
+	var out KillReport
+	actx := workflow.WithActivityOptions(ctx, killOptions)
+	if err := workflow.ExecuteActivity(actx, a.KillAgent, activities.KillAgentInput{AgentID: ag.st.AgentID, Namespace: ag.st.Namespace}).Get(ctx, &out); err != nil {
+		return out, err
+	}
+	ag.st.LastKill = &out
+	return out, nil
+}
+
+func viaWhy(reason, via string) string {
+	if via == "" {
+		return reason
+	}
+	return reason + " (via " + via + ")"
+}
+
+func (ag *agent) validateResume(_ workflow.Context, r ResumeRequest) error {
+	if ag.st.Status == AgentActive {
+		return fmt.Errorf("agent %s is active: nothing to resume", ag.st.AgentID)
+	}
+	var distinct []string
+	for _, by := range r.By {
+		if !slices.Contains(ag.st.Approvers, by) {
+			return fmt.Errorf("%s is not an approver of agent %s", by, ag.st.AgentID)
+		}
+		if !slices.Contains(distinct, by) {
+			distinct = append(distinct, by)
+		}
+	}
+	if len(distinct) < ResumeApprovers {
+		return fmt.Errorf("resuming agent %s needs %d distinct approvers, got %d (%s)",
+			ag.st.AgentID, ResumeApprovers, len(distinct), strings.Join(distinct, ", "))
+	}
+	return nil
+}
+
+// resume brings the agent back with every class in shadow: trust is earned
+// again from the start.
+func (ag *agent) resume(ctx workflow.Context, r ResumeRequest) (AgentState, error) {
+	ag.handled++
+	phases := map[policy.Class]policy.Phase{}
+	for cl := range ag.st.Caps {
+		phases[cl] = policy.PhaseShadow
+	}
+	ag.st.Phases = phases
+	why := r.Reason
+	if why == "" {
+		why = "resumed"
+	}
+	var by []string
+	for _, b := range r.By {
+		if !slices.Contains(by, b) {
+			by = append(by, b)
+		}
+	}
+	ag.transition(ctx, AgentTransition{Kind: TransitionResumed, To: AgentActive, By: by, Why: viaWhy(why, r.Via)})
+	return ag.snapshot(), nil
+}

@@ -1,0 +1,144 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/policy"
+)
+
+// AuditAgent entries record the agent's state a cycle planned with.
+const AuditAgent = "agent"
+
+// agentOptions: reading the agent's state is a query (≈ms) run as a local
+// activity, so the answer is recorded in the cycle's history. An outage is
+// retried for a while, then the cycle fails closed.
+var (
+	agentOptions = workflow.LocalActivityOptions{
+		StartToCloseTimeout:    10 * time.Second,
+		ScheduleToCloseTimeout: 2 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        200 * time.Millisecond,
+			BackoffCoefficient:     2,
+			MaximumInterval:        10 * time.Second,
+			NonRetryableErrorTypes: []string{activities.ErrTypeInvalidRequest, activities.ErrTypeAgentUnavailable},
+		},
+	}
+	reportOptions = workflow.LocalActivityOptions{
+		StartToCloseTimeout:    15 * time.Second,
+		ScheduleToCloseTimeout: 5 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        200 * time.Millisecond,
+			BackoffCoefficient:     2,
+			MaximumInterval:        15 * time.Second,
+			NonRetryableErrorTypes: []string{activities.ErrTypeInvalidRequest},
+		},
+	}
+)
+
+// planForAgent reads the agent's status and phases from its Agent workflow
+// and plans with them, in one local activity (one marker in history). Only
+// an active agent's cycle is planned; its phases (never above the
+// catalog's) replace the catalog's.
+func (c *cycle) planForAgent(ctx workflow.Context) (policy.Plan, error) {
+	var a *activities.Activities
+	var out activities.PlanCycleOutput
+	lctx := workflow.WithLocalActivityOptions(ctx, agentOptions)
+	err := workflow.ExecuteLocalActivity(lctx, a.PlanCycle, activities.PlanInput{AgentID: c.req.AgentID, Actions: c.req.Actions}).Get(ctx, &out)
+	var appErr *temporal.ApplicationError
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return policy.Plan{}, temporal.NewCanceledError()
+	case err != nil && errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeInvalidRequest:
+		c.refusePlan(ctx, err)
+		return policy.Plan{}, err
+	case err != nil:
+		c.record(ctx, AuditAgent, nil, "request refused: agent state unavailable", map[string]any{"error": errorMessage(err)})
+		if appErr != nil {
+			return policy.Plan{}, err
+		}
+		return policy.Plan{}, temporal.NewNonRetryableApplicationError("agent state unavailable: "+errorMessage(err), activities.ErrTypeAgentUnavailable, err)
+	}
+	st := out.Agent
+	if st.Status != AgentActive || out.Plan == nil {
+		c.agentRefused = true
+		msg := fmt.Sprintf("agent %s is %s", c.req.AgentID, st.Status)
+		if st.Why != "" {
+			msg += ": " + st.Why
+		}
+		c.record(ctx, AuditAgent, nil, "request refused: "+msg, map[string]any{"status": st.Status, "why": st.Why})
+		c.report(ctx, func(m CycleMetrics) { m.PolicyDenial(context.Background(), c.req.AgentID, "agent "+string(st.Status)) })
+		return policy.Plan{}, temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeInvalidRequest, nil)
+	}
+	c.record(ctx, AuditAgent, nil, "agent active", map[string]any{"status": st.Status, "phases": st.Phases})
+	return *out.Plan, nil
+}
+
+// reportToAgent tells the agent how the cycle ended, on every path, on a
+// disconnected context (a cancelled cycle reports too). A report that
+// cannot be delivered is logged: it never changes the cycle's outcome.
+func (c *cycle) reportToAgent(ctx workflow.Context, err error) {
+	r := CycleReport{WorkflowID: c.res.WorkflowID, AgentID: c.req.AgentID, Outcome: string(c.res.Outcome), Actions: map[string]int{}}
+	var appErr *temporal.ApplicationError
+	var canceled *temporal.CanceledError
+	switch {
+	case err == nil:
+	case ctx.Err() != nil || errors.As(err, &canceled):
+		r.Outcome = "canceled"
+	case errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeInvalidRequest:
+		r.Outcome, r.Reason = "refused", appErr.Message()
+		switch {
+		case c.agentRefused:
+		case c.identity == nil:
+			r.Unverified = true
+		default:
+			r.Violation = true
+		}
+	default:
+		r.Outcome, r.Reason = string(OutcomeFailed), errorMessage(err)
+	}
+	for _, a := range c.res.Actions {
+		o := string(a.Outcome)
+		if r.Outcome == "canceled" && a.Outcome == OutcomeFailed && strings.HasSuffix(a.Error, "canceled") {
+			o = "canceled" // stopped by the cancellation, not a failure of the agent's
+		}
+		r.Actions[o]++
+		switch {
+		case a.Outcome == OutcomeDenied:
+			r.Denials++
+		case a.Decision.Mode == policy.ModeApprove && len(a.Decisions) > 0:
+			r.Approvals++
+		}
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	var a *activities.Activities
+	var out ReportCycleResult
+	lctx := workflow.WithLocalActivityOptions(dctx, reportOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, a.ReportCycle, r).Get(dctx, &out); err != nil {
+		workflow.GetLogger(ctx).Warn("report cycle to agent", "agent", c.req.AgentID, "error", err)
+	}
+}
+
+// notifyDone tells humans after an autonomous write ran (NoticeDone), and
+// what became of it if it failed.
+func (c *cycle) notifyDone(ctx workflow.Context, act policy.RenderedAction, r ActionResult) {
+	if ctx.Err() != nil || (r.Outcome != OutcomeSucceeded && r.Outcome != OutcomeFailed) {
+		return
+	}
+	g := &gate{act: act, notice: NoticeDone, closed: true, status: string(r.Outcome)}
+	ref := c.notify(ctx, g)
+	if r.Outcome == OutcomeFailed {
+		detail := r.Error
+		if r.Rollback != nil {
+			detail += fmt.Sprintf("; rollback %s: %s", r.Rollback.Type, r.Rollback.Outcome)
+		}
+		c.settleOne(ctx, g, ref, detail)
+	}
+}
