@@ -54,23 +54,14 @@ bench: tools
 FUZZTIME ?= 10s
 FUZZFLAGS ?= -fuzzminimizetime 5s
 .PHONY: fuzz
+FUZZ_TARGETS = ./approval/:FuzzHandler ./approval/:FuzzParseButtonValue \
+	./policy/:FuzzParse ./policy/:FuzzPlanRender ./policy/:FuzzShippedCatalogShell \
+	./workflows/:FuzzCycleRequest ./workflows/:FuzzVerifyAudit ./cmd/airlock/:FuzzAuditFile
 fuzz:
-	@echo "== fuzz FuzzHandler (./approval/) for $(FUZZTIME)"
-	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./approval/
-	@echo "== fuzz FuzzParseButtonValue (./approval/) for $(FUZZTIME)"
-	$(GO) test -run '^$$' -fuzz '^FuzzParseButtonValue$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./approval/
-	@echo "== fuzz FuzzParse (./policy/) for $(FUZZTIME)"
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./policy/
-	@echo "== fuzz FuzzPlanRender (./policy/) for $(FUZZTIME)"
-	$(GO) test -run '^$$' -fuzz '^FuzzPlanRender$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./policy/
-	@echo "== fuzz FuzzShippedCatalogShell (./policy/) for $(FUZZTIME)"
-	$(GO) test -run '^$$' -fuzz '^FuzzShippedCatalogShell$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./policy/
-	@echo "== fuzz FuzzCycleRequest (./workflows/) for $(FUZZTIME)"
-	$(GO) test -run '^$$' -fuzz '^FuzzCycleRequest$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./workflows/
-	@echo "== fuzz FuzzVerifyAudit (./workflows/) for $(FUZZTIME)"
-	$(GO) test -run '^$$' -fuzz '^FuzzVerifyAudit$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./workflows/
-	@echo "== fuzz FuzzAuditFile (./cmd/airlock/) for $(FUZZTIME)"
-	$(GO) test -run '^$$' -fuzz '^FuzzAuditFile$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./cmd/airlock/
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg || exit 1; \
+	done
 
 ## image: the airlock OCI image without a Docker daemon, reproducibly
 ## (static binary, -trimpath, fixed mtimes, user 65532, no shell): writes
