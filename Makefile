@@ -40,10 +40,11 @@ dev: tools
 chaos: tools
 	CHAOS_CYCLES=$${CHAOS_CYCLES:-120} CHAOS_LOAD=$${CHAOS_LOAD:-200} $(GO) test -count=1 -timeout 60m -v ./chaos/
 
-## bench: latency of a cycle vs. the same raw Vault + Kubernetes calls, and
-## the scale benchmarks (concurrent cycles, shadow throughput, history size)
+## bench: latency of a cycle vs. the same raw Vault + Kubernetes calls, the
+## kill switch with 20 running Jobs (30 kills), and the scale benchmarks
+## (concurrent cycles, shadow throughput, history size)
 bench: tools
-	$(GO) test -run '^$$' -bench 'CycleOverhead|ApprovalClick' -benchtime 30x ./e2e/
+	$(GO) test -run '^$$' -bench 'CycleOverhead|ApprovalClick|KillSwitch' -benchtime 30x ./e2e/
 	$(GO) test -run '^$$' -bench 'ConcurrentCycles|ShadowThroughput' -benchtime 1x ./e2e/
 	$(GO) test -count=1 -v -run TestHistorySizePerPhase ./e2e/
 	CHAOS_WAITING=$${CHAOS_WAITING:-10000} $(GO) test -count=1 -timeout 90m -v -run TestManyWaitingCycles ./chaos/

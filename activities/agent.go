@@ -26,6 +26,12 @@ const (
 	AgentQueryState        = "state"
 	AgentUpdateReportCycle = "report-cycle"
 	AgentSignalCatalog     = "catalog"
+	AgentUpdateReserve     = "reserve"
+	AgentSignalRelease     = "release"
+	// AgentSignalReportCycle carries a CycleReport. Reports were Updates
+	// (AgentUpdateReportCycle, still handled); as signals nobody waits on
+	// the agent's workflow task, which many cycles of one agent contend for.
+	AgentSignalReportCycle = "report-cycle"
 )
 
 // AgentWorkflowID is the workflow id of an agent's Agent workflow.
@@ -46,17 +52,19 @@ const ErrTypeAgentUnavailable = "AgentUnavailable"
 
 // AgentSeed is what the catalog says about an agent's state: its phases
 // (the first phases of its Agent workflow, and forever their caps), its
-// approvers (who may kill and resume it) and its namespace.
+// approvers (who may kill and resume it), its namespace and its budgets.
 type AgentSeed struct {
 	AgentID   string                        `json:"agent_id"`
 	Phases    map[policy.Class]policy.Phase `json:"phases"`
 	Approvers []string                      `json:"approvers,omitempty"`
 	Namespace string                        `json:"namespace"`
+	Budgets   policy.Budgets                `json:"budgets,omitzero"`
 }
 
 // SeedFor returns the catalog's seed of an agent.
 func SeedFor(ag *policy.Agent) AgentSeed {
-	return AgentSeed{AgentID: ag.ID, Phases: maps.Clone(ag.Phases), Approvers: slices.Clone(ag.Approvers), Namespace: ag.Namespace}
+	return AgentSeed{AgentID: ag.ID, Phases: maps.Clone(ag.Phases), Approvers: slices.Clone(ag.Approvers), Namespace: ag.Namespace,
+		Budgets: ag.Budgets.WithDefaults()}
 }
 
 // Same reports whether two seeds say the same (approver order aside).
@@ -64,7 +72,8 @@ func (s AgentSeed) Same(o AgentSeed) bool {
 	a, b := slices.Clone(s.Approvers), slices.Clone(o.Approvers)
 	slices.Sort(a)
 	slices.Sort(b)
-	return s.AgentID == o.AgentID && s.Namespace == o.Namespace && maps.Equal(s.Phases, o.Phases) && slices.Equal(a, b)
+	return s.AgentID == o.AgentID && s.Namespace == o.Namespace && maps.Equal(s.Phases, o.Phases) && slices.Equal(a, b) &&
+		s.Budgets.WithDefaults() == o.Budgets.WithDefaults()
 }
 
 // AgentStartInput is how AgentState starts a missing Agent workflow: the
@@ -97,6 +106,9 @@ type agentView struct {
 	Approvers []string                      `json:"approvers"`
 	Namespace string                        `json:"namespace"`
 	Why       string                        `json:"why"`
+	Budget    struct {
+		Limits policy.Budgets `json:"limits"`
+	} `json:"budget"`
 }
 
 // AgentStateReader reads an agent's live state for a cycle's plan.
@@ -175,7 +187,7 @@ func (w workflowAgents) AgentState(ctx context.Context, in AgentStateInput) (Age
 	if err != nil {
 		return AgentStateOutput{}, fmt.Errorf("agent state %s: %w", id, err)
 	}
-	if !seed.Same(AgentSeed{AgentID: ag.ID, Phases: v.Caps, Approvers: v.Approvers, Namespace: v.Namespace}) {
+	if !seed.Same(AgentSeed{AgentID: ag.ID, Phases: v.Caps, Approvers: v.Approvers, Namespace: v.Namespace, Budgets: v.Budget.Limits}) {
 		// The catalog changed: the workflow clamps its phases to the new caps
 		// and takes the new approvers. Best effort: this cycle is capped below
 		// in any case.
@@ -244,17 +256,21 @@ type CycleReport struct {
 	// (counted apart: anyone can send one).
 	Unverified bool   `json:"unverified,omitempty"`
 	Reason     string `json:"reason,omitempty"`
+	// Refusals counts the cycle's actions refused over budget, by budget.
+	Refusals map[string]int `json:"refusals,omitempty"`
 }
 
-// ReportCycleOutput says whether the agent counted the report.
+// ReportCycleOutput says whether the agent counted the report (when
+// reports were Updates; a signalled report is counted, once, later).
 type ReportCycleOutput struct {
 	Counted   bool `json:"counted"`
 	Duplicate bool `json:"duplicate,omitempty"`
 }
 
 // ReportCycle sends a cycle's report to its agent (the report-cycle
-// Update, idempotent per cycle). An agent that is not in the catalog, or
-// whose workflow does not exist (an unverified request for an agent that
+// signal, counted once per cycle; it also releases whatever the cycle still
+// held against the agent's budgets). An agent that is not in the catalog,
+// or whose workflow does not exist (an unverified request for an agent that
 // never ran), has nothing to count.
 func (a *Activities) ReportCycle(ctx context.Context, r CycleReport) (ReportCycleOutput, error) {
 	if a.Temporal == nil {
@@ -265,25 +281,15 @@ func (a *Activities) ReportCycle(ctx context.Context, r CycleReport) (ReportCycl
 			return ReportCycleOutput{}, nil
 		}
 	}
-	h, err := a.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: AgentWorkflowID(r.AgentID), UpdateName: AgentUpdateReportCycle,
-		Args: []any{r}, WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	var out ReportCycleOutput
-	if err == nil {
-		err = h.Get(ctx, &out)
-	}
+	err := a.Temporal.SignalWorkflow(ctx, AgentWorkflowID(r.AgentID), "", AgentSignalReportCycle, r)
 	var nf *serviceerror.NotFound
-	var appErr *temporal.ApplicationError
 	switch {
 	case errors.As(err, &nf):
 		return ReportCycleOutput{}, nil
-	case errors.As(err, &appErr):
-		return out, temporal.NewNonRetryableApplicationError("report cycle: "+appErr.Message(), ErrTypeInvalidRequest, err)
 	case err != nil:
-		return out, fmt.Errorf("report cycle to %s: %w", AgentWorkflowID(r.AgentID), err)
+		return ReportCycleOutput{}, fmt.Errorf("report cycle to %s: %w", AgentWorkflowID(r.AgentID), err)
 	}
-	return out, nil
+	return ReportCycleOutput{}, nil
 }
 
 // KillAgentInput names the agent to stop.

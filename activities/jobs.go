@@ -30,6 +30,9 @@ type StageInput struct {
 	Namespace   string                `json:"namespace"`
 	Action      policy.RenderedAction `json:"action"`
 	TraceParent string                `json:"traceparent,omitempty"`
+	// Compensation marks a rollback: counted against the agent's budgets,
+	// never refused by them.
+	Compensation bool `json:"compensation,omitempty"`
 }
 
 // StageOutput names what StageAction created.
@@ -138,15 +141,25 @@ func (a *Activities) issueToken(ctx context.Context, agentID string, req vault.T
 
 // StageAction prepares one action without starting it: the Job (suspended),
 // a Vault token leased for it and written into the Job's Secret, and the
-// NetworkPolicy. It is idempotent and crash-safe: the suspended Job is the
-// durable intent, the lease's accessor is recorded on it before anything
-// else happens, and a retry reuses a live recorded lease or revokes a dead
-// or half-staged one before leasing anew (see lease).
+// NetworkPolicy. First it takes a running-Job hold on the agent's budgets
+// (running_jobs, actions_per_hour): over budget it fails with
+// ErrTypeBudgetExhausted and nothing is created or leased. It is idempotent
+// and crash-safe: the hold is per action, the suspended Job is the durable
+// intent, the lease's accessor is recorded on it before anything else
+// happens, and a retry reuses a live recorded lease or revokes a dead or
+// half-staged one before leasing anew (see lease).
 func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutput, error) {
 	hb := startHeartbeat(ctx)
 	defer hb.stop()
 	log := actionLogger(ctx, in.AgentID, in.WorkflowID, in.Action.Index)
 	annotateSpan(ctx, in)
+	if err := a.reserve(ctx, ReserveRequest{
+		BudgetHold:   BudgetHold{AgentID: in.AgentID, WorkflowID: in.WorkflowID, Index: in.Action.Index, Kind: policy.BudgetRun},
+		Until:        time.Now().Add(time.Duration(in.Action.Deadline) + HoldGrace),
+		Compensation: in.Compensation,
+	}); err != nil {
+		return StageOutput{}, err
+	}
 	if in.TraceParent == "" {
 		// The Job continues this activity's trace (TRACEPARENT + annotation).
 		in.TraceParent = telemetry.TraceParent(ctx)
@@ -395,6 +408,11 @@ type ReleaseInput struct {
 	DBLeaseID     string `json:"db_lease_id,omitempty"`
 	// DeleteJob also removes the Job and its Pods (cancellation, kill).
 	DeleteJob bool `json:"delete_job,omitempty"`
+	// AgentID, WorkflowID and Index name the running-Job hold staging took
+	// on the agent's budgets; released once everything else is.
+	AgentID    string `json:"agent_id,omitempty"`
+	WorkflowID string `json:"workflow_id,omitempty"`
+	Index      int    `json:"index,omitempty"`
 }
 
 // ReleaseOutput says what was released.
@@ -403,8 +421,9 @@ type ReleaseOutput struct {
 }
 
 // ReleaseAction revokes the action's token and removes its Secret and
-// NetworkPolicy (and the Job, if asked). It runs on every path — success,
-// failure, cancellation — and is idempotent.
+// NetworkPolicy (and the Job, if asked), then gives back its running-Job
+// hold on the agent's budgets (best effort: see release). It runs on every
+// path — success, failure, cancellation, refusal — and is idempotent.
 func (a *Activities) ReleaseAction(ctx context.Context, in ReleaseInput) (ReleaseOutput, error) {
 	hb := startHeartbeat(ctx)
 	defer hb.stop()
@@ -446,6 +465,7 @@ func (a *Activities) ReleaseAction(ctx context.Context, in ReleaseInput) (Releas
 	if err := a.Jobs.Cleanup(ctx, in.Namespace, in.JobName); err != nil {
 		return ReleaseOutput{}, err
 	}
+	a.release(ctx, BudgetHold{AgentID: in.AgentID, WorkflowID: in.WorkflowID, Index: in.Index, Kind: policy.BudgetRun})
 	return ReleaseOutput{RevokedAccessor: accessor}, nil
 }
 

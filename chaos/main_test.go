@@ -84,6 +84,7 @@ agents:
     phases: {read: autonomous, write: autonomous}
     # The load round runs 200 Jobs at once for this one agent.
     quota: {pods: 400, cpu: "64", memory: 64Gi}
+    budgets: {running_jobs: 400, actions_per_hour: 1000000}
   - id: chaos-adv
     owner: chaos
     approvers: [U1, U2]
@@ -91,6 +92,8 @@ agents:
     actions: [probe, patch]
     phases: {read: autonomous, write: advisory}
     approval_timeout: 30m
+    # TestManyWaitingCycles parks up to 10,000 approvals at once.
+    budgets: {running_jobs: 400, actions_per_hour: 1000000, pending_approvals: 100000, approval_requests_per_hour: 1000000}
   - id: chaos-sup
     owner: chaos
     approvers: [U1, U2]
@@ -98,12 +101,14 @@ agents:
     actions: [probe, patch]
     phases: {read: autonomous, write: supervised}
     veto_window: 2s
+    budgets: {running_jobs: 400, actions_per_hour: 1000000}
   - id: chaos-shadow
     owner: chaos
     approvers: [U1, U2]
     namespace: airlock-chaos-shadow
     actions: [probe, patch]
     phases: {read: shadow, write: shadow}
+    budgets: {running_jobs: 400, actions_per_hour: 1000000}
 `
 
 var env struct {

@@ -73,9 +73,6 @@ func TestKustomizeRendersAndIsAdmitted(t *testing.T) {
 		require.NoError(t, err, gvk.String())
 		return m.Resource
 	}
-	catalog, err := os.ReadFile("catalog.yaml")
-	require.NoError(t, err)
-
 	for _, dir := range []string{"base", "overlays/dev"} {
 		t.Run(dir, func(t *testing.T) {
 			objs := kustomize(t, dir)
@@ -115,13 +112,6 @@ func TestKustomizeRendersAndIsAdmitted(t *testing.T) {
 					require.NoError(t, err)
 				}
 			}
-			// What the README's `kubectl create configmap` makes.
-			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "airlock-catalog", Namespace: systemNS},
-				Data: map[string]string{"catalog.yaml": string(catalog)}}
-			if _, err := cs.CoreV1().ConfigMaps(systemNS).Create(ctx, cm, metav1.CreateOptions{}); err != nil && !k8serrors.IsAlreadyExists(err) {
-				require.NoError(t, err)
-			}
-
 			for _, u := range objs {
 				if u.GetKind() == "Namespace" {
 					continue
@@ -169,6 +159,77 @@ func TestKustomizeRendersAndIsAdmitted(t *testing.T) {
 	_, err = cs.CoreV1().Pods(systemNS).Create(ctx, bad, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	require.Error(t, err)
 	assert.True(t, k8serrors.IsForbidden(err), "PSA refuses it: %v", err)
+}
+
+// The catalog the cluster runs is deploy/catalog.yaml, byte for byte: the
+// base generates its ConfigMap from a copy (kustomize reads no file above
+// its directory) and this test is what keeps the copy from drifting. Every
+// Pod that names a catalog in AIRLOCK_CATALOG has that file mounted from the
+// generated ConfigMap (whose name kustomize suffixes with a content hash).
+func TestKustomizeCatalogIsDeployCatalog(t *testing.T) {
+	catalog, err := os.ReadFile("catalog.yaml")
+	require.NoError(t, err)
+	copied, err := os.ReadFile(filepath.Join("base", "catalog.yaml"))
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(catalog, copied), "deploy/base/catalog.yaml drifted from deploy/catalog.yaml: cp deploy/catalog.yaml deploy/base/catalog.yaml")
+
+	for _, dir := range []string{"base", "overlays/dev"} {
+		t.Run(dir, func(t *testing.T) {
+			var cms []corev1.ConfigMap
+			var deployments []appsv1.Deployment
+			for _, u := range kustomize(t, dir) {
+				switch u.GetKind() {
+				case "ConfigMap":
+					var cm corev1.ConfigMap
+					require.NoError(t, runtimeFromUnstructured(u, &cm))
+					cms = append(cms, cm)
+				case "Deployment":
+					var d appsv1.Deployment
+					require.NoError(t, runtimeFromUnstructured(u, &d))
+					deployments = append(deployments, d)
+				}
+			}
+			require.Len(t, cms, 1, "one generated ConfigMap, the catalog")
+			cm := cms[0]
+			assert.Regexp(t, `^airlock-catalog-[a-z0-9]+$`, cm.Name, "content-hashed name: a new catalog rolls the Pods")
+			assert.Equal(t, systemNS, cm.Namespace)
+			assert.Equal(t, string(catalog), cm.Data["catalog.yaml"], "rendered catalog is deploy/catalog.yaml")
+
+			mounted := map[string]bool{}
+			for _, d := range deployments {
+				vols := map[string]corev1.Volume{}
+				for _, v := range d.Spec.Template.Spec.Volumes {
+					vols[v.Name] = v
+				}
+				for _, c := range d.Spec.Template.Spec.Containers {
+					for _, e := range c.Env {
+						if e.Name != "AIRLOCK_CATALOG" {
+							continue
+						}
+						for _, m := range c.VolumeMounts {
+							v := vols[m.Name]
+							if v.ConfigMap == nil || v.ConfigMap.Name != cm.Name || m.SubPath != "" {
+								continue
+							}
+							for key := range cm.Data {
+								path := key
+								for _, it := range v.ConfigMap.Items {
+									if it.Key == key {
+										path = it.Path
+									}
+								}
+								if m.MountPath+"/"+path == e.Value {
+									mounted[d.Name] = true
+								}
+							}
+						}
+						assert.True(t, mounted[d.Name], "%s: AIRLOCK_CATALOG=%s is the generated catalog's mount", d.Name, e.Value)
+					}
+				}
+			}
+			assert.True(t, mounted["airlock-worker"], "the worker reads the catalog")
+		})
+	}
 }
 
 // ensureNamespace creates ns, or gives an existing one (other tests of this

@@ -130,6 +130,16 @@ actions:
     pod_annotations:
       kwok.airlock.dev/result: 'slept'
       kwok.airlock.dev/duration-ms: "60000"
+  - name: bench-sleep
+    image: docker.io/library/busybox` + digest + `
+    command: ["sleep", "600"]
+    class: read
+    risk: low
+    vault_policies: [airlock-e2e-read]
+    deadline: 15m
+    pod_annotations:
+      kwok.airlock.dev/result: 'slept'
+      kwok.airlock.dev/duration-ms: "600000"
 agents:
   - id: e2e-adv
     owner: airlock-tests
@@ -139,6 +149,7 @@ agents:
     phases: {read: autonomous, write: advisory}
     approval_timeout: 2m
     slack_channel: C0APPROVALS
+    budgets: {actions_per_hour: 100000, running_jobs: 1000, pending_approvals: 1000, approval_requests_per_hour: 100000}
   - id: e2e-sup
     owner: airlock-tests
     approvers: [U1, U2]
@@ -146,18 +157,21 @@ agents:
     actions: [quick-write]
     phases: {read: autonomous, write: supervised}
     veto_window: 3s
+    budgets: {actions_per_hour: 100000, running_jobs: 1000, pending_approvals: 1000, approval_requests_per_hour: 100000}
   - id: e2e-shadow
     owner: airlock-tests
     approvers: [U1, U2]
     namespace: airlock-e2e-shadow
     actions: [echo, quick-write, greedy-write]
     phases: {read: shadow, write: shadow}
+    budgets: {actions_per_hour: 100000, running_jobs: 1000, pending_approvals: 1000, approval_requests_per_hour: 100000}
   - id: e2e
     owner: airlock-tests
     approvers: [U1, U2]
     namespace: airlock-e2e
     actions: [echo, slow-write, broken, db-report, long-read, kv-read, greedy-write]
     phases: {read: autonomous, write: autonomous}
+    budgets: {actions_per_hour: 100000, running_jobs: 1000, pending_approvals: 1000, approval_requests_per_hour: 100000}
   - id: e2e-kill-slack
     owner: airlock-tests
     approvers: [U1, U2]
@@ -171,6 +185,25 @@ agents:
     namespace: airlock-e2e-kill
     actions: [echo, db-slow, long-read, quick-write]
     phases: {read: autonomous, write: autonomous}
+  # Budgets (budget_test.go): one pending approval, one running Job.
+  - id: e2e-budget
+    owner: airlock-tests
+    approvers: [U1, U2]
+    namespace: airlock-e2e-budget
+    actions: [long-read, quick-write]
+    phases: {read: autonomous, write: advisory}
+    approval_timeout: 2m
+    slack_channel: C0APPROVALS
+    budgets: {pending_approvals: 1, running_jobs: 1}
+  # The kill switch under load (kill_bench_test.go): 20 Jobs at once.
+  - id: e2e-kill-bench
+    owner: airlock-tests
+    approvers: [U1, U2]
+    namespace: airlock-e2e-kill-bench
+    actions: [bench-sleep]
+    phases: {read: autonomous, write: advisory}
+    quota: {pods: 25, cpu: "4", memory: 4Gi}
+    budgets: {running_jobs: 25, actions_per_hour: 100000}
 `
 
 // env is what every test shares: one stack, one worker.

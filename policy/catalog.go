@@ -128,6 +128,9 @@ type Agent struct {
 	// concurrently running Jobs), CPU and memory. Zero values keep the
 	// defaults (k8s.DefaultQuota*: 10 Pods, 2 CPUs, 2Gi).
 	Quota AgentQuota `json:"quota,omitzero"`
+	// Budgets bound the actions it starts and the approvals it asks for
+	// (see Budgets); zero values take the defaults, filled in at load.
+	Budgets Budgets `json:"budgets,omitzero"`
 }
 
 // AgentQuota is an agent namespace's ResourceQuota.
@@ -399,6 +402,7 @@ func validateAgent(probs *Problems, at string, ag *Agent, actions map[string]*Ac
 			probs.add("%s.quota.%s: %q is not a Kubernetes quantity", at, q.field, q.v)
 		}
 	}
+	validateBudgets(probs, at, &ag.Budgets)
 }
 
 // quantityRE accepts Kubernetes quantities such as 500m, 2, 1.5, 2Gi, 512Mi.

@@ -1,5 +1,7 @@
 package policy
 
+import "time"
+
 // riskRank orders risks from low to critical.
 var riskRank = map[Risk]int{RiskLow: 0, RiskMedium: 1, RiskHigh: 2, RiskCritical: 3}
 
@@ -10,6 +12,15 @@ func (r Risk) Rank() int {
 		return n
 	}
 	return -1
+}
+
+// CompareUrgency orders what waits for humans: higher risk first, then
+// older first (for slices.SortFunc).
+func CompareUrgency(aRisk Risk, aSince time.Time, bRisk Risk, bSince time.Time) int {
+	if d := bRisk.Rank() - aRisk.Rank(); d != 0 {
+		return d
+	}
+	return aSince.Compare(bSince)
 }
 
 // Max returns the higher of two risks.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -224,9 +225,14 @@ func (c *Client) Pending(ctx context.Context, workflowID string) ([]workflows.Pe
 	return out, nil
 }
 
-// AllPending lists what waits for humans across running cycles.
+// AllPending lists what waits for humans across running cycles, highest
+// risk first, then oldest cycle first (as Waiting orders cycles).
 func (c *Client) AllPending(ctx context.Context) ([]workflows.PendingAction, error) {
-	var out []workflows.PendingAction
+	type pending struct {
+		workflows.PendingAction
+		started time.Time
+	}
+	var all []pending
 	var token []byte
 	for {
 		resp, err := c.tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
@@ -241,12 +247,22 @@ func (c *Client) AllPending(ctx context.Context) ([]workflows.PendingAction, err
 			if err != nil {
 				continue // closed meanwhile
 			}
-			out = append(out, p...)
+			for _, a := range p {
+				all = append(all, pending{a, e.GetStartTime().AsTime()})
+			}
 		}
 		if token = resp.NextPageToken; len(token) == 0 {
-			return out, nil
+			break
 		}
 	}
+	slices.SortStableFunc(all, func(a, b pending) int {
+		return policy.CompareUrgency(a.Action.Risk, a.started, b.Action.Risk, b.started)
+	})
+	out := make([]workflows.PendingAction, len(all))
+	for i, p := range all {
+		out[i] = p.PendingAction
+	}
+	return out, nil
 }
 
 // Audit returns a cycle's audit trail: from its result once closed (no

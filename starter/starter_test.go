@@ -2,15 +2,21 @@ package starter_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	commonpb "go.temporal.io/api/common/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/mocks"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
@@ -82,4 +88,59 @@ func TestStartSignsWithTheSigner(t *testing.T) {
 		require.ErrorContains(t, err, "sign request: HTTP 403")
 		assert.Len(t, tc.Calls, calls)
 	})
+}
+
+// encoded is a query answer, as the client decodes it.
+type encoded struct{ v any }
+
+func (e encoded) HasValue() bool { return e.v != nil }
+func (e encoded) Get(ptr any) error {
+	b, err := json.Marshal(e.v)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, ptr)
+}
+
+// `cycle pending --details` lists what waits highest risk first, then
+// oldest cycle first, as `cycle pending` orders cycles.
+func TestAllPendingOrdersByRiskThenAge(t *testing.T) {
+	tc := &mocks.Client{}
+	at := func(min int) *timestamppb.Timestamp {
+		return timestamppb.New(time.Date(2026, 11, 29, 10, min, 0, 0, time.UTC))
+	}
+	cycles := map[string]struct {
+		started *timestamppb.Timestamp
+		risks   []policy.Risk
+	}{
+		"cycle/a/new-low":       {at(30), []policy.Risk{policy.RiskLow}},
+		"cycle/a/old-medium":    {at(1), []policy.Risk{policy.RiskMedium}},
+		"cycle/b/new-critical":  {at(40), []policy.Risk{policy.RiskCritical}},
+		"cycle/b/old-crit-high": {at(2), []policy.Risk{policy.RiskHigh, policy.RiskCritical}},
+	}
+	var execs []*workflowpb.WorkflowExecutionInfo
+	for _, id := range []string{"cycle/a/new-low", "cycle/a/old-medium", "cycle/b/new-critical", "cycle/b/old-crit-high"} {
+		c := cycles[id]
+		execs = append(execs, &workflowpb.WorkflowExecutionInfo{Execution: &commonpb.WorkflowExecution{WorkflowId: id}, StartTime: c.started})
+		var pend []workflows.PendingAction
+		for i, r := range c.risks {
+			pend = append(pend, workflows.PendingAction{WorkflowID: id, Action: policy.RenderedAction{Index: i, Risk: r}})
+		}
+		tc.On("QueryWorkflow", mock.Anything, id, "", workflows.QueryPending).Return(encoded{pend}, nil)
+	}
+	tc.On("ListWorkflow", mock.Anything, mock.Anything).Return(&workflowservice.ListWorkflowExecutionsResponse{Executions: execs}, nil)
+
+	got, err := starter.New(tc).AllPending(t.Context())
+	require.NoError(t, err)
+	var order []string
+	for _, p := range got {
+		order = append(order, fmt.Sprintf("%s#%d %s", p.WorkflowID, p.Action.Index, p.Action.Risk))
+	}
+	assert.Equal(t, []string{
+		"cycle/b/old-crit-high#1 critical",
+		"cycle/b/new-critical#0 critical",
+		"cycle/b/old-crit-high#0 high",
+		"cycle/a/old-medium#0 medium",
+		"cycle/a/new-low#0 low",
+	}, order)
 }

@@ -59,10 +59,7 @@ func (c *Client) Waiting(ctx context.Context, pageSize int) ([]WaitingCycle, err
 		}
 	}
 	slices.SortStableFunc(out, func(a, b WaitingCycle) int {
-		if d := b.Risk.Rank() - a.Risk.Rank(); d != 0 {
-			return d
-		}
-		return a.Started.Compare(b.Started)
+		return policy.CompareUrgency(a.Risk, a.Started, b.Risk, b.Started)
 	})
 	return out, nil
 }

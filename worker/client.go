@@ -15,10 +15,17 @@ import (
 )
 
 // ClientConfig is how every Airlock process (worker, starter, CLI, approval
-// server) talks to Temporal: the same codec and the same tracing.
+// server) talks to Temporal: the same connection settings, codec and tracing.
+// The connection starts from Temporal's environment configuration (see
+// temporalOptions: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
+// TEMPORAL_TLS_*, TEMPORAL_PROFILE and temporal.toml); the fields below win.
 type ClientConfig struct {
-	Address   string // Default: 127.0.0.1:7233
-	Namespace string // Default: default
+	// Address overrides the frontend host:port.
+	// Default: TEMPORAL_ADDRESS or the profile's address, else 127.0.0.1:7233.
+	Address string
+	// Namespace overrides the namespace.
+	// Default: TEMPORAL_NAMESPACE or the profile's namespace, else default.
+	Namespace string
 	Logger    *slog.Logger
 	// Telemetry adds the OpenTelemetry tracing interceptor and the SDK's
 	// metrics. Nil: neither.
@@ -29,23 +36,20 @@ type ClientConfig struct {
 
 // Dial connects a Temporal client configured as cfg says.
 func Dial(ctx context.Context, cfg ClientConfig) (client.Client, error) {
-	if cfg.Address == "" {
-		cfg.Address = "127.0.0.1:7233"
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	opts := client.Options{
-		HostPort:  cfg.Address,
-		Namespace: cfg.Namespace,
-		Logger:    log.NewStructuredLogger(cfg.Logger),
+	opts, err := temporalOptions(cfg)
+	if err != nil {
+		return nil, err
 	}
+	opts.Logger = log.NewStructuredLogger(cfg.Logger)
 	if cfg.Telemetry != nil {
 		ints, err := cfg.Telemetry.TemporalInterceptors()
 		if err != nil {
 			return nil, fmt.Errorf("tracing interceptor: %w", err)
 		}
-		opts.Interceptors = ints
+		opts.Interceptors = append(opts.Interceptors, ints...)
 		opts.MetricsHandler = cfg.Telemetry.TemporalMetricsHandler()
 	}
 	if cfg.Codec != nil {
@@ -53,9 +57,11 @@ func Dial(ctx context.Context, cfg ClientConfig) (client.Client, error) {
 		// Error messages and stack traces are encrypted too: they can quote inputs.
 		opts.FailureConverter = codec.FailureConverter(cfg.Codec)
 	}
+	conn := summarize(opts)
+	cfg.Logger.InfoContext(ctx, "connecting to temporal", "temporal", conn)
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("dial temporal %s: %w", cfg.Address, err)
+		return nil, fmt.Errorf("dial temporal %s (namespace %s, tls %t): %w", conn.address, conn.namespace, conn.tls, err)
 	}
 	return c, nil
 }

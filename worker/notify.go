@@ -7,6 +7,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/airlockhq/airlock/activities"
 	"github.com/airlockhq/airlock/workflows"
 )
 
@@ -53,7 +54,30 @@ func (n *LogNotifier) logger() *slog.Logger {
 	return slog.Default()
 }
 
-func registerNotifier(r registry, n Notifier) {
+// budgetedNotifier asks the agent's budgets (pending_approvals,
+// approval_requests_per_hour) before an approval is posted: over budget the
+// message activity fails with activities.ErrTypeBudgetExhausted, nothing
+// reaches Slack, and the cycle denies the action. Reminders and escalations
+// of an approval hold the same hold; other notices ask nothing.
+type budgetedNotifier struct {
+	Notifier
+	acts *activities.Activities
+}
+
+func (n budgetedNotifier) PostApprovalMessage(ctx context.Context, no workflows.Notice) (workflows.MessageRef, error) {
+	if no.Mode == workflows.NoticeApproval {
+		p := no.Pending
+		if err := activities.ReserveApproval(ctx, n.acts, p.AgentID, p.WorkflowID, p.Action.Index, p.Deadline); err != nil {
+			return workflows.MessageRef{}, err
+		}
+	}
+	return n.Notifier.PostApprovalMessage(ctx, no)
+}
+
+func registerNotifier(r registry, n Notifier, acts *activities.Activities) {
+	if acts != nil {
+		n = budgetedNotifier{Notifier: n, acts: acts}
+	}
 	r.RegisterActivityWithOptions(n.PostApprovalMessage, activity.RegisterOptions{Name: workflows.ActivityPostApproval})
 	r.RegisterActivityWithOptions(n.UpdateApprovalMessage, activity.RegisterOptions{Name: workflows.ActivityUpdateApproval})
 }

@@ -32,8 +32,8 @@ import (
 // Config is everything a worker needs. FromEnv fills it from the
 // environment; flags override.
 type Config struct {
-	TemporalAddress   string // TEMPORAL_ADDRESS. Default: 127.0.0.1:7233
-	TemporalNamespace string // TEMPORAL_NAMESPACE. Default: default
+	TemporalAddress   string // TEMPORAL_ADDRESS, else a temporal.toml profile. Default: 127.0.0.1:7233
+	TemporalNamespace string // TEMPORAL_NAMESPACE, else a temporal.toml profile. Default: default
 	VaultAddr         string // VAULT_ADDR
 	VaultToken        string // VAULT_TOKEN; never logged
 	VaultTokenRole    string // AIRLOCK_VAULT_TOKEN_ROLE. Default: airlock-action
@@ -157,12 +157,9 @@ func NewNotifier(cfg Config, logger *slog.Logger) (Notifier, error) {
 }
 
 func (c *Config) defaults() {
-	if c.TemporalAddress == "" {
-		c.TemporalAddress = "127.0.0.1:7233"
-	}
-	if c.TemporalNamespace == "" {
-		c.TemporalNamespace = "default"
-	}
+	// TemporalAddress and TemporalNamespace stay empty when unset: Dial
+	// takes them from the SDK's environment configuration (profiles in
+	// temporal.toml included) and only then from the defaults.
 	if c.JobVaultAddr == "" {
 		c.JobVaultAddr = c.VaultAddr
 	}
@@ -311,7 +308,7 @@ func Register(r registry, acts *activities.Activities, n Notifier) {
 	r.RegisterWorkflowWithOptions(workflows.ShadowFeedback, workflow.RegisterOptions{Name: workflows.FeedbackWorkflowName})
 	r.RegisterWorkflowWithOptions(workflows.Agent, workflow.RegisterOptions{Name: workflows.AgentWorkflowName})
 	r.RegisterActivity(acts)
-	registerNotifier(r, n)
+	registerNotifier(r, n, acts)
 }
 
 // Run connects everything and runs a worker until ctx is done.
@@ -355,7 +352,7 @@ func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	defer w.Stop()
-	logger.Info("worker started", "task_queue", cfg.TaskQueue, "temporal", cfg.TemporalAddress,
+	logger.Info("worker started", "task_queue", cfg.TaskQueue,
 		"vault", cfg.VaultAddr, "agents", acts.Catalog.AgentIDs(), "encrypted_payloads", cc.Codec != nil, "metrics", cfg.MetricsAddr)
 	<-ctx.Done()
 	return nil

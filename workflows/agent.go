@@ -47,16 +47,18 @@ var (
 
 // agent is the state an Agent workflow run shares with its handlers.
 type agent struct {
-	st      AgentState
-	limits  AgentLimits
-	recent  map[string]bool
-	handled int // updates handled in this run
+	st       AgentState
+	limits   AgentLimits
+	recent   map[string]bool
+	handled  int                     // updates handled in this run
+	releases workflow.ReceiveChannel // budget holds given back (SignalRelease)
+	reports  workflow.ReceiveChannel // cycle reports (SignalReportCycle)
 }
 
 // Agent is the long-running workflow holding one agent's live state
 // (workflow id agent/<id>): status, current phase per action class, counters
 // and recent transitions. Cycles read it when they plan (QueryAgentState)
-// and report to it when they end (UpdateReportCycle); humans kill it
+// and report to it when they end (SignalReportCycle); humans kill it
 // (UpdateKill: refuses new cycles at once, then runs the KillAgent activity)
 // and resume it with two approvers (UpdateResume: back in shadow). It never
 // ends by itself: it continues as new after AgentLimits, carrying its state.
@@ -64,7 +66,9 @@ func Agent(ctx workflow.Context, in AgentInput) (AgentState, error) {
 	ag := &agent{limits: in.Limits.withDefaults(), recent: map[string]bool{}}
 	query := func() (AgentState, error) {
 		s := ag.snapshot()
-		s.RecentCycles = nil // internal: only continue-as-new needs them
+		// Internal: only continue-as-new needs them (holds are counted).
+		s.RecentCycles = nil
+		s.Budget = s.Budget.summary(workflow.Now(ctx))
 		return s, nil
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryAgentState, query); err != nil {
@@ -98,9 +102,12 @@ func Agent(ctx workflow.Context, in AgentInput) (AgentState, error) {
 		for catalog.ReceiveAsync(&s) {
 			ag.applyCatalog(ctx, s)
 		}
+		ag.drainSignals(ctx)
 	}
 	for {
-		if err := workflow.Await(ctx, func() bool { return catalog.Len() > 0 || ag.mustContinue(ctx) }); err != nil {
+		if err := workflow.Await(ctx, func() bool {
+			return catalog.Len() > 0 || ag.releases.Len() > 0 || ag.reports.Len() > 0 || ag.mustContinue(ctx)
+		}); err != nil {
 			return ag.snapshot(), err
 		}
 		drain()
@@ -141,7 +148,8 @@ func (ag *agent) snapshot() AgentState {
 	s.Approvers = slices.Clone(s.Approvers)
 	s.Transitions = slices.Clone(s.Transitions)
 	s.RecentCycles = slices.Clone(s.RecentCycles)
-	s.Counters.Outcomes, s.Counters.Actions = maps.Clone(s.Counters.Outcomes), maps.Clone(s.Counters.Actions)
+	s.Counters = cloneCounters(s.Counters)
+	s.Budget = s.Budget.clone()
 	return s
 }
 
@@ -149,7 +157,7 @@ func (ag *agent) snapshot() AgentState {
 func (ag *agent) seed(ctx workflow.Context, s AgentSeed) {
 	ag.st = AgentState{
 		AgentID: s.AgentID, Status: AgentActive, Phases: capped(s.Phases, s.Phases), Caps: maps.Clone(s.Phases),
-		Approvers: slices.Clone(s.Approvers), Namespace: s.Namespace,
+		Approvers: slices.Clone(s.Approvers), Namespace: s.Namespace, Budget: AgentBudget{Limits: s.Budgets},
 	}
 	ag.transition(ctx, AgentTransition{Kind: TransitionSeeded, To: AgentActive, Why: "seeded from the catalog"})
 }
@@ -180,7 +188,7 @@ func (ag *agent) transition(ctx workflow.Context, t AgentTransition) {
 }
 
 // applyCatalog takes a changed catalog: new caps (phases above them come
-// down), approvers and namespace.
+// down), approvers, namespace and budgets.
 func (ag *agent) applyCatalog(ctx workflow.Context, s AgentSeed) {
 	if s.AgentID != ag.st.AgentID || len(s.Phases) == 0 {
 		return
@@ -189,6 +197,7 @@ func (ag *agent) applyCatalog(ctx workflow.Context, s AgentSeed) {
 	changed := !maps.Equal(phases, ag.st.Phases)
 	ag.st.Caps, ag.st.Phases = maps.Clone(s.Phases), phases
 	ag.st.Approvers, ag.st.Namespace = slices.Clone(s.Approvers), s.Namespace
+	ag.st.Budget.Limits = s.Budgets
 	if changed {
 		ag.transition(ctx, AgentTransition{Kind: TransitionCatalog, To: ag.st.Status, Why: "catalog changed the phase caps"})
 	}
@@ -197,6 +206,9 @@ func (ag *agent) applyCatalog(ctx workflow.Context, s AgentSeed) {
 func (ag *agent) registerHandlers(ctx workflow.Context) error {
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReportCycle, ag.report,
 		workflow.UpdateHandlerOptions{Validator: ag.validateReport}); err != nil {
+		return err
+	}
+	if err := ag.registerBudgetHandlers(ctx); err != nil {
 		return err
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateKill, ag.kill,
@@ -217,9 +229,11 @@ func (ag *agent) validateReport(_ workflow.Context, r CycleReport) error {
 	return nil
 }
 
-// report counts a cycle once; a repeat (a retried activity) changes nothing.
-func (ag *agent) report(_ workflow.Context, r CycleReport) (ReportCycleResult, error) {
+// report counts a cycle once; a repeat (a retried activity) changes
+// nothing. Whatever the cycle still held against the budgets is released.
+func (ag *agent) report(ctx workflow.Context, r CycleReport) (ReportCycleResult, error) {
 	ag.handled++
+	ag.releaseCycle(ctx, r.WorkflowID)
 	if ag.recent[r.WorkflowID] {
 		return ReportCycleResult{Duplicate: true}, nil
 	}
@@ -251,6 +265,7 @@ func (ag *agent) report(_ workflow.Context, r CycleReport) (ReportCycleResult, e
 	if r.Unverified {
 		c.Unverified++
 	}
+	c.countRefusals(r.Refusals)
 	return ReportCycleResult{Counted: true}, nil
 }
 
@@ -282,6 +297,8 @@ func (ag *agent) kill(ctx workflow.Context, r KillRequest) (KillReport, error) {
 		return out, err
 	}
 	ag.st.LastKill = &out
+	// Nothing of the agent runs or waits any more.
+	ag.st.Budget.Holds = nil
 	return out, nil
 }
 

@@ -16,7 +16,10 @@ const (
 	AgentWorkflowName = activities.AgentWorkflowName
 	// QueryAgentState returns the AgentState.
 	QueryAgentState = activities.AgentQueryState
-	// UpdateReportCycle takes a CycleReport (idempotent per cycle).
+	// SignalReportCycle carries a CycleReport (counted once per cycle).
+	SignalReportCycle = activities.AgentSignalReportCycle
+	// UpdateReportCycle takes a CycleReport as an Update, as workers sent
+	// it before reports became signals (idempotent per cycle).
 	UpdateReportCycle = activities.AgentUpdateReportCycle
 	// UpdateKill takes a KillRequest; it returns a KillReport once the
 	// agent's cycles, Jobs and credentials are gone.
@@ -25,6 +28,13 @@ const (
 	UpdateResume = "resume"
 	// SignalAgentCatalog carries a new AgentSeed when the catalog changed.
 	SignalAgentCatalog = activities.AgentSignalCatalog
+	// UpdateReserve takes a ReserveRequest and answers a ReserveResult;
+	// over budget it fails with ErrTypeBudgetExhausted (details:
+	// policy.BudgetError).
+	UpdateReserve = activities.AgentUpdateReserve
+	// SignalRelease carries a BudgetHold to give back (releasing what is
+	// not held changes nothing).
+	SignalRelease = activities.AgentSignalRelease
 )
 
 // AgentWorkflowID is the workflow id of an agent's Agent workflow.
@@ -51,6 +61,14 @@ type ReportCycleResult = activities.ReportCycleOutput
 
 // KillReport is what the kill switch stopped and when it was all gone.
 type KillReport = activities.KillAgentOutput
+
+// BudgetHold names a running Job or a pending approval held against the
+// agent's budgets; ReserveRequest asks for one, ReserveResult answers.
+type (
+	BudgetHold     = activities.BudgetHold
+	ReserveRequest = activities.ReserveRequest
+	ReserveResult  = activities.ReserveResult
+)
 
 // AgentInput is the Agent workflow's only input.
 type AgentInput struct {
@@ -100,6 +118,8 @@ type AgentState struct {
 	Transitions []AgentTransition `json:"transitions,omitempty"`
 	// LastKill is what the last kill stopped.
 	LastKill *KillReport `json:"last_kill,omitempty"`
+	// Budget is what the agent holds against its budgets.
+	Budget AgentBudget `json:"budget"`
 	// RecentCycles are the last reported cycle ids (idempotent reports).
 	RecentCycles []string `json:"recent_cycles,omitempty"`
 	// Runs counts continue-as-new hand-overs.
@@ -121,6 +141,38 @@ type AgentCounters struct {
 	// Unverified counts requests claiming this agent that failed
 	// verification: anyone can send one, so they are not violations.
 	Unverified int `json:"unverified"`
+	// BudgetRefusals counts actions refused over budget, by budget.
+	BudgetRefusals map[string]int `json:"budget_refusals,omitempty"`
+}
+
+// AgentBudget is the agent's budget state: its limits (the catalog's), the
+// holds it has now, and what it started and asked for in the last hour.
+type AgentBudget struct {
+	Limits policy.Budgets `json:"limits"`
+	// Holds are the running Jobs and pending approvals, oldest first. Only
+	// continue-as-new carries them: the state query counts them in Held.
+	Holds []AgentHold `json:"holds,omitempty"`
+	// Held counts the holds that had not lapsed, by kind, when the state
+	// was queried.
+	Held map[policy.BudgetKind]int `json:"held,omitempty"`
+	// Actions and ApprovalRequests count per minute, for the sliding hour.
+	Actions          []MinuteCount `json:"actions,omitempty"`
+	ApprovalRequests []MinuteCount `json:"approval_requests,omitempty"`
+}
+
+// AgentHold is one hold: a Job from staging to release, an approval from
+// its message to its decision. Until is when it lapses if never released.
+type AgentHold struct {
+	WorkflowID string            `json:"workflow_id"`
+	Index      int               `json:"index,omitempty"`
+	Kind       policy.BudgetKind `json:"kind"`
+	Until      time.Time         `json:"until"`
+}
+
+// MinuteCount is how many were counted in the minute starting at Minute.
+type MinuteCount struct {
+	Minute time.Time `json:"minute"`
+	N      int       `json:"n"`
 }
 
 // Transition kinds.

@@ -235,6 +235,28 @@ func TestAgentCountsEachCycleReportOnce(t *testing.T) {
 	assert.Empty(t, st.RecentCycles, "the query leaves the idempotency set out")
 }
 
+// Cycles report by signal (nobody waits on the agent's workflow task): each
+// cycle is counted once, a report of another agent's cycle is dropped, and
+// the report gives back what the cycle still held.
+func TestAgentCountsEachSignalledReportOnce(t *testing.T) {
+	s := newAgentEnv(t)
+	var log updateLog
+	s.update(30*time.Second, &log, workflows.UpdateReserve, workflows.ReserveRequest{
+		BudgetHold: workflows.BudgetHold{AgentID: "adv", WorkflowID: "cycle/adv/c1", Kind: policy.BudgetApproval}})
+	r := workflows.CycleReport{WorkflowID: "cycle/adv/c1", AgentID: "adv", Outcome: "denied", Actions: map[string]int{"denied": 1},
+		Refusals: map[string]int{policy.BudgetRunningJobs: 1}}
+	for i, rep := range []workflows.CycleReport{r, r, {WorkflowID: "cycle/other/c1", AgentID: "other", Outcome: "succeeded"}} {
+		s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(workflows.SignalReportCycle, rep) }, time.Duration(i+1)*time.Minute)
+	}
+	var st workflows.AgentState
+	s.stateAt(t, 5*time.Minute, &st)
+	s.run(workflows.AgentInput{Seed: &advSeed}, time.Hour)
+	assert.Equal(t, 1, st.Counters.Cycles)
+	assert.Equal(t, map[string]int{"denied": 1}, st.Counters.Outcomes)
+	assert.Equal(t, map[string]int{policy.BudgetRunningJobs: 1}, st.Counters.BudgetRefusals)
+	assert.Empty(t, st.Budget.Held, "the report released the cycle's approval hold")
+}
+
 func TestAgentContinuesAsNewKeepingItsState(t *testing.T) {
 	s := newAgentEnv(t)
 	var log updateLog

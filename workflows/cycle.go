@@ -321,9 +321,11 @@ func (c *cycle) handleAction(ctx workflow.Context, act policy.RenderedAction) Ac
 		waitStart := workflow.Now(ctx)
 		g, ref := c.await(ctx, act, notice, needed, window)
 		decisions := slices.Clone(g.decisions)
-		c.report(ctx, func(m CycleMetrics) {
-			m.ApprovalWait(context.Background(), plan.AgentID, workflow.Now(ctx).Sub(waitStart), g.status)
-		})
+		if g.refusal == nil {
+			c.report(ctx, func(m CycleMetrics) {
+				m.ApprovalWait(context.Background(), plan.AgentID, workflow.Now(ctx).Sub(waitStart), g.status)
+			})
+		}
 		switch g.status {
 		case statusApproved, statusPassed:
 			c.settle(ctx, g, ref, "running")
@@ -334,6 +336,11 @@ func (c *cycle) handleAction(ctx workflow.Context, act policy.RenderedAction) Ac
 			c.settle(ctx, g, ref, "")
 			base.Outcome, base.Decisions = OutcomeDenied, decisions
 			base.Error = denialMessage(g, window)
+			if g.refusal != nil {
+				base.Budget = g.refusal.Budget
+				c.refuse(ctx, act, base.Error, g.refusal)
+				return base
+			}
 			c.record(ctx, AuditResult, idx(act.Index), base.Error, map[string]any{"outcome": base.Outcome, "status": g.status})
 			c.report(ctx, func(m CycleMetrics) { m.PolicyDenial(context.Background(), plan.AgentID, g.status) })
 			return base
@@ -356,6 +363,8 @@ func denialMessage(g *gate, window time.Duration) string {
 		return "stopped" + by + " during the veto window"
 	case statusDenied:
 		return "denied" + by
+	case statusRefused:
+		return g.refusalMessage
 	}
 	return g.status
 }
@@ -378,6 +387,9 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r Acti
 			Namespace: job.Namespace, JobName: job.Name,
 			LeaseAccessor: staged.LeaseAccessor, DBLeaseID: staged.DBLeaseID, DeleteJob: ctx.Err() != nil,
 		}
+		if r.Budget == "" { // a refused action holds nothing to give back
+			in.AgentID, in.WorkflowID, in.Index = plan.AgentID, wfID, act.Index
+		}
 		var out activities.ReleaseOutput
 		if err := workflow.ExecuteActivity(dctx, a.ReleaseAction, in).Get(dctx, &out); err != nil {
 			workflow.GetLogger(ctx).Error("release action", "job", job.Name, "error", err)
@@ -387,15 +399,24 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r Acti
 		} else if out.RevokedAccessor != "" {
 			c.record(dctx, AuditLease, idx(act.Index), "credential revoked", map[string]any{"accessor": out.RevokedAccessor})
 		}
-		c.record(dctx, AuditResult, idx(act.Index), fmt.Sprintf("%s: %s", act.Type, r.Outcome), map[string]any{
-			"outcome": r.Outcome, "exit_code": r.ExitCode, "output": clip(r.Output, 1024), "error": r.Error,
-		})
+		fields := map[string]any{"outcome": r.Outcome, "exit_code": r.ExitCode, "output": clip(r.Output, 1024), "error": r.Error}
+		if r.Budget != "" {
+			fields["budget"] = r.Budget
+		}
+		c.record(dctx, AuditResult, idx(act.Index), fmt.Sprintf("%s: %s", act.Type, r.Outcome), fields)
 	}()
 
 	sctx := workflow.WithActivityOptions(ctx, stageOptions)
 	err := workflow.ExecuteActivity(sctx, a.StageAction, activities.StageInput{
 		WorkflowID: wfID, AgentID: plan.AgentID, Namespace: plan.Namespace, Action: act,
+		Compensation: act.Index >= rollbackIndexOffset,
 	}).Get(ctx, &staged)
+	if be, msg := budgetRefusal(err); be != nil {
+		// Over budget: refused, not queued; nothing was created or leased.
+		r.Outcome, r.Error, r.Budget = OutcomeDenied, msg, be.Budget
+		c.report(ctx, func(m CycleMetrics) { m.PolicyDenial(context.Background(), plan.AgentID, "budget "+be.Budget) })
+		return r
+	}
 	if err != nil {
 		r.Outcome, r.Error = OutcomeFailed, "stage: "+errorMessage(err)
 		return r

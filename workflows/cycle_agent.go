@@ -111,6 +111,11 @@ func (c *cycle) reportToAgent(ctx workflow.Context, err error) {
 		}
 		r.Actions[o]++
 		switch {
+		case a.Budget != "":
+			if r.Refusals == nil {
+				r.Refusals = map[string]int{}
+			}
+			r.Refusals[a.Budget]++
 		case a.Outcome == OutcomeDenied:
 			r.Denials++
 		case a.Decision.Mode == policy.ModeApprove && len(a.Decisions) > 0:

@@ -23,6 +23,9 @@ const (
 	statusRecorded = "recorded"
 	statusPassed   = "veto window passed"
 	statusAlready  = "already decided"
+	// statusRefused: the agent's budget refused the approval before its
+	// message was posted.
+	statusRefused = "refused"
 )
 
 // gate is an action open to human decisions.
@@ -35,6 +38,9 @@ type gate struct {
 	closed    bool
 	status    string
 	deadline  time.Time
+	// refusal is the budget that refused the gate (statusRefused).
+	refusal        *policy.BudgetError
+	refusalMessage string
 }
 
 func (g *gate) decidedBy(approver string) bool {
@@ -233,12 +239,21 @@ func (c *cycle) notify(ctx workflow.Context, g *gate) MessageRef {
 }
 
 func (c *cycle) notifyTo(ctx workflow.Context, g *gate, channel string) MessageRef {
-	var ref MessageRef
-	n := Notice{Mode: g.notice, Channel: channel, Pending: c.pendingFor(g)}
-	if err := c.notice(ctx, ActivityPostApproval, n).Get(ctx, &ref); err != nil {
+	ref, err := c.post(ctx, g, channel)
+	if err != nil {
 		workflow.GetLogger(ctx).Warn("post approval message", "action", g.act.Index, "error", err)
 	}
 	return ref
+}
+
+// post runs the message activity. For an approval the worker first takes a
+// hold on the agent's budgets: over budget it fails with
+// ErrTypeBudgetExhausted and nothing is posted.
+func (c *cycle) post(ctx workflow.Context, g *gate, channel string) (MessageRef, error) {
+	var ref MessageRef
+	n := Notice{Mode: g.notice, Channel: channel, Pending: c.pendingFor(g)}
+	err := c.notice(ctx, ActivityPostApproval, n).Get(ctx, &ref)
+	return ref, err
 }
 
 // settle rewrites the gate's messages (first post, reminders, escalation)
@@ -276,7 +291,16 @@ func (c *cycle) await(ctx workflow.Context, act policy.RenderedAction, notice No
 		c.setOutcomeAttribute(ctx, outcomeWaiting)
 		defer c.setOutcomeAttribute(ctx, outcomeRunning)
 	}
-	refs := []MessageRef{c.notify(ctx, g)}
+	ref, err := c.post(ctx, g, c.plan.SlackChannel)
+	if be, msg := budgetRefusal(err); be != nil {
+		// Refused, not queued: no message, no wait.
+		g.closed, g.status, g.refusal, g.refusalMessage = true, statusRefused, be, msg
+		return g, nil
+	}
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("post approval message", "action", g.act.Index, "error", err)
+	}
+	refs := []MessageRef{ref}
 	if notice == NoticeApproval {
 		// Optional reminder, then escalation, while nobody has decided.
 		for _, n := range []struct {

@@ -125,22 +125,25 @@ type JobRef struct {
 // ActionResult is what happened to one proposed action. It carries the
 // credential's accessor, never its value.
 type ActionResult struct {
-	Index         int                    `json:"index"`
-	Type          string                 `json:"type"`
-	Decision      policy.Decision        `json:"decision"`
-	Hash          string                 `json:"hash"`
-	Outcome       Outcome                `json:"outcome"`
-	Job           *JobRef                `json:"job,omitempty"`
-	LeaseAccessor string                 `json:"lease_accessor,omitempty"`
-	LeaseTTL      time.Duration          `json:"lease_ttl,omitempty"`
-	DBLeaseID     string                 `json:"db_lease_id,omitempty"`
-	ExitCode      int32                  `json:"exit_code,omitempty"`
-	Reason        string                 `json:"reason,omitempty"`
-	Output        string                 `json:"output,omitempty"`
-	Error         string                 `json:"error,omitempty"`
-	StartedAt     time.Time              `json:"started_at,omitzero"`
-	FinishedAt    time.Time              `json:"finished_at,omitzero"`
-	Rendered      *policy.RenderedAction `json:"rendered,omitempty"`
+	Index         int             `json:"index"`
+	Type          string          `json:"type"`
+	Decision      policy.Decision `json:"decision"`
+	Hash          string          `json:"hash"`
+	Outcome       Outcome         `json:"outcome"`
+	Job           *JobRef         `json:"job,omitempty"`
+	LeaseAccessor string          `json:"lease_accessor,omitempty"`
+	LeaseTTL      time.Duration   `json:"lease_ttl,omitempty"`
+	DBLeaseID     string          `json:"db_lease_id,omitempty"`
+	ExitCode      int32           `json:"exit_code,omitempty"`
+	Reason        string          `json:"reason,omitempty"`
+	Output        string          `json:"output,omitempty"`
+	Error         string          `json:"error,omitempty"`
+	// Budget names the agent's budget that refused the action (outcome
+	// denied): nothing was posted, leased or created for it.
+	Budget     string                 `json:"budget,omitempty"`
+	StartedAt  time.Time              `json:"started_at,omitzero"`
+	FinishedAt time.Time              `json:"finished_at,omitzero"`
+	Rendered   *policy.RenderedAction `json:"rendered,omitempty"`
 	// Decisions are the human decisions on this action, in order.
 	Decisions []DecisionRecord `json:"decisions,omitempty"`
 	// DryRun is, in shadow mode, whether the apiserver would have admitted

@@ -121,6 +121,12 @@ func printAgent(w io.Writer, s workflows.AgentState) {
 	fmt.Fprintf(tw, "actions\t%s\n", strings.TrimPrefix(countList(c.Actions), " "))
 	fmt.Fprintf(tw, "humans\t%d approved, %d denied\n", c.Approvals, c.Denials)
 	fmt.Fprintf(tw, "violations\t%d (and %d unverified requests claiming this agent)\n", c.Violations, c.Unverified)
+	fmt.Fprintf(tw, "budgets\t%s\n", budgetList(s.Budget, time.Now()))
+	refused := "0"
+	if len(c.BudgetRefusals) > 0 {
+		refused = strings.TrimSuffix(strings.TrimPrefix(countList(c.BudgetRefusals), " ("), ")")
+	}
+	fmt.Fprintf(tw, "refused\t%s (over budget, never queued)\n", refused)
 	if k := s.LastKill; k != nil {
 		fmt.Fprintf(tw, "last kill\t%d cycles canceled, %d Jobs deleted, %d agent tokens revoked with every token and lease under them (%d sweeps)\n",
 			len(k.CyclesCanceled), len(k.JobsDeleted), len(k.RevokedAccessors), k.Passes)
@@ -136,6 +142,16 @@ func printAgent(w io.Writer, s workflows.AgentState) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\tby %s\t%s\n", t.At.UTC().Format(time.RFC3339), t.Kind, t.To, phaseList(t.Phases), by, t.Why)
 	}
 	tw.Flush()
+}
+
+// budgetList shows each budget's use against its limit at now.
+func budgetList(b workflows.AgentBudget, now time.Time) string {
+	use, limits := b.Use(now), b.Limits.WithDefaults()
+	var parts []string
+	for _, name := range policy.BudgetNames {
+		parts = append(parts, fmt.Sprintf("%s %d/%d", name, use.Used(name), limits.Limit(name)))
+	}
+	return strings.Join(parts, " · ")
 }
 
 func phaseList(m map[policy.Class]policy.Phase) string {

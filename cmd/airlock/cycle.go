@@ -25,8 +25,11 @@ type clientFlags struct {
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.address, "temporal-address", envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
-	fs.StringVar(&c.namespace, "namespace", envOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace (env TEMPORAL_NAMESPACE)")
+	// Empty flags leave the connection to Temporal's environment
+	// configuration (worker.ClientConfig): TEMPORAL_* variables, then the
+	// temporal.toml profile, then 127.0.0.1:7233 and "default".
+	fs.StringVar(&c.address, "temporal-address", "", temporalAddressUsage)
+	fs.StringVar(&c.namespace, "namespace", "", temporalNamespaceUsage)
 	fs.StringVar(&c.catalog, "catalog", os.Getenv("AIRLOCK_CATALOG"), "catalog to validate against before starting (env AIRLOCK_CATALOG)")
 }
 

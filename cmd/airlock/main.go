@@ -20,7 +20,7 @@ const usage = `airlock — durable, approved, least-privilege actions for AI age
 
 Usage:
   airlock dev                         start Temporal, Vault, Kubernetes (kwok) and a worker; run a sample cycle
-  airlock worker [flags]              run a worker (TEMPORAL_ADDRESS, VAULT_ADDR, VAULT_TOKEN, KUBECONFIG, AIRLOCK_CATALOG)
+  airlock worker [flags]              run a worker (TEMPORAL_ADDRESS or TEMPORAL_PROFILE, VAULT_ADDR, VAULT_TOKEN, KUBECONFIG, AIRLOCK_CATALOG)
   airlock approvals [--listen :8080]  serve Slack's interaction endpoint (SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN)
   airlock codec-server [--listen :8081] decrypt payloads for the Temporal UI (VAULT_ADDR, VAULT_TOKEN, AIRLOCK_CODEC_TOKEN)
   airlock cycle start -f req.json     propose a cycle (JSON CycleRequest); --wait prints its result
@@ -102,6 +102,12 @@ func newLogger(w io.Writer, format string) *slog.Logger {
 	}
 	return slog.New(slog.NewJSONHandler(w, nil))
 }
+
+// Usage of the Temporal connection flags, shared by every command.
+const (
+	temporalAddressUsage   = "Temporal frontend host:port; overrides TEMPORAL_ADDRESS and the temporal.toml profile (TEMPORAL_PROFILE). Default 127.0.0.1:7233. TLS and API key: TEMPORAL_TLS_*, TEMPORAL_API_KEY"
+	temporalNamespaceUsage = "Temporal namespace; overrides TEMPORAL_NAMESPACE and the temporal.toml profile. Default: default"
+)
 
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {

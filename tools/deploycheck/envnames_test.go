@@ -14,12 +14,13 @@ func TestProductEnvNamesFindsKnownReaders(t *testing.T) {
 	require.NoError(t, err)
 	for _, want := range []string{
 		"TEMPORAL_ADDRESS", "VAULT_ADDR", "KUBECONFIG", "AIRLOCK_CATALOG", // worker.FromEnv (os.Getenv)
-		"AIRLOCK_KUBE_QPS",         // worker envFloat
-		"AIRLOCK_LEASE_FUSE",       // worker envDuration
-		"AIRLOCK_TRANSIT_KEY",      // worker.CodecFromEnv
-		"AIRLOCK_APPROVALS_LISTEN", // cmd/airlock envOr
-		"SLACK_SIGNING_SECRET",     // cmd/airlock os.Getenv
-		"TRACEPARENT",              // telemetry.EnvTraceParent
+		"AIRLOCK_KUBE_QPS",                                                      // worker envFloat
+		"AIRLOCK_LEASE_FUSE",                                                    // worker envDuration
+		"AIRLOCK_TRANSIT_KEY",                                                   // worker.CodecFromEnv
+		"AIRLOCK_APPROVALS_LISTEN",                                              // cmd/airlock envOr
+		"SLACK_SIGNING_SECRET",                                                  // cmd/airlock os.Getenv
+		"TRACEPARENT",                                                           // telemetry.EnvTraceParent
+		"TEMPORAL_API_KEY", "TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_PROFILE", // worker.EnvTemporal* (read by the SDK's envconfig)
 	} {
 		assert.Contains(t, names, want)
 	}

@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	k8serrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/airlockhq/airlock/k8s"
+	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/workflows"
+)
+
+// budgetAgent has budgets {pending_approvals: 1, running_jobs: 1}; no
+// other test uses it.
+const budgetAgent, budgetNS = "e2e-budget", "airlock-e2e-budget"
+
+func jobExists(ctx context.Context, t *testing.T, namespace, name string) bool {
+	t.Helper()
+	_, err := env.kube.BatchV1().Jobs(namespace).Get(ctx, name, metav1.GetOptions{})
+	if k8serrors.IsNotFound(err) {
+		return false
+	}
+	require.NoError(t, err)
+	return true
+}
+
+// An agent over its pending-approval budget (OWASP agentic T10: humans
+// flooded with requests) gets a clear refusal naming the budget; nothing
+// is posted to Slack, nothing waits, nothing is leased or created. Once the
+// waiting approval is decided the agent may ask again.
+func TestBudgetPendingApprovalsRefusesAndPostsNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	write := []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "db"}}}
+	first, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: budgetAgent, CycleID: cycleID(t) + "-first", Actions: write})
+	require.NoError(t, err)
+	waitPosted(t, first.WorkflowID)
+
+	start := time.Now()
+	second, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: budgetAgent, CycleID: cycleID(t) + "-second", Actions: write})
+	require.NoError(t, err)
+	assert.Less(t, time.Since(start), 30*time.Second, "refused, not queued (the approval timeout is 2m)")
+	assert.Equal(t, workflows.OutcomeDenied, second.Outcome)
+	require.Len(t, second.Actions, 1)
+	a := second.Actions[0]
+	assert.Equal(t, `budget "pending_approvals" exhausted: 1 of 1 approvals already wait for agent e2e-budget`, a.Error)
+	assert.Equal(t, policy.BudgetPendingApprovals, a.Budget)
+	assert.Empty(t, a.LeaseAccessor)
+	_, posted := env.slack.message("chat.postMessage", second.WorkflowID)
+	assert.False(t, posted, "nothing was posted for the refused approval")
+	assert.False(t, jobExists(ctx, t, budgetNS, k8s.JobName(second.WorkflowID, 0)), "no Job")
+	assert.NotContains(t, activitiesRun(ctx, t, second.WorkflowID), "StageAction", "no staging was even scheduled")
+	pend, err := env.starter.Pending(ctx, second.WorkflowID)
+	if err == nil {
+		assert.Empty(t, pend, "nothing waits")
+	}
+	saveHistory(ctx, t, second.WorkflowID, "budget-refused-approval")
+
+	out, err := cli(t, "agent", "show", budgetAgent)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "pending_approvals 1/1")
+	assert.Contains(t, out, "approval_requests_per_hour 1/30")
+	assert.Contains(t, out, "refused     pending_approvals 1 (over budget, never queued)")
+	fmt.Fprintf(os.Stdout, "\n$ airlock agent show %s\n%s\n", budgetAgent, out)
+
+	// Decided: the hold is released and the next approval is asked.
+	pending, err := env.starter.Pending(ctx, first.WorkflowID)
+	require.NoError(t, err)
+	require.Len(t, pending, 1)
+	_, err = env.starter.Decide(ctx, first.WorkflowID, workflows.Decision{ActionIndex: 0, ActionHash: pending[0].Action.Hash,
+		Kind: workflows.DecisionDeny, Approver: "U1", Via: "cli"})
+	require.NoError(t, err)
+	res, err := first.Get(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, workflows.OutcomeDenied, res.Outcome)
+	third, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: budgetAgent, CycleID: cycleID(t) + "-third", Actions: write})
+	require.NoError(t, err)
+	waitPosted(t, third.WorkflowID)
+	pending, err = env.starter.Pending(ctx, third.WorkflowID)
+	require.NoError(t, err)
+	require.Len(t, pending, 1)
+	_, err = env.starter.Decide(ctx, third.WorkflowID, workflows.Decision{ActionIndex: 0, ActionHash: pending[0].Action.Hash,
+		Kind: workflows.DecisionDeny, Approver: "U2", Via: "cli"})
+	require.NoError(t, err)
+	_, err = third.Get(ctx)
+	require.NoError(t, err)
+	st, err := env.starter.AgentState(ctx, budgetAgent)
+	require.NoError(t, err)
+	assert.Zero(t, st.Budget.Use(time.Now()).PendingApprovals, "every approval was decided: nothing is held")
+}
+
+// An agent at its running-Job budget gets its next action refused by name:
+// no Job is created, no credential leased, and the Job that runs is
+// untouched.
+func TestBudgetRunningJobsRefusesAndLeasesNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	long := []policy.Proposal{{Type: "long-read"}}
+	first, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: budgetAgent, CycleID: cycleID(t) + "-first", Actions: long})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return len(podNames(ctx, budgetNS, k8s.JobName(first.WorkflowID, 0))) == 1
+	}, 30*time.Second, 50*time.Millisecond, "the first Job runs")
+
+	second, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: budgetAgent, CycleID: cycleID(t) + "-second", Actions: long})
+	require.NoError(t, err)
+	assert.Equal(t, workflows.OutcomeDenied, second.Outcome)
+	a := second.Actions[0]
+	assert.Equal(t, `budget "running_jobs" exhausted: 1 of 1 Jobs already run for agent e2e-budget`, a.Error)
+	assert.Equal(t, policy.BudgetRunningJobs, a.Budget)
+	assert.Empty(t, a.LeaseAccessor, "nothing was leased")
+	assert.False(t, jobExists(ctx, t, budgetNS, k8s.JobName(second.WorkflowID, 0)), "no Job was created")
+	assert.NotContains(t, activitiesRun(ctx, t, second.WorkflowID), "RunJob")
+	saveHistory(ctx, t, second.WorkflowID, "budget-refused-run")
+
+	res, err := first.Get(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "the running Job was untouched: %+v", res.Actions)
+	st, err := env.starter.AgentState(ctx, budgetAgent)
+	require.NoError(t, err)
+	assert.Zero(t, st.Budget.Use(time.Now()).RunningJobs, "the Job's hold was released")
+	assert.GreaterOrEqual(t, st.Counters.BudgetRefusals[policy.BudgetRunningJobs], 1)
+}
