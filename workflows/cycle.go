@@ -258,96 +258,111 @@ func (c *cycle) setOutcomeAttribute(ctx workflow.Context, v string) {
 	}
 }
 
-// handleAction applies the policy decision to one action.
+// handleAction applies the policy decision to one action, as the trust
+// table reads: run it (read actions; autonomous writes), only dry-run it
+// (shadow), or gate it on humans (advisory approval, supervised veto).
 func (c *cycle) handleAction(ctx workflow.Context, act policy.RenderedAction) ActionResult {
-	plan := c.plan
-	base := ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash}
 	switch act.Decision.Mode {
 	case policy.ModeRun:
-		r := c.execute(ctx, act)
-		if r.Outcome == OutcomeFailed && act.Rollback != nil && act.Decision.Phase == policy.PhaseAutonomous && ctx.Err() == nil {
-			rb := *act.Rollback
-			rb.Index = act.Index + rollbackIndexOffset
-			c.record(ctx, AuditPolicy, idx(act.Index), "autonomous failure: running rollback "+rb.Type, map[string]any{"rollback": rb.Type, "hash": rb.Hash})
-			rr := c.execute(ctx, rb)
-			r.Rollback = &rr
-		}
-		if c.agentState && act.Class == policy.ClassWrite && act.Decision.Phase == policy.PhaseAutonomous {
-			c.notifyDone(ctx, act, r)
-		}
-		return r
-
+		return c.run(ctx, act)
 	case policy.ModeWouldDo:
-		// Shadow: never run, never lease. Ask the apiserver whether it
-		// would have admitted the Job, record it, and invite feedback.
-		base.Outcome, base.Rendered = OutcomeWouldDo, &act
-		var dry activities.DryRunOutput
-		var a *activities.Activities
-		dctx := workflow.WithActivityOptions(ctx, stageOptions)
-		wfID := workflow.GetInfo(ctx).WorkflowExecution.ID
-		if err := workflow.ExecuteActivity(dctx, a.DryRunAction, activities.StageInput{
-			WorkflowID: wfID, AgentID: plan.AgentID, Namespace: plan.Namespace, Action: act,
-		}).Get(ctx, &dry); err != nil {
-			base.DryRun = "unknown: " + errorMessage(err)
-		} else if dry.Admitted {
-			base.DryRun = "admitted"
-		} else {
-			base.DryRun = "rejected: " + dry.Reason
-		}
-		c.record(ctx, AuditResult, idx(act.Index), "would do (shadow): dry-run "+base.DryRun, map[string]any{"outcome": base.Outcome, "dry_run": base.DryRun})
-		// Feedback (Agree/Disagree) is collected by a workflow of its own
-		// that outlives this cycle; it can never make anything run. Cycles
-		// started before that change keep their in-cycle gate on replay.
-		if workflow.GetVersion(ctx, "shadow-feedback-workflow", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-			g := &gate{act: act, notice: NoticeShadow, status: statusRecorded}
-			c.gates[act.Index] = g
-			c.notify(ctx, g)
-		} else if id, err := c.startFeedback(ctx, act); err != nil {
-			workflow.GetLogger(ctx).Warn("start shadow feedback", "action", act.Index, "error", err)
-		} else {
-			base.FeedbackWorkflowID = id
-		}
-		return base
-
+		return c.shadow(ctx, act)
 	case policy.ModeApprove, policy.ModeVeto:
-		notice, needed, window := NoticeApproval, act.Decision.Approvals, time.Duration(plan.ApprovalTimeout)
-		if act.Decision.Mode == policy.ModeVeto {
-			notice, needed, window = NoticeVeto, 0, time.Duration(plan.VetoWindow)
-		}
-		needed = max(needed, 1)
-		if notice == NoticeVeto {
-			needed = 0
-		}
-		waitStart := workflow.Now(ctx)
-		g, ref := c.await(ctx, act, notice, needed, window)
-		decisions := slices.Clone(g.decisions)
-		if g.refusal == nil {
-			c.report(ctx, func(m CycleMetrics) {
-				m.ApprovalWait(context.Background(), plan.AgentID, workflow.Now(ctx).Sub(waitStart), g.status)
-			})
-		}
-		switch g.status {
-		case statusApproved, statusPassed:
-			c.settle(ctx, g, ref, "running")
-			r := c.execute(ctx, act)
-			r.Decisions = decisions
-			return r
-		default:
-			c.settle(ctx, g, ref, "")
-			base.Outcome, base.Decisions = OutcomeDenied, decisions
-			base.Error = denialMessage(g, window)
-			if g.refusal != nil {
-				base.Budget = g.refusal.Budget
-				c.refuse(ctx, act, base.Error, g.refusal)
-				return base
-			}
-			c.record(ctx, AuditResult, idx(act.Index), base.Error, map[string]any{"outcome": base.Outcome, "status": g.status})
-			c.report(ctx, func(m CycleMetrics) { m.PolicyDenial(context.Background(), plan.AgentID, g.status) })
-			return base
-		}
+		return c.gated(ctx, act)
 	}
 	// Unknown mode: fail closed.
-	base.Outcome, base.Error = OutcomeDenied, fmt.Sprintf("unknown mode %q", act.Decision.Mode)
+	r := ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash}
+	r.Outcome, r.Error = OutcomeDenied, fmt.Sprintf("unknown mode %q", act.Decision.Mode)
+	return r
+}
+
+// run executes an action the policy lets run; an autonomous failure runs
+// its rollback, and humans hear about autonomous writes after the fact.
+func (c *cycle) run(ctx workflow.Context, act policy.RenderedAction) ActionResult {
+	r := c.execute(ctx, act)
+	if r.Outcome == OutcomeFailed && act.Rollback != nil && act.Decision.Phase == policy.PhaseAutonomous && ctx.Err() == nil {
+		rb := *act.Rollback
+		rb.Index = act.Index + rollbackIndexOffset
+		c.record(ctx, AuditPolicy, idx(act.Index), "autonomous failure: running rollback "+rb.Type, map[string]any{"rollback": rb.Type, "hash": rb.Hash})
+		rr := c.execute(ctx, rb)
+		r.Rollback = &rr
+	}
+	if c.agentState && act.Class == policy.ClassWrite && act.Decision.Phase == policy.PhaseAutonomous {
+		c.notifyDone(ctx, act, r)
+	}
+	return r
+}
+
+// shadow never runs or leases: it asks the apiserver whether it would have
+// admitted the Job, records it, and invites feedback.
+func (c *cycle) shadow(ctx workflow.Context, act policy.RenderedAction) ActionResult {
+	plan := c.plan
+	base := ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash}
+	base.Outcome, base.Rendered = OutcomeWouldDo, &act
+	var dry activities.DryRunOutput
+	var a *activities.Activities
+	dctx := workflow.WithActivityOptions(ctx, stageOptions)
+	wfID := workflow.GetInfo(ctx).WorkflowExecution.ID
+	if err := workflow.ExecuteActivity(dctx, a.DryRunAction, activities.StageInput{
+		WorkflowID: wfID, AgentID: plan.AgentID, Namespace: plan.Namespace, Action: act,
+	}).Get(ctx, &dry); err != nil {
+		base.DryRun = "unknown: " + errorMessage(err)
+	} else if dry.Admitted {
+		base.DryRun = "admitted"
+	} else {
+		base.DryRun = "rejected: " + dry.Reason
+	}
+	c.record(ctx, AuditResult, idx(act.Index), "would do (shadow): dry-run "+base.DryRun, map[string]any{"outcome": base.Outcome, "dry_run": base.DryRun})
+	// Feedback (Agree/Disagree) is collected by a workflow of its own that
+	// outlives this cycle; it can never make anything run. Cycles started
+	// before that change keep their in-cycle gate on replay.
+	if workflow.GetVersion(ctx, "shadow-feedback-workflow", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		g := &gate{act: act, notice: NoticeShadow, status: statusRecorded}
+		c.gates[act.Index] = g
+		c.notify(ctx, g)
+	} else if id, err := c.startFeedback(ctx, act); err != nil {
+		workflow.GetLogger(ctx).Warn("start shadow feedback", "action", act.Index, "error", err)
+	} else {
+		base.FeedbackWorkflowID = id
+	}
+	return base
+}
+
+// gated waits for humans: an approval (advisory, or outside bounds) or a
+// veto window (supervised, inside bounds). Approved or unvetoed, it runs;
+// denied, stopped, expired or over budget, nothing is leased or created.
+func (c *cycle) gated(ctx workflow.Context, act policy.RenderedAction) ActionResult {
+	plan := c.plan
+	base := ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash}
+	notice, needed, window := NoticeApproval, max(act.Decision.Approvals, 1), time.Duration(plan.ApprovalTimeout)
+	if act.Decision.Mode == policy.ModeVeto {
+		notice, needed, window = NoticeVeto, 0, time.Duration(plan.VetoWindow)
+	}
+	waitStart := workflow.Now(ctx)
+	g, ref := c.await(ctx, act, notice, needed, window)
+	decisions := slices.Clone(g.decisions)
+	if g.refusal == nil {
+		c.report(ctx, func(m CycleMetrics) {
+			m.ApprovalWait(context.Background(), plan.AgentID, workflow.Now(ctx).Sub(waitStart), g.status)
+		})
+	}
+	switch g.status {
+	case statusApproved, statusPassed:
+		c.settle(ctx, g, ref, "running")
+		r := c.execute(ctx, act)
+		r.Decisions = decisions
+		return r
+	}
+	c.settle(ctx, g, ref, "")
+	base.Outcome, base.Decisions = OutcomeDenied, decisions
+	base.Error = denialMessage(g, window)
+	if g.refusal != nil {
+		base.Budget = g.refusal.Budget
+		c.refuse(ctx, act, base.Error, g.refusal)
+		return base
+	}
+	c.record(ctx, AuditResult, idx(act.Index), base.Error, map[string]any{"outcome": base.Outcome, "status": g.status})
+	c.report(ctx, func(m CycleMetrics) { m.PolicyDenial(context.Background(), plan.AgentID, g.status) })
 	return base
 }
 
