@@ -57,7 +57,7 @@ FUZZFLAGS ?= -fuzzminimizetime 5s
 .PHONY: fuzz
 FUZZ_TARGETS = ./approval/:FuzzHandler ./approval/:FuzzParseButtonValue \
 	./policy/:FuzzParse ./policy/:FuzzPlanRender ./policy/:FuzzShippedCatalogShell \
-	./workflows/:FuzzCycleRequest ./workflows/:FuzzVerifyAudit ./cmd/airlock/:FuzzAuditFile
+	./contract/:FuzzCycleRequest ./contract/:FuzzVerifyAudit ./cmd/airlock/:FuzzAuditFile
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
 		echo "== fuzz $$name ($$pkg) for $(FUZZTIME)"; \

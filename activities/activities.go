@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/telemetry"
@@ -55,9 +56,7 @@ type Activities struct {
 
 // Error types the workflow treats as permanent.
 const (
-	ErrTypeInvalidRequest = "InvalidRequest"
-	ErrTypeInvalidAction  = "InvalidAction"
-	ErrTypeJobConflict    = "JobConflict"
+	ErrTypeJobConflict = "JobConflict"
 )
 
 // Annotations on an action's Secret. Only the accessor is stored, never the token.
@@ -113,7 +112,7 @@ func (a *Activities) Plan(_ context.Context, in PlanInput) (*policy.Plan, error)
 	if err != nil {
 		var rerr *policy.RequestError
 		if errors.As(err, &rerr) {
-			return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidRequest, nil, rerr.Problems)
+			return nil, temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeInvalidRequest, nil, rerr.Problems)
 		}
 		return nil, err
 	}

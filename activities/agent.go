@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -15,72 +14,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
 )
-
-// The Agent workflow's names, as the activities that reach it need them.
-// Package workflows re-exports them in its contract (agent_contract.go):
-// this package cannot import it.
-const (
-	AgentWorkflowName      = "Agent"
-	AgentQueryState        = "state"
-	AgentUpdateReportCycle = "report-cycle"
-	AgentSignalCatalog     = "catalog"
-	AgentUpdateReserve     = "reserve"
-	AgentSignalRelease     = "release"
-	// AgentSignalReportCycle carries a CycleReport. Reports were Updates
-	// (AgentUpdateReportCycle, still handled); as signals nobody waits on
-	// the agent's workflow task, which many cycles of one agent contend for.
-	AgentSignalReportCycle = "report-cycle"
-)
-
-// AgentWorkflowID is the workflow id of an agent's Agent workflow.
-func AgentWorkflowID(agentID string) string { return "agent/" + agentID }
-
-// AgentStatus is whether an agent may run cycles.
-type AgentStatus string
-
-const (
-	AgentActive    AgentStatus = "active"
-	AgentSuspended AgentStatus = "suspended"
-	AgentKilled    AgentStatus = "killed"
-)
-
-// ErrTypeAgentUnavailable: the agent's state could not be read; the cycle
-// fails closed.
-const ErrTypeAgentUnavailable = "AgentUnavailable"
-
-// AgentSeed is what the catalog says about an agent's state: its phases
-// (the first phases of its Agent workflow, and forever their caps), its
-// approvers (who may kill and resume it), its namespace and its budgets.
-type AgentSeed struct {
-	AgentID   string                        `json:"agent_id"`
-	Phases    map[policy.Class]policy.Phase `json:"phases"`
-	Approvers []string                      `json:"approvers,omitempty"`
-	Namespace string                        `json:"namespace"`
-	Budgets   policy.Budgets                `json:"budgets,omitzero"`
-}
-
-// SeedFor returns the catalog's seed of an agent.
-func SeedFor(ag *policy.Agent) AgentSeed {
-	return AgentSeed{AgentID: ag.ID, Phases: maps.Clone(ag.Phases), Approvers: slices.Clone(ag.Approvers), Namespace: ag.Namespace,
-		Budgets: ag.Budgets.WithDefaults()}
-}
-
-// Same reports whether two seeds say the same (approver order aside).
-func (s AgentSeed) Same(o AgentSeed) bool {
-	a, b := slices.Clone(s.Approvers), slices.Clone(o.Approvers)
-	slices.Sort(a)
-	slices.Sort(b)
-	return s.AgentID == o.AgentID && s.Namespace == o.Namespace && maps.Equal(s.Phases, o.Phases) && slices.Equal(a, b) &&
-		s.Budgets.WithDefaults() == o.Budgets.WithDefaults()
-}
-
-// AgentStartInput is how AgentState starts a missing Agent workflow: the
-// leading field of workflows.AgentInput (same JSON name).
-type AgentStartInput struct {
-	Seed *AgentSeed `json:"seed,omitempty"`
-}
 
 // AgentStateInput names the agent whose state a cycle plans with.
 type AgentStateInput struct {
@@ -91,24 +27,11 @@ type AgentStateInput struct {
 // is recorded in the cycle's history (a local activity's marker), so a
 // replay plans with the same phases.
 type AgentStateOutput struct {
-	Status AgentStatus `json:"status"`
+	Status contract.AgentStatus `json:"status"`
 	// Phases are the agent's current phases, capped by the catalog's.
 	Phases map[policy.Class]policy.Phase `json:"phases"`
 	// Why is the reason of the last status change (who killed it and why).
 	Why string `json:"why,omitempty"`
-}
-
-// agentView is the subset of workflows.AgentState this package reads.
-type agentView struct {
-	Status    AgentStatus                   `json:"status"`
-	Phases    map[policy.Class]policy.Phase `json:"phases"`
-	Caps      map[policy.Class]policy.Phase `json:"caps"`
-	Approvers []string                      `json:"approvers"`
-	Namespace string                        `json:"namespace"`
-	Why       string                        `json:"why"`
-	Budget    struct {
-		Limits policy.Budgets `json:"limits"`
-	} `json:"budget"`
 }
 
 // AgentStateReader reads an agent's live state for a cycle's plan.
@@ -144,7 +67,7 @@ func (a *Activities) PlanCycle(ctx context.Context, in PlanInput) (PlanCycleOutp
 		return PlanCycleOutput{}, err
 	}
 	out := PlanCycleOutput{Agent: st}
-	if st.Status != AgentActive {
+	if st.Status != contract.AgentActive {
 		return out, nil
 	}
 	in.Phases = st.Phases
@@ -166,17 +89,17 @@ func (w workflowAgents) AgentState(ctx context.Context, in AgentStateInput) (Age
 	a := w.a
 	if a.Temporal == nil {
 		return AgentStateOutput{}, temporal.NewNonRetryableApplicationError(
-			"agent state: the worker has no Temporal client: nothing runs", ErrTypeAgentUnavailable, nil)
+			"agent state: the worker has no Temporal client: nothing runs", contract.ErrTypeAgentUnavailable, nil)
 	}
 	if a.Catalog == nil {
 		return AgentStateOutput{}, errors.New("agent state: worker has no catalog")
 	}
 	ag, ok := a.Catalog.Agent(in.AgentID)
 	if !ok {
-		return AgentStateOutput{}, permanent(ErrTypeInvalidRequest, fmt.Errorf("unknown agent %q", in.AgentID))
+		return AgentStateOutput{}, permanent(contract.ErrTypeInvalidRequest, fmt.Errorf("unknown agent %q", in.AgentID))
 	}
-	seed := SeedFor(ag)
-	id := AgentWorkflowID(ag.ID)
+	seed := contract.SeedFor(ag)
+	id := contract.AgentWorkflowID(ag.ID)
 	v, err := a.queryAgent(ctx, id)
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
@@ -187,20 +110,20 @@ func (w workflowAgents) AgentState(ctx context.Context, in AgentStateInput) (Age
 	if err != nil {
 		return AgentStateOutput{}, fmt.Errorf("agent state %s: %w", id, err)
 	}
-	if !seed.Same(AgentSeed{AgentID: ag.ID, Phases: v.Caps, Approvers: v.Approvers, Namespace: v.Namespace, Budgets: v.Budget.Limits}) {
+	if !seed.Same(contract.AgentSeed{AgentID: ag.ID, Phases: v.Caps, Approvers: v.Approvers, Namespace: v.Namespace, Budgets: v.Budget.Limits}) {
 		// The catalog changed: the workflow clamps its phases to the new caps
 		// and takes the new approvers. Best effort: this cycle is capped below
 		// in any case.
-		if err := a.Temporal.SignalWorkflow(ctx, id, "", AgentSignalCatalog, seed); err != nil {
+		if err := a.Temporal.SignalWorkflow(ctx, id, "", contract.SignalAgentCatalog, seed); err != nil {
 			activity.GetLogger(ctx).Warn("signal catalog to agent", "agent", ag.ID, "error", err)
 		}
 	}
 	return AgentStateOutput{Status: v.Status, Phases: ag.CappedPhases(v.Phases), Why: v.Why}, nil
 }
 
-func (a *Activities) queryAgent(ctx context.Context, id string) (agentView, error) {
-	var v agentView
-	val, err := a.Temporal.QueryWorkflow(ctx, id, "", AgentQueryState)
+func (a *Activities) queryAgent(ctx context.Context, id string) (contract.AgentState, error) {
+	var v contract.AgentState
+	val, err := a.Temporal.QueryWorkflow(ctx, id, "", contract.QueryAgentState)
 	if err != nil {
 		return v, err
 	}
@@ -217,18 +140,18 @@ func (a *Activities) queryAgent(ctx context.Context, id string) (agentView, erro
 // workflow never ends by itself (it continues as new); one that was closed
 // by hand is not restarted from the catalog, which would revive a killed
 // agent: cycles are refused until an operator looks (fail closed).
-func (a *Activities) startAgent(ctx context.Context, seed AgentSeed) error {
+func (a *Activities) startAgent(ctx context.Context, seed contract.AgentSeed) error {
 	_, err := a.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       AgentWorkflowID(seed.AgentID),
+		ID:                       contract.AgentWorkflowID(seed.AgentID),
 		TaskQueue:                activity.GetInfo(ctx).TaskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-	}, AgentWorkflowName, AgentStartInput{Seed: &seed})
+	}, contract.AgentWorkflowName, contract.AgentInput{Seed: &seed})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"agent workflow %s was closed (terminated by hand?): the agent stays stopped until an operator restores it",
-			AgentWorkflowID(seed.AgentID)), ErrTypeAgentUnavailable, err)
+			contract.AgentWorkflowID(seed.AgentID)), contract.ErrTypeAgentUnavailable, err)
 	}
 	if err != nil {
 		return fmt.Errorf("start agent workflow: %w", err)
@@ -236,60 +159,29 @@ func (a *Activities) startAgent(ctx context.Context, seed AgentSeed) error {
 	return nil
 }
 
-// CycleReport is what a cycle tells its agent when it ends. Reports are
-// idempotent per WorkflowID.
-type CycleReport struct {
-	WorkflowID string `json:"workflow_id"`
-	AgentID    string `json:"agent_id"`
-	// Outcome is succeeded, failed, denied, canceled or refused.
-	Outcome string `json:"outcome"`
-	// Actions counts the cycle's actions by outcome.
-	Actions map[string]int `json:"actions,omitempty"`
-	// Approvals and Denials count actions a human approved, and actions
-	// denied (by a human, a veto or a timeout).
-	Approvals int `json:"approvals,omitempty"`
-	Denials   int `json:"denials,omitempty"`
-	// Violation: a verified request the policy refused (an action the agent
-	// may not use, parameters that do not validate).
-	Violation bool `json:"violation,omitempty"`
-	// Unverified: a request claiming this agent that failed verification
-	// (counted apart: anyone can send one).
-	Unverified bool   `json:"unverified,omitempty"`
-	Reason     string `json:"reason,omitempty"`
-	// Refusals counts the cycle's actions refused over budget, by budget.
-	Refusals map[string]int `json:"refusals,omitempty"`
-}
-
-// ReportCycleOutput says whether the agent counted the report (when
-// reports were Updates; a signalled report is counted, once, later).
-type ReportCycleOutput struct {
-	Counted   bool `json:"counted"`
-	Duplicate bool `json:"duplicate,omitempty"`
-}
-
 // ReportCycle sends a cycle's report to its agent (the report-cycle
 // signal, counted once per cycle; it also releases whatever the cycle still
 // held against the agent's budgets). An agent that is not in the catalog,
 // or whose workflow does not exist (an unverified request for an agent that
 // never ran), has nothing to count.
-func (a *Activities) ReportCycle(ctx context.Context, r CycleReport) (ReportCycleOutput, error) {
+func (a *Activities) ReportCycle(ctx context.Context, r contract.CycleReport) (contract.ReportCycleResult, error) {
 	if a.Temporal == nil {
-		return ReportCycleOutput{}, nil
+		return contract.ReportCycleResult{}, nil
 	}
 	if a.Catalog != nil {
 		if _, ok := a.Catalog.Agent(r.AgentID); !ok {
-			return ReportCycleOutput{}, nil
+			return contract.ReportCycleResult{}, nil
 		}
 	}
-	err := a.Temporal.SignalWorkflow(ctx, AgentWorkflowID(r.AgentID), "", AgentSignalReportCycle, r)
+	err := a.Temporal.SignalWorkflow(ctx, contract.AgentWorkflowID(r.AgentID), "", contract.SignalReportCycle, r)
 	var nf *serviceerror.NotFound
 	switch {
 	case errors.As(err, &nf):
-		return ReportCycleOutput{}, nil
+		return contract.ReportCycleResult{}, nil
 	case err != nil:
-		return ReportCycleOutput{}, fmt.Errorf("report cycle to %s: %w", AgentWorkflowID(r.AgentID), err)
+		return contract.ReportCycleResult{}, fmt.Errorf("report cycle to %s: %w", contract.AgentWorkflowID(r.AgentID), err)
 	}
-	return ReportCycleOutput{}, nil
+	return contract.ReportCycleResult{}, nil
 }
 
 // KillAgentInput names the agent to stop.
@@ -297,22 +189,6 @@ type KillAgentInput struct {
 	AgentID string `json:"agent_id"`
 	// Namespace of the agent's Jobs. Default: the catalog's.
 	Namespace string `json:"namespace,omitempty"`
-}
-
-// KillAgentOutput is what the kill switch stopped, and when the last of it
-// was gone (the worker's clock).
-type KillAgentOutput struct {
-	CyclesCanceled   []string  `json:"cycles_canceled,omitempty"`
-	JobsDeleted      []string  `json:"jobs_deleted,omitempty"`
-	RevokedAccessors []string  `json:"revoked_accessors,omitempty"`
-	StartedAt        time.Time `json:"started_at"`
-	// JobsGoneAt is when no Job or Pod of the agent was left.
-	JobsGoneAt time.Time `json:"jobs_gone_at"`
-	// RevokedAt is when the agent's token tree (every action token and the
-	// leases they took) was revoked, the last time it had anything left.
-	RevokedAt time.Time `json:"revoked_at"`
-	// Passes is how many sweeps it took until one found nothing new.
-	Passes int `json:"passes"`
 }
 
 // Sweeps of the kill switch: a cycle that read "active" just before the
@@ -330,8 +206,8 @@ const (
 // running cycles (search attribute AirlockAgent), deletes its Jobs and
 // Pods, revokes its Vault token tree — every action token and every lease
 // under them — and waits until no Job or Pod of the agent is left.
-func (a *Activities) KillAgent(ctx context.Context, in KillAgentInput) (KillAgentOutput, error) {
-	out := KillAgentOutput{StartedAt: time.Now()}
+func (a *Activities) KillAgent(ctx context.Context, in KillAgentInput) (contract.KillReport, error) {
+	out := contract.KillReport{StartedAt: time.Now()}
 	ns := in.Namespace
 	if ns == "" && a.Catalog != nil {
 		if ag, ok := a.Catalog.Agent(in.AgentID); ok {
@@ -339,7 +215,7 @@ func (a *Activities) KillAgent(ctx context.Context, in KillAgentInput) (KillAgen
 		}
 	}
 	if ns == "" {
-		return out, permanent(ErrTypeInvalidRequest, fmt.Errorf("kill agent %s: unknown namespace", in.AgentID))
+		return out, permanent(contract.ErrTypeInvalidRequest, fmt.Errorf("kill agent %s: unknown namespace", in.AgentID))
 	}
 	hb := startHeartbeat(ctx)
 	defer hb.stop()
@@ -457,13 +333,13 @@ func addNew(s *[]string, vs []string) int {
 
 // CatalogSeed returns the catalog's seed of an agent, for an Agent workflow
 // started without one (by the kill switch, for an agent that never ran).
-func (a *Activities) CatalogSeed(_ context.Context, in AgentStateInput) (AgentSeed, error) {
+func (a *Activities) CatalogSeed(_ context.Context, in AgentStateInput) (contract.AgentSeed, error) {
 	if a.Catalog == nil {
-		return AgentSeed{}, errors.New("catalog seed: worker has no catalog")
+		return contract.AgentSeed{}, errors.New("catalog seed: worker has no catalog")
 	}
 	ag, ok := a.Catalog.Agent(in.AgentID)
 	if !ok {
-		return AgentSeed{}, permanent(ErrTypeInvalidRequest, fmt.Errorf("unknown agent %q", in.AgentID))
+		return contract.AgentSeed{}, permanent(contract.ErrTypeInvalidRequest, fmt.Errorf("unknown agent %q", in.AgentID))
 	}
-	return SeedFor(ag), nil
+	return contract.SeedFor(ag), nil
 }

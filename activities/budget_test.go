@@ -13,7 +13,7 @@ import (
 	k8serrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
 )
 
@@ -41,13 +41,13 @@ func (f *fixture) agentAnswers(updateErr, resultErr error) *[]client.UpdateWorkf
 func TestStageOverBudgetCreatesAndLeasesNothing(t *testing.T) {
 	f := newFixture(t)
 	be := policy.BudgetError{Budget: policy.BudgetRunningJobs, AgentID: "stager", Used: 1, Limit: 1}
-	sent := f.agentAnswers(nil, temporal.NewApplicationError(be.Error(), activities.ErrTypeBudgetExhausted, be))
+	sent := f.agentAnswers(nil, temporal.NewApplicationError(be.Error(), contract.ErrTypeBudgetExhausted, be))
 	in := f.input(t, "write")
 	_, err := f.stage(in)
 
 	var appErr *temporal.ApplicationError
 	require.ErrorAs(t, err, &appErr)
-	assert.Equal(t, activities.ErrTypeBudgetExhausted, appErr.Type())
+	assert.Equal(t, contract.ErrTypeBudgetExhausted, appErr.Type())
 	assert.True(t, appErr.NonRetryable())
 	assert.Equal(t, `budget "running_jobs" exhausted: 1 of 1 Jobs already run for agent stager`, appErr.Message())
 	var got policy.BudgetError
@@ -57,9 +57,9 @@ func TestStageOverBudgetCreatesAndLeasesNothing(t *testing.T) {
 	require.Len(t, *sent, 1)
 	u := (*sent)[0]
 	assert.Equal(t, "agent/stager", u.WorkflowID)
-	assert.Equal(t, activities.AgentUpdateReserve, u.UpdateName)
-	req := u.Args[0].(activities.ReserveRequest)
-	assert.Equal(t, activities.BudgetHold{AgentID: "stager", WorkflowID: in.WorkflowID, Index: 0, Kind: policy.BudgetRun}, req.BudgetHold)
+	assert.Equal(t, contract.UpdateReserve, u.UpdateName)
+	req := u.Args[0].(contract.ReserveRequest)
+	assert.Equal(t, contract.BudgetHold{AgentID: "stager", WorkflowID: in.WorkflowID, Index: 0, Kind: policy.BudgetRun}, req.BudgetHold)
 	assert.False(t, req.Until.IsZero(), "a hold nobody releases lapses")
 
 	_, err = f.kube.BatchV1().Jobs("airlock-stage").Get(t.Context(), f.job(t, in), metav1.GetOptions{})

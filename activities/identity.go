@@ -8,6 +8,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/vault"
 )
 
@@ -37,7 +38,7 @@ const (
 // can sign nothing else, so it may sit in history.
 type VerifyInput struct {
 	AgentID string `json:"agent_id"`
-	// Payload is workflows.CanonicalRequest of the request.
+	// Payload is contract.CanonicalRequest of the request.
 	Payload    []byte `json:"payload"`
 	Signature  string `json:"signature"`
 	KeyVersion int    `json:"key_version"`
@@ -58,7 +59,7 @@ type VerifyOutput struct {
 // Unverified is a refusal: a non-retryable InvalidRequest whose details
 // hold the reason.
 func Unverified(reason, detail string) error {
-	return temporal.NewNonRetryableApplicationError("unverified: "+reason+": "+detail, ErrTypeInvalidRequest, nil, reason)
+	return temporal.NewNonRetryableApplicationError("unverified: "+reason+": "+detail, contract.ErrTypeInvalidRequest, nil, reason)
 }
 
 // VerifyRequest proves a cycle request comes from the agent it names: the

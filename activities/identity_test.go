@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/vault"
 )
 
@@ -81,7 +82,7 @@ func TestVerifyRequest(t *testing.T) {
 			}
 			require.True(t, errors.As(err, &appErr), "got %v", err)
 			assert.True(t, appErr.NonRetryable())
-			assert.Equal(t, activities.ErrTypeInvalidRequest, appErr.Type())
+			assert.Equal(t, contract.ErrTypeInvalidRequest, appErr.Type())
 			var reason string
 			require.NoError(t, appErr.Details(&reason))
 			assert.Equal(t, tc.reason, reason)

@@ -17,6 +17,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	k8serrors "k8s.io/apimachinery/pkg/api/errors"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/telemetry"
@@ -153,8 +154,8 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 	defer hb.stop()
 	log := actionLogger(ctx, in.AgentID, in.WorkflowID, in.Action.Index)
 	annotateSpan(ctx, in)
-	if err := a.reserve(ctx, ReserveRequest{
-		BudgetHold:   BudgetHold{AgentID: in.AgentID, WorkflowID: in.WorkflowID, Index: in.Action.Index, Kind: policy.BudgetRun},
+	if err := a.reserve(ctx, contract.ReserveRequest{
+		BudgetHold:   contract.BudgetHold{AgentID: in.AgentID, WorkflowID: in.WorkflowID, Index: in.Action.Index, Kind: policy.BudgetRun},
 		Until:        time.Now().Add(time.Duration(in.Action.Deadline) + HoldGrace),
 		Compensation: in.Compensation,
 	}); err != nil {
@@ -168,7 +169,7 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 	job, err := a.Jobs.CreateJob(ctx, spec)
 	if err != nil {
 		if errors.Is(err, k8s.ErrImageNotPinned) {
-			return StageOutput{}, permanent(ErrTypeInvalidAction, err)
+			return StageOutput{}, permanent(contract.ErrTypeInvalidAction, err)
 		}
 		var conflict *k8s.JobConflictError
 		if errors.As(err, &conflict) {
@@ -176,7 +177,7 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 		}
 		if k8serrors.IsInvalid(err) {
 			// The apiserver refuses this Job as rendered: retrying cannot help.
-			return StageOutput{}, permanent(ErrTypeInvalidAction, err)
+			return StageOutput{}, permanent(contract.ErrTypeInvalidAction, err)
 		}
 		return StageOutput{}, err
 	}
@@ -300,7 +301,7 @@ func (a *Activities) lease(ctx context.Context, in StageInput, job *batchv1.Job,
 		}
 		v, ok := kv.Get(key)
 		if !ok {
-			return permanent(ErrTypeInvalidAction, fmt.Errorf("read %s for %s: no key %q", path, env, key))
+			return permanent(contract.ErrTypeInvalidAction, fmt.Errorf("read %s for %s: no key %q", path, env, key))
 		}
 		data[env] = []byte(v)
 	}
@@ -465,7 +466,7 @@ func (a *Activities) ReleaseAction(ctx context.Context, in ReleaseInput) (Releas
 	if err := a.Jobs.Cleanup(ctx, in.Namespace, in.JobName); err != nil {
 		return ReleaseOutput{}, err
 	}
-	a.release(ctx, BudgetHold{AgentID: in.AgentID, WorkflowID: in.WorkflowID, Index: in.Index, Kind: policy.BudgetRun})
+	a.release(ctx, contract.BudgetHold{AgentID: in.AgentID, WorkflowID: in.WorkflowID, Index: in.Index, Kind: policy.BudgetRun})
 	return ReleaseOutput{RevokedAccessor: accessor}, nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/internal/devsetup"
 	"github.com/airlockhq/airlock/internal/devstack"
 	"github.com/airlockhq/airlock/k8s"
@@ -155,7 +156,7 @@ func TestStageMissingKVKeyRevokesAndFailsPermanently(t *testing.T) {
 	require.Error(t, err)
 	var appErr *temporal.ApplicationError
 	require.ErrorAs(t, err, &appErr)
-	assert.Equal(t, activities.ErrTypeInvalidAction, appErr.Type())
+	assert.Equal(t, contract.ErrTypeInvalidAction, appErr.Type())
 	assert.True(t, appErr.NonRetryable())
 	assert.Contains(t, err.Error(), `no key "missing-key"`)
 	assert.NotContains(t, err.Error(), "kv-secret-value")

@@ -17,7 +17,7 @@ import (
 
 	"github.com/slack-go/slack"
 
-	"github.com/airlockhq/airlock/workflows"
+	"github.com/airlockhq/airlock/contract"
 )
 
 // Decider hands a verified human decision to the workflow (in production a
@@ -27,14 +27,14 @@ import (
 // requester approves their own request, …) and is shown to the user; any
 // other error is an outage and is not.
 type Decider interface {
-	Decide(ctx context.Context, workflowID string, d workflows.Decision) (workflows.DecisionResult, error)
+	Decide(ctx context.Context, workflowID string, d contract.Decision) (contract.DecisionResult, error)
 }
 
 // DeciderFunc adapts a function to Decider.
-type DeciderFunc func(ctx context.Context, workflowID string, d workflows.Decision) (workflows.DecisionResult, error)
+type DeciderFunc func(ctx context.Context, workflowID string, d contract.Decision) (contract.DecisionResult, error)
 
 // Decide calls f.
-func (f DeciderFunc) Decide(ctx context.Context, workflowID string, d workflows.Decision) (workflows.DecisionResult, error) {
+func (f DeciderFunc) Decide(ctx context.Context, workflowID string, d contract.Decision) (contract.DecisionResult, error) {
 	return f(ctx, workflowID, d)
 }
 
@@ -44,14 +44,14 @@ func (f DeciderFunc) Decide(ctx context.Context, workflowID string, d workflows.
 // should return once the kill is accepted, without waiting for the sweep.
 // Refusals are reported as for Decider.
 type AgentKiller interface {
-	KillAgent(ctx context.Context, agentID string, req workflows.KillRequest) error
+	KillAgent(ctx context.Context, agentID string, req contract.KillRequest) error
 }
 
 // KillerFunc adapts a function to AgentKiller.
-type KillerFunc func(ctx context.Context, agentID string, req workflows.KillRequest) error
+type KillerFunc func(ctx context.Context, agentID string, req contract.KillRequest) error
 
 // KillAgent calls f.
-func (f KillerFunc) KillAgent(ctx context.Context, agentID string, req workflows.KillRequest) error {
+func (f KillerFunc) KillAgent(ctx context.Context, agentID string, req contract.KillRequest) error {
 	return f(ctx, agentID, req)
 }
 
@@ -110,7 +110,7 @@ func (c HandlerConfig) LogValue() slog.Value { return slog.StringValue(c.String(
 
 // Handler serves Slack's interaction requests (the app's Request URL):
 // it authenticates each request (HMAC signature, 5-minute window, no
-// replays), turns a button click into a workflows.Decision by the clicking
+// replays), turns a button click into a contract.Decision by the clicking
 // user, asks the Decider, answers Slack at once and edits the message in
 // the background. Call Close when done.
 //
@@ -427,7 +427,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// 5. Decide, bounded so Slack gets its answer in time. A click whose
 	// request went away is still decided: the user did click.
-	d := workflows.Decision{
+	d := contract.Decision{
 		ActionIndex: click.value.ActionIndex,
 		ActionHash:  click.value.ActionHash,
 		Kind:        click.value.Kind,
@@ -474,7 +474,7 @@ func (h *Handler) kill(w http.ResponseWriter, r *http.Request, c click) bool {
 		h.reject(w, r, http.StatusBadRequest, "kill switch not enabled here", attrs...)
 		return true
 	}
-	req := workflows.KillRequest{By: c.user, Via: "slack", Reason: "Kill agent clicked on the message of " + c.kill.WorkflowID}
+	req := contract.KillRequest{By: c.user, Via: "slack", Reason: "Kill agent clicked on the message of " + c.kill.WorkflowID}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.decideTimeout)
 	err := h.killer.KillAgent(ctx, c.kill.AgentID, req)
 	cancel()
@@ -515,7 +515,7 @@ func refusal(err error) (string, bool) {
 }
 
 // update edits the clicked message in the background.
-func (h *Handler) update(c click, d workflows.Decision, res workflows.DecisionResult, attrs []any) {
+func (h *Handler) update(c click, d contract.Decision, res contract.DecisionResult, attrs []any) {
 	if h.notifier == nil || c.ref.Channel == "" || c.ref.TS == "" {
 		return
 	}

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/airlockhq/airlock/workflows"
+	"github.com/airlockhq/airlock/contract"
 )
 
 // BenchmarkHandler drives the endpoint over real HTTP at a fixed rate
@@ -32,9 +32,9 @@ func BenchmarkHandler(b *testing.B) {
 	var decided atomic.Int64
 	h, err := NewHandler(HandlerConfig{
 		SigningSecret: testSecret,
-		Decider: DeciderFunc(func(context.Context, string, workflows.Decision) (workflows.DecisionResult, error) {
+		Decider: DeciderFunc(func(context.Context, string, contract.Decision) (contract.DecisionResult, error) {
 			decided.Add(1)
-			return workflows.DecisionResult{Status: StatusApproved}, nil
+			return contract.DecisionResult{Status: StatusApproved}, nil
 		}),
 		Logger: slog.New(slog.DiscardHandler),
 	})
@@ -53,7 +53,7 @@ func BenchmarkHandler(b *testing.B) {
 	sigs := make([]string, total)
 	for i := range bodies {
 		bodies[i] = formBody(clickPayload(b, clickSpec{User: "U0ALICE", ActionID: ActionApprove,
-			Value: buttonValue(b, workflows.DecisionApprove), ActionTS: "1700000000." + strconv.Itoa(i)}))
+			Value: buttonValue(b, contract.DecisionApprove), ActionTS: "1700000000." + strconv.Itoa(i)}))
 		sigs[i] = sign(testSecret, now.Unix(), bodies[i])
 	}
 	stamp := strconv.FormatInt(now.Unix(), 10)

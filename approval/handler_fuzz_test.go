@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/airlockhq/airlock/workflows"
+	"github.com/airlockhq/airlock/contract"
 )
 
 // Signing modes of FuzzHandler: how the fuzzed request is signed.
@@ -37,8 +37,8 @@ const (
 //   - an authenticated request sent again (with the signature's hex in any
 //     letter case, which is the same signature) is a 409 that decides nothing.
 func FuzzHandler(f *testing.F) {
-	approve := mustButtonValue(f, workflows.DecisionApprove)
-	deny := mustButtonValue(f, workflows.DecisionDeny)
+	approve := mustButtonValue(f, contract.DecisionApprove)
+	deny := mustButtonValue(f, contract.DecisionDeny)
 	const form = "application/x-www-form-urlencoded"
 	seeds := []struct {
 		payload, user, actionID, value, contentType, sig, stamp string
@@ -97,7 +97,7 @@ func FuzzHandler(f *testing.F) {
 		var workflowIDs []string // ServeHTTP decides synchronously
 		h, err := NewHandler(HandlerConfig{
 			SigningSecret: testSecret,
-			Decider: DeciderFunc(func(ctx context.Context, workflowID string, d workflows.Decision) (workflows.DecisionResult, error) {
+			Decider: DeciderFunc(func(ctx context.Context, workflowID string, d contract.Decision) (contract.DecisionResult, error) {
 				workflowIDs = append(workflowIDs, workflowID)
 				return dec.Decide(ctx, workflowID, d)
 			}),
@@ -169,7 +169,7 @@ func FuzzHandler(f *testing.F) {
 // FuzzParseButtonValue: any string either fails to parse or is the
 // canonical encoding of what it parses to.
 func FuzzParseButtonValue(f *testing.F) {
-	for _, k := range []workflows.DecisionKind{workflows.DecisionApprove, workflows.DecisionDeny, workflows.DecisionStop, workflows.DecisionAgree, workflows.DecisionDisagree} {
+	for _, k := range []contract.DecisionKind{contract.DecisionApprove, contract.DecisionDeny, contract.DecisionStop, contract.DecisionAgree, contract.DecisionDisagree} {
 		f.Add(mustButtonValue(f, k))
 	}
 	f.Add("a1|approve|-1|h|wf")
@@ -197,7 +197,7 @@ func FuzzParseButtonValue(f *testing.F) {
 	})
 }
 
-func mustButtonValue(f *testing.F, k workflows.DecisionKind) string {
+func mustButtonValue(f *testing.F, k contract.DecisionKind) string {
 	v, err := ButtonValue{WorkflowID: testWF, ActionIndex: 0, ActionHash: testHash, Kind: k}.Encode()
 	if err != nil {
 		f.Fatal(err)
@@ -249,13 +249,13 @@ func validSignature(secret, sig, stamp, body string) bool {
 // one payload holding a block_actions click by a user on exactly one block
 // element (slack-go counts an action with a "block_id" string as one), which
 // is one of our buttons with a value this package produced for it.
-func clickOf(body, contentType string) (string, workflows.Decision, bool) {
+func clickOf(body, contentType string) (string, contract.Decision, bool) {
 	if !strings.HasPrefix(strings.ToLower(strings.TrimSpace(contentType)), "application/x-www-form-urlencoded") {
-		return "", workflows.Decision{}, false
+		return "", contract.Decision{}, false
 	}
 	form, err := url.ParseQuery(body)
 	if err != nil || len(form["payload"]) != 1 {
-		return "", workflows.Decision{}, false
+		return "", contract.Decision{}, false
 	}
 	var p struct {
 		Type string `json:"type"`
@@ -265,7 +265,7 @@ func clickOf(body, contentType string) (string, workflows.Decision, bool) {
 		Actions []json.RawMessage `json:"actions"`
 	}
 	if err := json.Unmarshal([]byte(form.Get("payload")), &p); err != nil || p.Type != "block_actions" || p.User.ID == "" {
-		return "", workflows.Decision{}, false
+		return "", contract.Decision{}, false
 	}
 	var blockActions []json.RawMessage
 	for _, raw := range p.Actions {
@@ -277,21 +277,21 @@ func clickOf(body, contentType string) (string, workflows.Decision, bool) {
 		}
 	}
 	if len(blockActions) != 1 {
-		return "", workflows.Decision{}, false
+		return "", contract.Decision{}, false
 	}
 	var a struct {
 		ActionID string `json:"action_id"`
 		Value    string `json:"value"`
 	}
 	if err := json.Unmarshal(blockActions[0], &a); err != nil {
-		return "", workflows.Decision{}, false
+		return "", contract.Decision{}, false
 	}
 	kind, known := actionKinds[a.ActionID]
 	v, err := ParseButtonValue(a.Value)
 	if !known || err != nil || v.Kind != kind {
-		return "", workflows.Decision{}, false
+		return "", contract.Decision{}, false
 	}
-	return v.WorkflowID, workflows.Decision{ActionIndex: v.ActionIndex, ActionHash: v.ActionHash, Kind: kind, Approver: p.User.ID, Via: "slack"}, true
+	return v.WorkflowID, contract.Decision{ActionIndex: v.ActionIndex, ActionHash: v.ActionHash, Kind: kind, Approver: p.User.ID, Via: "slack"}, true
 }
 
 // flipHexCase changes the letter case of the hex digits of sig selected by

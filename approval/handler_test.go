@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/airlockhq/airlock/workflows"
+	"github.com/airlockhq/airlock/contract"
 )
 
 type fakeClock struct {
@@ -91,7 +91,7 @@ func (e *env) click(t *testing.T, c clickSpec) *httptest.ResponseRecorder {
 }
 
 func approveBy(t *testing.T, user, actionTS string) clickSpec {
-	return clickSpec{User: user, ActionID: ActionApprove, Value: buttonValue(t, workflows.DecisionApprove), ActionTS: actionTS}
+	return clickSpec{User: user, ActionID: ActionApprove, Value: buttonValue(t, contract.DecisionApprove), ActionTS: actionTS}
 }
 
 func TestHandlerRejectsWithoutDeciding(t *testing.T) {
@@ -247,7 +247,7 @@ func TestHandlerRejectsWithoutDeciding(t *testing.T) {
 			code: http.StatusBadRequest, text: "expected exactly one action",
 		},
 		"unknown action id": {
-			body: clickWith(clickSpec{User: "U0ALICE", ActionID: "airlock_launch", Value: buttonValue(t, workflows.DecisionApprove)}),
+			body: clickWith(clickSpec{User: "U0ALICE", ActionID: "airlock_launch", Value: buttonValue(t, contract.DecisionApprove)}),
 			code: http.StatusBadRequest, text: "unknown action",
 		},
 		"bad button value": {
@@ -255,7 +255,7 @@ func TestHandlerRejectsWithoutDeciding(t *testing.T) {
 			code: http.StatusBadRequest, text: "invalid button value",
 		},
 		"approve button carrying a deny": {
-			body: clickWith(clickSpec{User: "U0ALICE", ActionID: ActionApprove, Value: buttonValue(t, workflows.DecisionDeny)}),
+			body: clickWith(clickSpec{User: "U0ALICE", ActionID: ActionApprove, Value: buttonValue(t, contract.DecisionDeny)}),
 			code: http.StatusBadRequest, text: "invalid button value",
 		},
 		"no user": {
@@ -289,9 +289,9 @@ func withBody(r *http.Request, body string) *http.Request {
 }
 
 func TestHandlerRefusalsChangeNothing(t *testing.T) {
-	staleHash, err := ButtonValue{WorkflowID: testWF, ActionHash: "0ldha5h", Kind: workflows.DecisionApprove}.Encode()
+	staleHash, err := ButtonValue{WorkflowID: testWF, ActionHash: "0ldha5h", Kind: contract.DecisionApprove}.Encode()
 	require.NoError(t, err)
-	otherWF, err := ButtonValue{WorkflowID: "cycle/ops-bot/gone", ActionHash: testHash, Kind: workflows.DecisionApprove}.Encode()
+	otherWF, err := ButtonValue{WorkflowID: "cycle/ops-bot/gone", ActionHash: testHash, Kind: contract.DecisionApprove}.Encode()
 	require.NoError(t, err)
 	// What the workflow answers is scripted: the handler's part is to show
 	// the refusal, change nothing and tell the clicker. The real validator's
@@ -302,7 +302,7 @@ func TestHandlerRefusalsChangeNothing(t *testing.T) {
 		text   string
 	}{
 		"unknown user": {
-			clickSpec{User: "U0MALLORY", ActionID: ActionApprove, Value: buttonValue(t, workflows.DecisionApprove)},
+			clickSpec{User: "U0MALLORY", ActionID: ActionApprove, Value: buttonValue(t, contract.DecisionApprove)},
 			refused("U0MALLORY is not an approver of this action"),
 			"refused: U0MALLORY is not an approver of this action",
 		},
@@ -393,7 +393,7 @@ func TestHandlerApproveDoubleClickAndReplay(t *testing.T) {
 	calls, accepted, status := e.dec.snapshot()
 	assert.Len(t, calls, 2, "the replay never reached the decider")
 	require.Len(t, accepted, 1, "only one decision changed state")
-	assert.Equal(t, workflows.Decision{ActionIndex: 0, ActionHash: testHash, Kind: workflows.DecisionApprove, Approver: "U0ALICE", Via: "slack"}, accepted[0])
+	assert.Equal(t, contract.Decision{ActionIndex: 0, ActionHash: testHash, Kind: contract.DecisionApprove, Approver: "U0ALICE", Via: "slack"}, accepted[0])
 	assert.Equal(t, StatusApproved, status)
 
 	e.h.Wait()
@@ -472,14 +472,14 @@ func TestHandlerWaitingKeepsTheButtons(t *testing.T) {
 func TestHandlerOtherDecisions(t *testing.T) {
 	tests := map[string]struct {
 		actionID string
-		kind     workflows.DecisionKind
+		kind     contract.DecisionKind
 		status   string
 		says     string
 	}{
-		"deny":     {ActionDeny, workflows.DecisionDeny, StatusDenied, "*Denied* by <@U0BOB> at"},
-		"stop":     {ActionStop, workflows.DecisionStop, StatusStopped, "*Stopped* by <@U0BOB> at"},
-		"agree":    {ActionAgree, workflows.DecisionAgree, StatusRecorded, "*Feedback recorded* (<@U0BOB> agreed)"},
-		"disagree": {ActionDisagree, workflows.DecisionDisagree, StatusRecorded, "*Feedback recorded* (<@U0BOB> disagreed)"},
+		"deny":     {ActionDeny, contract.DecisionDeny, StatusDenied, "*Denied* by <@U0BOB> at"},
+		"stop":     {ActionStop, contract.DecisionStop, StatusStopped, "*Stopped* by <@U0BOB> at"},
+		"agree":    {ActionAgree, contract.DecisionAgree, StatusRecorded, "*Feedback recorded* (<@U0BOB> agreed)"},
+		"disagree": {ActionDisagree, contract.DecisionDisagree, StatusRecorded, "*Feedback recorded* (<@U0BOB> disagreed)"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

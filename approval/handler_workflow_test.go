@@ -25,6 +25,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
 	"github.com/airlockhq/airlock/vault"
@@ -69,8 +70,8 @@ func (agentKey) signature(agent string, data []byte) string {
 	return "vault:v1:" + base64.StdEncoding.EncodeToString(sum[:])
 }
 
-func (k agentKey) Sign(_ context.Context, agent string, data []byte) (vault.Signature, error) {
-	return vault.Signature{Key: vault.AgentKeyName(agent), KeyVersion: 1, Value: k.signature(agent, data)}, nil
+func (k agentKey) Sign(_ context.Context, agent string, data []byte) (contract.Signature, error) {
+	return contract.Signature{Key: vault.AgentKeyName(agent), KeyVersion: 1, Value: k.signature(agent, data)}, nil
 }
 
 func (k agentKey) Verify(_ context.Context, agent string, data []byte, sig string) (vault.Verification, error) {
@@ -90,13 +91,13 @@ type updateDecider struct {
 	n      atomic.Int64
 }
 
-func (u *updateDecider) Decide(ctx context.Context, workflowID string, d workflows.Decision) (workflows.DecisionResult, error) {
+func (u *updateDecider) Decide(ctx context.Context, workflowID string, d contract.Decision) (contract.DecisionResult, error) {
 	type reply struct {
-		res workflows.DecisionResult
+		res contract.DecisionResult
 		err error
 	}
 	done := make(chan reply, 1)
-	err := u.env.UpdateWorkflowByID(workflowID, workflows.UpdateDecide, "click-"+strconv.FormatInt(u.n.Add(1), 10), &testsuite.TestUpdateCallback{
+	err := u.env.UpdateWorkflowByID(workflowID, contract.UpdateDecide, "click-"+strconv.FormatInt(u.n.Add(1), 10), &testsuite.TestUpdateCallback{
 		OnAccept: func() {},
 		OnReject: func(err error) {
 			reason := err.Error()
@@ -107,19 +108,19 @@ func (u *updateDecider) Decide(ctx context.Context, workflowID string, d workflo
 			done <- reply{err: &starter.RefusedError{Reason: reason}}
 		},
 		OnComplete: func(v any, err error) {
-			res, _ := v.(workflows.DecisionResult)
+			res, _ := v.(contract.DecisionResult)
 			done <- reply{res: res, err: err}
 		},
 	}, d)
 	if err != nil {
-		return workflows.DecisionResult{}, &starter.RefusedError{Reason: "cycle " + workflowID + " is not running"}
+		return contract.DecisionResult{}, &starter.RefusedError{Reason: "cycle " + workflowID + " is not running"}
 	}
 	u.queued <- struct{}{}
 	select {
 	case a := <-done:
 		return a.res, a.err
 	case <-ctx.Done():
-		return workflows.DecisionResult{}, ctx.Err()
+		return contract.DecisionResult{}, ctx.Err()
 	}
 }
 
@@ -132,8 +133,8 @@ type cycleEnv struct {
 	dec  *updateDecider
 
 	mu      sync.Mutex
-	notices map[int]workflows.Notice // the approval messages the workflow posted, by action
-	staged  map[int]bool             // the actions staged so far
+	notices map[int]contract.Notice // the approval messages the workflow posted, by action
+	staged  map[int]bool            // the actions staged so far
 }
 
 func newCycleEnv(t *testing.T) *cycleEnv {
@@ -142,33 +143,33 @@ func newCycleEnv(t *testing.T) *cycleEnv {
 	require.NoError(t, err)
 	c := &cycleEnv{
 		acts:    &activities.Activities{Catalog: cat, Identity: agentKey{}},
-		notices: map[int]workflows.Notice{},
+		notices: map[int]contract.Notice{},
 		staged:  map[int]bool{},
 	}
 	c.env = c.NewTestWorkflowEnvironment()
 	c.env.SetTestTimeout(20 * time.Second)
-	c.env.RegisterWorkflowWithOptions(workflows.NewAgentCycle(nil), workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
+	c.env.RegisterWorkflowWithOptions(workflows.AgentCycle, workflow.RegisterOptions{Name: contract.CycleWorkflowName})
 	c.env.RegisterActivity(c.acts)
-	c.env.RegisterActivityWithOptions(func(context.Context, workflows.Notice) (workflows.MessageRef, error) {
-		return workflows.MessageRef{}, nil
-	}, activity.RegisterOptions{Name: workflows.ActivityPostApproval})
-	c.env.RegisterActivityWithOptions(func(context.Context, workflows.NoticeUpdate) error { return nil },
-		activity.RegisterOptions{Name: workflows.ActivityUpdateApproval})
+	c.env.RegisterActivityWithOptions(func(context.Context, contract.Notice) (contract.MessageRef, error) {
+		return contract.MessageRef{}, nil
+	}, activity.RegisterOptions{Name: contract.ActivityPostApproval})
+	c.env.RegisterActivityWithOptions(func(context.Context, contract.NoticeUpdate) error { return nil },
+		activity.RegisterOptions{Name: contract.ActivityUpdateApproval})
 
 	// The Slack side records what would be posted; the Kubernetes and Vault
 	// side succeeds. Nothing may be staged or run but what the test expects.
-	c.env.OnActivity(workflows.ActivityPostApproval, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, n workflows.Notice) (workflows.MessageRef, error) {
+	c.env.OnActivity(contract.ActivityPostApproval, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, n contract.Notice) (contract.MessageRef, error) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			c.notices[n.Pending.Action.Index] = n
-			return workflows.MessageRef{Channel: "C0APPROVE", TS: "1700000000.00000" + strconv.Itoa(n.Pending.Action.Index)}, nil
+			return contract.MessageRef{Channel: "C0APPROVE", TS: "1700000000.00000" + strconv.Itoa(n.Pending.Action.Index)}, nil
 		})
-	c.env.OnActivity(workflows.ActivityUpdateApproval, mock.Anything, mock.Anything).Return(nil)
+	c.env.OnActivity(contract.ActivityUpdateApproval, mock.Anything, mock.Anything).Return(nil)
 	c.env.OnActivity(c.acts.ReleaseAction, mock.Anything, mock.Anything).Return(activities.ReleaseOutput{}, nil)
 	// The agent is active at the catalog's phases and takes every report.
 	c.acts.AgentStates = activeAgents{}
-	c.env.OnActivity(c.acts.ReportCycle, mock.Anything, mock.Anything).Return(activities.ReportCycleOutput{Counted: true}, nil)
+	c.env.OnActivity(c.acts.ReportCycle, mock.Anything, mock.Anything).Return(contract.ReportCycleResult{Counted: true}, nil)
 
 	c.dec = &updateDecider{env: c.env, queued: make(chan struct{}, 1)}
 	c.h, err = NewHandler(HandlerConfig{SigningSecret: testSecret, Decider: c.dec, Logger: slog.New(slog.DiscardHandler)})
@@ -190,7 +191,7 @@ func (c *cycleEnv) expectRun(index int) {
 	c.env.OnActivity(c.acts.RunJob, mock.Anything, mock.Anything).Return(activities.RunOutput{Succeeded: true, Reason: "Completed"}, nil).Once()
 }
 
-func (c *cycleEnv) notice(index int) (workflows.Notice, bool) {
+func (c *cycleEnv) notice(index int) (contract.Notice, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n, ok := c.notices[index]
@@ -207,7 +208,7 @@ func (c *cycleEnv) wasStaged(index int) bool {
 type cycleClick struct {
 	index  int
 	user   string
-	kind   workflows.DecisionKind
+	kind   contract.DecisionKind
 	secret string // signs the request; Default: testSecret
 	hash   string // replaces the button's hash (a stale message)
 }
@@ -254,7 +255,7 @@ func (c *cycleEnv) clickAt(t *testing.T, at time.Duration, k cycleClick) <-chan 
 
 // buttonOf returns the value of the button actionID in the message the
 // workflow asked to post.
-func buttonOf(t *testing.T, n workflows.Notice, actionID string) string {
+func buttonOf(t *testing.T, n contract.Notice, actionID string) string {
 	t.Helper()
 	blocks, err := Message(n.Pending, n.Mode)
 	require.NoError(t, err)
@@ -274,11 +275,11 @@ func buttonOf(t *testing.T, n workflows.Notice, actionID string) string {
 }
 
 // pendingAt checks, at workflow time at, what the pending query shows.
-func (c *cycleEnv) pendingAt(t *testing.T, at time.Duration, check func([]workflows.PendingAction)) {
+func (c *cycleEnv) pendingAt(t *testing.T, at time.Duration, check func([]contract.PendingAction)) {
 	c.env.RegisterDelayedCallback(func() {
-		v, err := c.env.QueryWorkflow(workflows.QueryPending)
+		v, err := c.env.QueryWorkflow(contract.QueryPending)
 		require.NoError(t, err)
-		var pending []workflows.PendingAction
+		var pending []contract.PendingAction
 		require.NoError(t, v.Get(&pending))
 		check(pending)
 	}, at)
@@ -286,17 +287,17 @@ func (c *cycleEnv) pendingAt(t *testing.T, at time.Duration, check func([]workfl
 
 // run starts cycle c-42 of ops-bot, signed by the agent on behalf of
 // U0CAROL (one of its approvers), and waits for it.
-func (c *cycleEnv) run(t *testing.T, actions ...policy.Proposal) workflows.CycleResult {
+func (c *cycleEnv) run(t *testing.T, actions ...policy.Proposal) contract.CycleResult {
 	t.Helper()
-	req, err := starter.SignRequest(context.Background(), agentKey{}, workflows.CycleRequest{
+	req, err := starter.SignRequest(context.Background(), agentKey{}, contract.CycleRequest{
 		AgentID: "ops-bot", CycleID: "c-42", Principal: "U0CAROL", Actions: actions,
 	}, c.env.Now())
 	require.NoError(t, err)
-	c.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflows.CycleWorkflowID("ops-bot", "c-42")})
-	c.env.ExecuteWorkflow(workflows.CycleWorkflowName, req)
+	c.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: contract.CycleWorkflowID("ops-bot", "c-42")})
+	c.env.ExecuteWorkflow(contract.CycleWorkflowName, req)
 	require.True(t, c.env.IsWorkflowCompleted())
 	require.NoError(t, c.env.GetWorkflowError())
-	var res workflows.CycleResult
+	var res contract.CycleResult
 	require.NoError(t, c.env.GetWorkflowResult(&res))
 	c.env.AssertExpectations(t)
 	return res
@@ -317,22 +318,22 @@ func answerOf(t *testing.T, ch <-chan *httptest.ResponseRecorder) (int, string) 
 func TestHandlerOnTheCycleApprovesOnce(t *testing.T) {
 	c := newCycleEnv(t)
 	c.expectRun(0)
-	nothingYet := func(pending []workflows.PendingAction) {
+	nothingYet := func(pending []contract.PendingAction) {
 		require.Len(t, pending, 1)
 		assert.Equal(t, 0, pending[0].Action.Index)
 		assert.Empty(t, pending[0].ApprovedBy)
 		assert.False(t, c.wasStaged(0), "nothing was staged")
 	}
 
-	forged := c.clickAt(t, 1*time.Minute, cycleClick{user: "U0ALICE", kind: workflows.DecisionApprove, secret: "not-the-secret"})
+	forged := c.clickAt(t, 1*time.Minute, cycleClick{user: "U0ALICE", kind: contract.DecisionApprove, secret: "not-the-secret"})
 	c.pendingAt(t, 90*time.Second, nothingYet)
-	stranger := c.clickAt(t, 2*time.Minute, cycleClick{user: "U0MALLORY", kind: workflows.DecisionApprove})
-	stale := c.clickAt(t, 3*time.Minute, cycleClick{user: "U0ALICE", kind: workflows.DecisionApprove, hash: "0ldha5h"})
-	self := c.clickAt(t, 4*time.Minute, cycleClick{user: "U0CAROL", kind: workflows.DecisionApprove})
+	stranger := c.clickAt(t, 2*time.Minute, cycleClick{user: "U0MALLORY", kind: contract.DecisionApprove})
+	stale := c.clickAt(t, 3*time.Minute, cycleClick{user: "U0ALICE", kind: contract.DecisionApprove, hash: "0ldha5h"})
+	self := c.clickAt(t, 4*time.Minute, cycleClick{user: "U0CAROL", kind: contract.DecisionApprove})
 	c.pendingAt(t, 270*time.Second, nothingYet)
-	approve := c.clickAt(t, 5*time.Minute, cycleClick{user: "U0ALICE", kind: workflows.DecisionApprove})
+	approve := c.clickAt(t, 5*time.Minute, cycleClick{user: "U0ALICE", kind: contract.DecisionApprove})
 	// The second action keeps the cycle open for a late second click.
-	again := c.clickAt(t, 6*time.Minute, cycleClick{user: "U0ALICE", kind: workflows.DecisionApprove})
+	again := c.clickAt(t, 6*time.Minute, cycleClick{user: "U0ALICE", kind: contract.DecisionApprove})
 
 	res := c.run(t,
 		policy.Proposal{Type: "scale-deployment", Params: map[string]any{"replicas": 5}},
@@ -359,23 +360,23 @@ func TestHandlerOnTheCycleApprovesOnce(t *testing.T) {
 
 	require.Len(t, res.Actions, 2)
 	first := res.Actions[0]
-	assert.Equal(t, workflows.OutcomeSucceeded, first.Outcome, "approved, then staged and run")
+	assert.Equal(t, contract.OutcomeSucceeded, first.Outcome, "approved, then staged and run")
 	require.Len(t, first.Decisions, 1, "only the signed click by an approver is recorded")
 	assert.Equal(t, "U0ALICE", first.Decisions[0].Approver)
 	assert.Equal(t, "slack", first.Decisions[0].Via)
 	assert.True(t, c.wasStaged(0), "staged once approved, not before")
-	assert.Equal(t, workflows.OutcomeDenied, res.Actions[1].Outcome, "nobody approved the second action")
+	assert.Equal(t, contract.OutcomeDenied, res.Actions[1].Outcome, "nobody approved the second action")
 }
 
 func TestHandlerOnTheCycleCriticalNeedsTwoApprovers(t *testing.T) {
 	c := newCycleEnv(t)
 	c.expectRun(0)
 	approve := func(user string) cycleClick {
-		return cycleClick{user: user, kind: workflows.DecisionApprove}
+		return cycleClick{user: user, kind: contract.DecisionApprove}
 	}
 	alice := c.clickAt(t, 1*time.Minute, approve("U0ALICE"))
 	aliceAgain := c.clickAt(t, 2*time.Minute, approve("U0ALICE"))
-	c.pendingAt(t, 150*time.Second, func(pending []workflows.PendingAction) {
+	c.pendingAt(t, 150*time.Second, func(pending []contract.PendingAction) {
 		require.Len(t, pending, 1)
 		assert.Equal(t, 2, pending[0].Needed)
 		assert.Equal(t, []string{"U0ALICE"}, pending[0].ApprovedBy, "one approver clicking twice is not two")
@@ -394,7 +395,7 @@ func TestHandlerOnTheCycleCriticalNeedsTwoApprovers(t *testing.T) {
 	assert.Equal(t, "approved\n", text)
 
 	require.Len(t, res.Actions, 1)
-	assert.Equal(t, workflows.OutcomeSucceeded, res.Actions[0].Outcome)
+	assert.Equal(t, contract.OutcomeSucceeded, res.Actions[0].Outcome)
 	var approvers []string
 	for _, d := range res.Actions[0].Decisions {
 		approvers = append(approvers, d.Approver)
@@ -408,5 +409,5 @@ var _ Decider = (*updateDecider)(nil)
 type activeAgents struct{}
 
 func (activeAgents) AgentState(context.Context, activities.AgentStateInput) (activities.AgentStateOutput, error) {
-	return activities.AgentStateOutput{Status: activities.AgentActive}, nil
+	return activities.AgentStateOutput{Status: contract.AgentActive}, nil
 }

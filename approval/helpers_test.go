@@ -21,8 +21,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -57,11 +57,11 @@ type clickSpec struct {
 	Value    string
 	ActionTS string // makes otherwise identical clicks distinct requests
 	// Pending is the action whose message was clicked. Default: testPending(2).
-	Pending *workflows.PendingAction
+	Pending *contract.PendingAction
 }
 
 // buttonValue encodes a value for testWF / index 0 / testHash.
-func buttonValue(t testing.TB, kind workflows.DecisionKind) string {
+func buttonValue(t testing.TB, kind contract.DecisionKind) string {
 	t.Helper()
 	v, err := ButtonValue{WorkflowID: testWF, ActionIndex: 0, ActionHash: testHash, Kind: kind}.Encode()
 	if err != nil {
@@ -78,7 +78,7 @@ func clickPayload(t testing.TB, c clickSpec) string {
 	if c.Pending != nil {
 		pending = *c.Pending
 	}
-	blocks, err := Message(pending, workflows.NoticeApproval)
+	blocks, err := Message(pending, contract.NoticeApproval)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,8 +114,8 @@ func clickPayload(t testing.TB, c clickSpec) string {
 
 func formBody(payload string) string { return url.Values{"payload": {payload}}.Encode() }
 
-func testPending(needed int) workflows.PendingAction {
-	return workflows.PendingAction{
+func testPending(needed int) contract.PendingAction {
+	return contract.PendingAction{
 		WorkflowID: testWF,
 		AgentID:    "ops-bot",
 		Principal:  "agent:ops-bot",
@@ -134,7 +134,7 @@ func testPending(needed int) workflows.PendingAction {
 		Approvers: []string{"U0ALICE", "U0BOB", "U0CAROL"},
 		Needed:    needed,
 		Deadline:  time.Date(2030, 1, 2, 15, 4, 5, 0, time.UTC),
-		Thoughts: []workflows.Thought{
+		Thoughts: []contract.Thought{
 			{Step: 1, Content: "Latency p99 is 820ms, SLO is 300ms.", Confidence: 0.91},
 			{Step: 2, Content: "CPU is saturated on all 3 replicas.", Confidence: 0.84},
 			{Step: 3, Content: "Scaling to 5 should halve per-pod load.", Confidence: 0.7},
@@ -152,7 +152,7 @@ func (e refusedError) Refused() bool { return true }
 
 // fakeAnswer is one scripted answer of fakeDecider.
 type fakeAnswer struct {
-	res workflows.DecisionResult
+	res contract.DecisionResult
 	err error
 }
 
@@ -161,7 +161,7 @@ var fakeDecidedAt = time.Date(2030, 1, 2, 15, 0, 0, 0, time.UTC)
 
 // answered scripts a decision the workflow accepted.
 func answered(status string, approvedBy ...string) fakeAnswer {
-	res := workflows.DecisionResult{Status: status, ApprovedBy: approvedBy}
+	res := contract.DecisionResult{Status: status, ApprovedBy: approvedBy}
 	if status != StatusWaiting && status != StatusAlreadyDecided && len(approvedBy) > 0 {
 		res.DecidedBy, res.DecidedAt = approvedBy[len(approvedBy)-1], fakeDecidedAt
 	}
@@ -185,10 +185,10 @@ type fakeDecider struct {
 	needed int
 	script []fakeAnswer
 
-	calls    []workflows.Decision // every call, refused or not
-	accepted []workflows.Decision // calls answered with a new state
-	approved []string             // approvers of unscripted approvals
-	status   string               // the last new state; "" before any
+	calls    []contract.Decision // every call, refused or not
+	accepted []contract.Decision // calls answered with a new state
+	approved []string            // approvers of unscripted approvals
+	status   string              // the last new state; "" before any
 
 	err   error         // returned instead of deciding (transient failures)
 	block bool          // wait for ctx to end (timeouts)
@@ -197,7 +197,7 @@ type fakeDecider struct {
 
 func newFakeDecider(needed int) *fakeDecider { return &fakeDecider{needed: needed} }
 
-func (f *fakeDecider) Decide(ctx context.Context, _ string, d workflows.Decision) (workflows.DecisionResult, error) {
+func (f *fakeDecider) Decide(ctx context.Context, _ string, d contract.Decision) (contract.DecisionResult, error) {
 	if f.delay > 0 {
 		time.Sleep(f.delay)
 	}
@@ -207,10 +207,10 @@ func (f *fakeDecider) Decide(ctx context.Context, _ string, d workflows.Decision
 	f.mu.Unlock()
 	if block {
 		<-ctx.Done()
-		return workflows.DecisionResult{}, fmt.Errorf("update workflow: %w", ctx.Err())
+		return contract.DecisionResult{}, fmt.Errorf("update workflow: %w", ctx.Err())
 	}
 	if ferr != nil {
-		return workflows.DecisionResult{}, ferr
+		return contract.DecisionResult{}, ferr
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -223,25 +223,25 @@ func (f *fakeDecider) Decide(ctx context.Context, _ string, d workflows.Decision
 }
 
 // next pops the script, or makes up the unscripted answer. f.mu is held.
-func (f *fakeDecider) next(d workflows.Decision) fakeAnswer {
+func (f *fakeDecider) next(d contract.Decision) fakeAnswer {
 	if len(f.script) > 0 {
 		a := f.script[0]
 		f.script = f.script[1:]
 		return a
 	}
 	switch d.Kind {
-	case workflows.DecisionApprove:
+	case contract.DecisionApprove:
 		f.approved = append(f.approved, d.Approver)
 		if len(f.approved) < f.needed {
 			return answered(StatusWaiting, slices.Clone(f.approved)...)
 		}
 		return answered(StatusApproved, slices.Clone(f.approved)...)
-	case workflows.DecisionDeny:
-		return fakeAnswer{res: workflows.DecisionResult{Status: StatusDenied, DecidedBy: d.Approver, DecidedAt: fakeDecidedAt}}
-	case workflows.DecisionStop:
-		return fakeAnswer{res: workflows.DecisionResult{Status: StatusStopped, DecidedBy: d.Approver, DecidedAt: fakeDecidedAt}}
+	case contract.DecisionDeny:
+		return fakeAnswer{res: contract.DecisionResult{Status: StatusDenied, DecidedBy: d.Approver, DecidedAt: fakeDecidedAt}}
+	case contract.DecisionStop:
+		return fakeAnswer{res: contract.DecisionResult{Status: StatusStopped, DecidedBy: d.Approver, DecidedAt: fakeDecidedAt}}
 	default:
-		return fakeAnswer{res: workflows.DecisionResult{Status: StatusRecorded, DecidedBy: d.Approver, DecidedAt: fakeDecidedAt}}
+		return fakeAnswer{res: contract.DecisionResult{Status: StatusRecorded, DecidedBy: d.Approver, DecidedAt: fakeDecidedAt}}
 	}
 }
 
@@ -252,7 +252,7 @@ func (f *fakeDecider) answerNext(answers ...fakeAnswer) {
 	f.script = append(f.script, answers...)
 }
 
-func (f *fakeDecider) snapshot() (calls, accepted []workflows.Decision, status string) {
+func (f *fakeDecider) snapshot() (calls, accepted []contract.Decision, status string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.calls), slices.Clone(f.accepted), f.status

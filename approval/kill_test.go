@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/airlockhq/airlock/workflows"
+	"github.com/airlockhq/airlock/contract"
 )
 
 // fakeKiller answers like the Agent workflow's kill validator: only the
@@ -17,11 +17,11 @@ import (
 type fakeKiller struct {
 	mu        sync.Mutex
 	approvers []string
-	kills     []workflows.KillRequest
+	kills     []contract.KillRequest
 	agents    []string
 }
 
-func (f *fakeKiller) KillAgent(_ context.Context, agentID string, req workflows.KillRequest) error {
+func (f *fakeKiller) KillAgent(_ context.Context, agentID string, req contract.KillRequest) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, a := range f.approvers {

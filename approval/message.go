@@ -2,7 +2,7 @@
 // workflows: it renders Block Kit messages for pending actions, posts and
 // edits them through the Web API (Notifier), and serves Slack's signed
 // interaction requests (Handler), turning a verified click into a
-// workflows.Decision for the workflow's Update validator to accept or refuse.
+// contract.Decision for the workflow's Update validator to accept or refuse.
 //
 // Everything an agent wrote (rationale, thoughts, parameters) is untrusted
 // text: it is escaped so it cannot mention users or channels, forge links or
@@ -21,8 +21,8 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // Block ids let an update find the parts of a posted message again.
@@ -57,17 +57,17 @@ const (
 //     unless someone presses Stop;
 //   - NoticeShadow: "would do" summary with Agree / Disagree, feedback only;
 //   - NoticeDone: autonomous action that ran, no buttons.
-func Message(p workflows.PendingAction, mode workflows.NoticeMode) ([]slack.Block, error) {
+func Message(p contract.PendingAction, mode contract.NoticeMode) ([]slack.Block, error) {
 	a := p.Action
 	var title string
 	switch mode {
-	case workflows.NoticeApproval:
+	case contract.NoticeApproval:
 		title = "Approval needed: " + a.Type
-	case workflows.NoticeVeto:
+	case contract.NoticeVeto:
 		title = "Runs unless stopped: " + a.Type
-	case workflows.NoticeShadow:
+	case contract.NoticeShadow:
 		title = "Shadow, would do: " + a.Type
-	case workflows.NoticeDone:
+	case contract.NoticeDone:
 		title = "Ran: " + a.Type
 	default:
 		return nil, fmt.Errorf("message: unknown mode %q", mode)
@@ -75,7 +75,7 @@ func Message(p workflows.PendingAction, mode workflows.NoticeMode) ([]slack.Bloc
 	blocks := summary(p, title)
 
 	var buttons []slack.BlockElement
-	button := func(kind workflows.DecisionKind, label string) (*slack.ButtonBlockElement, error) {
+	button := func(kind contract.DecisionKind, label string) (*slack.ButtonBlockElement, error) {
 		value, err := ButtonValue{WorkflowID: p.WorkflowID, ActionIndex: a.Index, ActionHash: a.Hash, Kind: kind}.Encode()
 		if err != nil {
 			return nil, fmt.Errorf("message: %s button: %w", kind, err)
@@ -83,14 +83,14 @@ func Message(p workflows.PendingAction, mode workflows.NoticeMode) ([]slack.Bloc
 		return slack.NewButtonBlockElement(ActionID(kind), value, plain(label)), nil
 	}
 	switch mode {
-	case workflows.NoticeApproval:
+	case contract.NoticeApproval:
 		blocks = append(blocks, progressBlock(p.Needed, p.ApprovedBy, p.Approvers, p.Principal),
 			ctxBlock(blockNote, fmt.Sprintf(":hourglass: Expires %s. No decision by then means *denied*.", slackDate(p.Deadline))))
-		approve, err := button(workflows.DecisionApprove, "Approve")
+		approve, err := button(contract.DecisionApprove, "Approve")
 		if err != nil {
 			return nil, err
 		}
-		deny, err := button(workflows.DecisionDeny, "Deny")
+		deny, err := button(contract.DecisionDeny, "Deny")
 		if err != nil {
 			return nil, err
 		}
@@ -103,10 +103,10 @@ func Message(p workflows.PendingAction, mode workflows.NoticeMode) ([]slack.Bloc
 			fmt.Sprintf("The action will not run and agent %s's cycle records the denial.", p.AgentID),
 			"Deny", slack.StyleDanger))
 		buttons = append(buttons, approve, deny)
-	case workflows.NoticeVeto:
+	case contract.NoticeVeto:
 		blocks = append(blocks, ctxBlock(blockNote, fmt.Sprintf(
 			":stopwatch: *Runs at %s unless stopped.* Supervised phase, inside bounds: no approval needed, but anyone allowed may veto.", slackDate(p.Deadline))))
-		stop, err := button(workflows.DecisionStop, "Stop")
+		stop, err := button(contract.DecisionStop, "Stop")
 		if err != nil {
 			return nil, err
 		}
@@ -115,23 +115,23 @@ func Message(p workflows.PendingAction, mode workflows.NoticeMode) ([]slack.Bloc
 			fmt.Sprintf("The action will not run and agent %s's cycle records the veto.", p.AgentID),
 			"Stop it", slack.StyleDanger))
 		buttons = append(buttons, stop)
-	case workflows.NoticeShadow:
+	case contract.NoticeShadow:
 		blocks = append(blocks, ctxBlock(blockNote,
 			":memo: Shadow phase: this was recorded, never run. *Agree / Disagree only records feedback* for promotion evidence; it never makes anything run."))
-		agree, err := button(workflows.DecisionAgree, "Agree")
+		agree, err := button(contract.DecisionAgree, "Agree")
 		if err != nil {
 			return nil, err
 		}
-		disagree, err := button(workflows.DecisionDisagree, "Disagree")
+		disagree, err := button(contract.DecisionDisagree, "Disagree")
 		if err != nil {
 			return nil, err
 		}
 		buttons = append(buttons, agree, disagree)
-	case workflows.NoticeDone:
+	case contract.NoticeDone:
 		blocks = append(blocks, ctxBlock(blockNote,
 			":robot_face: Autonomous phase: this action ran without approval; you are notified after. Roll back or kill the agent with the airlock CLI."))
 	}
-	if mode != workflows.NoticeShadow {
+	if mode != contract.NoticeShadow {
 		// The kill switch, for the agent's approvers (the Agent workflow
 		// refuses anyone else), on every message about an action that runs
 		// or may run.
@@ -154,15 +154,15 @@ func Message(p workflows.PendingAction, mode workflows.NoticeMode) ([]slack.Bloc
 
 // FallbackText is the plain notification text sent with a message's blocks
 // (shown in notifications and by screen readers).
-func FallbackText(p workflows.PendingAction, mode workflows.NoticeMode) string {
+func FallbackText(p contract.PendingAction, mode contract.NoticeMode) string {
 	a := p.Action
 	agent, typ := escape(p.AgentID), escape(a.Type)
 	switch mode {
-	case workflows.NoticeApproval:
+	case contract.NoticeApproval:
 		return fmt.Sprintf("Approval needed: agent %s wants to run %s (risk %s)", agent, typ, escape(string(a.Risk)))
-	case workflows.NoticeVeto:
+	case contract.NoticeVeto:
 		return fmt.Sprintf("Agent %s will run %s unless stopped", agent, typ)
-	case workflows.NoticeShadow:
+	case contract.NoticeShadow:
 		return fmt.Sprintf("Shadow: agent %s would run %s (feedback only)", agent, typ)
 	default:
 		return fmt.Sprintf("Agent %s ran %s", agent, typ)
@@ -171,7 +171,7 @@ func FallbackText(p workflows.PendingAction, mode workflows.NoticeMode) string {
 
 // summary renders what the action is: header, facts, parameters, rationale
 // and the first thoughts. It never contains buttons.
-func summary(p workflows.PendingAction, title string) []slack.Block {
+func summary(p contract.PendingAction, title string) []slack.Block {
 	a := p.Action
 	blocks := []slack.Block{
 		slack.NewHeaderBlock(plain(clipPlain(title, maxHeader)), slack.HeaderBlockOptionBlockID(blockHeader)),
@@ -304,7 +304,7 @@ type Outcome struct {
 	// approvers needed: the buttons stay), ran, succeeded or failed.
 	Status string
 	// Kind is the decision that led here (tells agree from disagree).
-	Kind workflows.DecisionKind
+	Kind contract.DecisionKind
 	// By are the deciders (Slack user ids or CLI principals).
 	By []string
 	// At is when it was decided. Default: not shown.
@@ -318,12 +318,12 @@ type Outcome struct {
 	// Pending if set (with Mode), else from Summary (the blocks of the posted
 	// message, as Slack echoes them in an interaction), else a one-line
 	// reference to the workflow and action.
-	Pending *workflows.PendingAction
-	Mode    workflows.NoticeMode
+	Pending *contract.PendingAction
+	Mode    contract.NoticeMode
 	Summary []slack.Block
 }
 
-// Statuses an Outcome (or a workflows.DecisionResult) may carry.
+// Statuses an Outcome (or a contract.DecisionResult) may carry.
 const (
 	StatusApproved       = "approved"
 	StatusDenied         = "denied"
@@ -363,9 +363,9 @@ func (o Outcome) Text() string {
 	case StatusRecorded:
 		verb := "recorded"
 		switch o.Kind {
-		case workflows.DecisionAgree:
+		case contract.DecisionAgree:
 			verb = "agreed"
-		case workflows.DecisionDisagree:
+		case contract.DecisionDisagree:
 			verb = "disagreed"
 		}
 		s = ":memo: *Feedback recorded*"
@@ -402,7 +402,7 @@ func OutcomeMessage(o Outcome) []slack.Block {
 	switch {
 	case o.Pending != nil && !o.Final():
 		// Still waiting for approvals: the approval request, buttons and all.
-		if blocks, err := Message(*o.Pending, workflows.NoticeApproval); err == nil {
+		if blocks, err := Message(*o.Pending, contract.NoticeApproval); err == nil {
 			kept = blocks
 		} else {
 			kept = summary(*o.Pending, headerFor(*o.Pending, o.Mode))
@@ -457,13 +457,13 @@ func OutcomeMessage(o Outcome) []slack.Block {
 	return out
 }
 
-func headerFor(p workflows.PendingAction, mode workflows.NoticeMode) string {
+func headerFor(p contract.PendingAction, mode contract.NoticeMode) string {
 	switch mode {
-	case workflows.NoticeVeto:
+	case contract.NoticeVeto:
 		return "Supervised: " + p.Action.Type
-	case workflows.NoticeShadow:
+	case contract.NoticeShadow:
 		return "Shadow, would do: " + p.Action.Type
-	case workflows.NoticeDone:
+	case contract.NoticeDone:
 		return "Ran: " + p.Action.Type
 	default:
 		return "Approval: " + p.Action.Type

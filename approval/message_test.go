@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/airlockhq/airlock/workflows"
+	"github.com/airlockhq/airlock/contract"
 )
 
 func buttons(blocks []slack.Block) []*slack.ButtonBlockElement {
@@ -109,33 +109,33 @@ func TestMessageButtonsPerMode(t *testing.T) {
 		confirm  bool
 	}
 	tests := map[string]struct {
-		mode    workflows.NoticeMode
+		mode    contract.NoticeMode
 		needed  int
 		buttons []want
 		says    []string
 	}{
 		"advisory approval": {
-			mode: workflows.NoticeApproval, needed: 1,
+			mode: contract.NoticeApproval, needed: 1,
 			buttons: []want{{ActionApprove, slack.StylePrimary, true}, {ActionDeny, slack.StyleDanger, true}},
 			says:    []string{"Approval needed: scale-deployment", "Needs 1 approver: 0 of 1", "No decision by then means *denied*", "ops-bot", "advisory", "high"},
 		},
 		"critical approval": {
-			mode: workflows.NoticeApproval, needed: 2,
+			mode: contract.NoticeApproval, needed: 2,
 			buttons: []want{{ActionApprove, slack.StylePrimary, true}, {ActionDeny, slack.StyleDanger, true}},
 			says:    []string{"Needs 2 distinct approvers: 0 of 2", "Approvers: <@U0ALICE>, <@U0BOB>, <@U0CAROL>"},
 		},
 		"supervised veto": {
-			mode:    workflows.NoticeVeto,
+			mode:    contract.NoticeVeto,
 			buttons: []want{{ActionStop, slack.StyleDanger, true}},
 			says:    []string{"unless stopped", "<!date^1893596645^"},
 		},
 		"shadow feedback": {
-			mode:    workflows.NoticeShadow,
+			mode:    contract.NoticeShadow,
 			buttons: []want{{ActionAgree, slack.StyleDefault, false}, {ActionDisagree, slack.StyleDefault, false}},
 			says:    []string{"Shadow, would do: scale-deployment", "only records feedback", "never makes anything run"},
 		},
 		"autonomous done": {
-			mode: workflows.NoticeDone,
+			mode: contract.NoticeDone,
 			says: []string{"Ran: scale-deployment", "notified after"},
 		},
 	}
@@ -147,7 +147,7 @@ func TestMessageButtonsPerMode(t *testing.T) {
 			checkLimits(t, blocks)
 
 			got := buttons(blocks)
-			if tc.mode != workflows.NoticeShadow {
+			if tc.mode != contract.NoticeShadow {
 				// Every message about an action that runs carries the kill switch, last.
 				require.Len(t, got, len(tc.buttons)+1)
 				kill := got[len(got)-1]
@@ -183,7 +183,7 @@ func TestMessageButtonsPerMode(t *testing.T) {
 func TestMessageSummary(t *testing.T) {
 	p := testPending(2)
 	p.ApprovedBy = []string{"U0ALICE"}
-	blocks, err := Message(p, workflows.NoticeApproval)
+	blocks, err := Message(p, contract.NoticeApproval)
 	require.NoError(t, err)
 	text := allText(t, blocks)
 
@@ -205,7 +205,7 @@ func TestMessageTruncatesAndEscapesAgentText(t *testing.T) {
 	p.Thoughts[0].Content = strings.Repeat("think ", 500) + "<!here>"
 	p.AgentID = "bot`<@U0EVE>`"
 
-	blocks, err := Message(p, workflows.NoticeApproval)
+	blocks, err := Message(p, contract.NoticeApproval)
 	require.NoError(t, err)
 	checkLimits(t, blocks)
 	text := allText(t, blocks)
@@ -237,13 +237,13 @@ func TestMessageTruncatesAndEscapesAgentText(t *testing.T) {
 
 func TestButtonValueRoundTrip(t *testing.T) {
 	valid := map[string]ButtonValue{
-		"approve":                  {WorkflowID: testWF, ActionIndex: 0, ActionHash: testHash, Kind: workflows.DecisionApprove},
-		"deny, index 12":           {WorkflowID: testWF, ActionIndex: 12, ActionHash: "abc", Kind: workflows.DecisionDeny},
-		"stop":                     {WorkflowID: testWF, ActionIndex: 3, ActionHash: "h", Kind: workflows.DecisionStop},
-		"agree":                    {WorkflowID: testWF, ActionIndex: 1, ActionHash: "h", Kind: workflows.DecisionAgree},
-		"disagree":                 {WorkflowID: testWF, ActionIndex: 1, ActionHash: "h", Kind: workflows.DecisionDisagree},
-		"workflow id with | and ü": {WorkflowID: "cycle/a|b/ü-1|2", ActionIndex: 7, ActionHash: "sha256:ff", Kind: workflows.DecisionApprove},
-		"longest workflow id":      {WorkflowID: "cycle/" + strings.Repeat("x", MaxButtonValue-len("a1|approve|0|h|cycle/")), ActionIndex: 0, ActionHash: "h", Kind: workflows.DecisionApprove},
+		"approve":                  {WorkflowID: testWF, ActionIndex: 0, ActionHash: testHash, Kind: contract.DecisionApprove},
+		"deny, index 12":           {WorkflowID: testWF, ActionIndex: 12, ActionHash: "abc", Kind: contract.DecisionDeny},
+		"stop":                     {WorkflowID: testWF, ActionIndex: 3, ActionHash: "h", Kind: contract.DecisionStop},
+		"agree":                    {WorkflowID: testWF, ActionIndex: 1, ActionHash: "h", Kind: contract.DecisionAgree},
+		"disagree":                 {WorkflowID: testWF, ActionIndex: 1, ActionHash: "h", Kind: contract.DecisionDisagree},
+		"workflow id with | and ü": {WorkflowID: "cycle/a|b/ü-1|2", ActionIndex: 7, ActionHash: "sha256:ff", Kind: contract.DecisionApprove},
+		"longest workflow id":      {WorkflowID: "cycle/" + strings.Repeat("x", MaxButtonValue-len("a1|approve|0|h|cycle/")), ActionIndex: 0, ActionHash: "h", Kind: contract.DecisionApprove},
 	}
 	for name, v := range valid {
 		t.Run(name, func(t *testing.T) {
@@ -261,12 +261,12 @@ func TestButtonValueRoundTrip(t *testing.T) {
 
 	unencodable := map[string]ButtonValue{
 		"unknown kind":      {WorkflowID: testWF, ActionHash: "h", Kind: "launch"},
-		"negative index":    {WorkflowID: testWF, ActionIndex: -1, ActionHash: "h", Kind: workflows.DecisionApprove},
-		"empty hash":        {WorkflowID: testWF, Kind: workflows.DecisionApprove},
-		"hash with |":       {WorkflowID: testWF, ActionHash: "a|b", Kind: workflows.DecisionApprove},
-		"empty workflow":    {ActionHash: "h", Kind: workflows.DecisionApprove},
-		"newline in wf":     {WorkflowID: "a\nb", ActionHash: "h", Kind: workflows.DecisionApprove},
-		"too long workflow": {WorkflowID: strings.Repeat("x", MaxButtonValue), ActionHash: "h", Kind: workflows.DecisionApprove},
+		"negative index":    {WorkflowID: testWF, ActionIndex: -1, ActionHash: "h", Kind: contract.DecisionApprove},
+		"empty hash":        {WorkflowID: testWF, Kind: contract.DecisionApprove},
+		"hash with |":       {WorkflowID: testWF, ActionHash: "a|b", Kind: contract.DecisionApprove},
+		"empty workflow":    {ActionHash: "h", Kind: contract.DecisionApprove},
+		"newline in wf":     {WorkflowID: "a\nb", ActionHash: "h", Kind: contract.DecisionApprove},
+		"too long workflow": {WorkflowID: strings.Repeat("x", MaxButtonValue), ActionHash: "h", Kind: contract.DecisionApprove},
 	}
 	for name, v := range unencodable {
 		t.Run("encode "+name, func(t *testing.T) {
@@ -299,7 +299,7 @@ func TestButtonValueRoundTrip(t *testing.T) {
 
 func TestOutcomeMessage(t *testing.T) {
 	at := time.Date(2030, 1, 2, 15, 0, 0, 0, time.UTC)
-	posted, err := Message(testPending(2), workflows.NoticeApproval)
+	posted, err := Message(testPending(2), contract.NoticeApproval)
 	require.NoError(t, err)
 
 	tests := map[string]struct {
@@ -324,7 +324,7 @@ func TestOutcomeMessage(t *testing.T) {
 			says: []string{"*Stopped* by <@U0CAROL> at"},
 		},
 		"feedback": {
-			o:    Outcome{Status: StatusRecorded, Kind: workflows.DecisionDisagree, By: []string{"U0CAROL"}, At: at},
+			o:    Outcome{Status: StatusRecorded, Kind: contract.DecisionDisagree, By: []string{"U0CAROL"}, At: at},
 			says: []string{"*Feedback recorded* (<@U0CAROL> disagreed)", "feedback only, nothing ran"},
 		},
 		"cli principal is escaped": {
@@ -373,7 +373,7 @@ func TestOutcomeMessage(t *testing.T) {
 
 	t.Run("from the pending action", func(t *testing.T) {
 		p := testPending(1)
-		text := allText(t, OutcomeMessage(Outcome{Status: StatusStopped, Pending: &p, Mode: workflows.NoticeVeto, By: []string{"U0BOB"}}))
+		text := allText(t, OutcomeMessage(Outcome{Status: StatusStopped, Pending: &p, Mode: contract.NoticeVeto, By: []string{"U0BOB"}}))
 		assert.Contains(t, text, "Supervised: scale-deployment")
 		assert.Contains(t, text, "*Stopped* by <@U0BOB>")
 	})

@@ -10,12 +10,12 @@ import (
 
 	"github.com/slack-go/slack"
 
-	"github.com/airlockhq/airlock/workflows"
+	"github.com/airlockhq/airlock/contract"
 )
 
 // MessageRef identifies a posted message (channel id and timestamp) so it
 // can be edited later. It is the contract type, so activities can return it.
-type MessageRef = workflows.MessageRef
+type MessageRef = contract.MessageRef
 
 // Notifier posts and edits approval messages through Slack's Web API with a
 // bot token (scopes: chat:write). The token is never logged nor put in
@@ -85,7 +85,7 @@ func (n *Notifier) GoString() string { return n.String() }
 
 // Post posts the message for a pending action to channel (or the default
 // channel) and returns where it landed.
-func (n *Notifier) Post(ctx context.Context, channel string, p workflows.PendingAction, mode workflows.NoticeMode) (MessageRef, error) {
+func (n *Notifier) Post(ctx context.Context, channel string, p contract.PendingAction, mode contract.NoticeMode) (MessageRef, error) {
 	if channel == "" {
 		channel = n.channel
 	}
@@ -134,14 +134,14 @@ func (n *Notifier) Ephemeral(ctx context.Context, channel, user, text string) er
 
 // PostApprovalMessage is the activity registered as
 // workflows.ActivityPostApproval.
-func (n *Notifier) PostApprovalMessage(ctx context.Context, in workflows.Notice) (workflows.MessageRef, error) {
+func (n *Notifier) PostApprovalMessage(ctx context.Context, in contract.Notice) (contract.MessageRef, error) {
 	return n.Post(ctx, in.Channel, in.Pending, in.Mode)
 }
 
 // UpdateApprovalMessage is the activity registered as
 // workflows.ActivityUpdateApproval. Without the pending action at hand the
 // message is reduced to a reference to the action and its outcome.
-func (n *Notifier) UpdateApprovalMessage(ctx context.Context, in workflows.NoticeUpdate) error {
+func (n *Notifier) UpdateApprovalMessage(ctx context.Context, in contract.NoticeUpdate) error {
 	return n.Update(ctx, in.Ref, Outcome{
 		WorkflowID:  in.WorkflowID,
 		ActionIndex: in.Index,

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/airlockhq/airlock/workflows"
+	"github.com/airlockhq/airlock/contract"
 )
 
 // slackCall is one Web API request the fake Slack received.
@@ -140,7 +140,7 @@ func TestNotifierPostThenUpdate(t *testing.T) {
 	n := newTestNotifier(t, rs)
 	ctx := context.Background()
 
-	ref, err := n.Post(ctx, "", testPending(2), workflows.NoticeApproval)
+	ref, err := n.Post(ctx, "", testPending(2), contract.NoticeApproval)
 	require.NoError(t, err)
 	assert.Equal(t, MessageRef{Channel: "C0APPROVE", TS: "1700000000.000001"}, ref)
 
@@ -180,10 +180,10 @@ func TestNotifierActivities(t *testing.T) {
 	n := newTestNotifier(t, rs)
 	ctx := context.Background()
 
-	ref, err := n.PostApprovalMessage(ctx, workflows.Notice{Mode: workflows.NoticeVeto, Channel: "C0OTHER", Pending: testPending(1)})
+	ref, err := n.PostApprovalMessage(ctx, contract.Notice{Mode: contract.NoticeVeto, Channel: "C0OTHER", Pending: testPending(1)})
 	require.NoError(t, err)
 	assert.Equal(t, "C0OTHER", ref.Channel)
-	require.NoError(t, n.UpdateApprovalMessage(ctx, workflows.NoticeUpdate{Ref: ref, WorkflowID: testWF, Index: 0, Status: StatusExpired}))
+	require.NoError(t, n.UpdateApprovalMessage(ctx, contract.NoticeUpdate{Ref: ref, WorkflowID: testWF, Index: 0, Status: StatusExpired}))
 
 	calls := rs.received()
 	require.Len(t, calls, 2)
@@ -201,7 +201,7 @@ func TestNotifierErrorsNeverContainTheToken(t *testing.T) {
 	n := newTestNotifier(t, rs)
 	ctx := context.Background()
 
-	_, err := n.Post(ctx, "C0NOPE", testPending(1), workflows.NoticeApproval)
+	_, err := n.Post(ctx, "C0NOPE", testPending(1), contract.NoticeApproval)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "channel_not_found")
 	assert.NotContains(t, err.Error(), testToken)
@@ -218,7 +218,7 @@ func TestNotifierErrorsNeverContainTheToken(t *testing.T) {
 	// Unreachable API.
 	down, err := NewNotifier(testToken, WithAPIURL("http://127.0.0.1:1/"), WithHTTPClient(&http.Client{Timeout: time.Second}))
 	require.NoError(t, err)
-	_, err = down.Post(ctx, "C1", testPending(1), workflows.NoticeApproval)
+	_, err = down.Post(ctx, "C1", testPending(1), contract.NoticeApproval)
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), testToken)
 }
@@ -241,6 +241,6 @@ func TestNewNotifierValidates(t *testing.T) {
 	}
 	n, err := NewNotifier(testToken)
 	require.NoError(t, err)
-	_, err = n.Post(context.Background(), "", testPending(1), workflows.NoticeApproval)
+	_, err = n.Post(context.Background(), "", testPending(1), contract.NoticeApproval)
 	assert.ErrorContains(t, err, "no channel")
 }

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/airlockhq/airlock/workflows"
+	"github.com/airlockhq/airlock/contract"
 )
 
 // Button action ids. Slack echoes the clicked button's action_id and value
@@ -20,16 +20,16 @@ const (
 )
 
 // actionKinds maps each button's action_id to the only decision it may carry.
-var actionKinds = map[string]workflows.DecisionKind{
-	ActionApprove:  workflows.DecisionApprove,
-	ActionDeny:     workflows.DecisionDeny,
-	ActionStop:     workflows.DecisionStop,
-	ActionAgree:    workflows.DecisionAgree,
-	ActionDisagree: workflows.DecisionDisagree,
+var actionKinds = map[string]contract.DecisionKind{
+	ActionApprove:  contract.DecisionApprove,
+	ActionDeny:     contract.DecisionDeny,
+	ActionStop:     contract.DecisionStop,
+	ActionAgree:    contract.DecisionAgree,
+	ActionDisagree: contract.DecisionDisagree,
 }
 
 // ActionID returns the button action_id for a decision kind ("" if unknown).
-func ActionID(k workflows.DecisionKind) string {
+func ActionID(k contract.DecisionKind) string {
 	for id, kind := range actionKinds {
 		if kind == k {
 			return id
@@ -113,7 +113,7 @@ type ButtonValue struct {
 	WorkflowID  string
 	ActionIndex int
 	ActionHash  string
-	Kind        workflows.DecisionKind
+	Kind        contract.DecisionKind
 }
 
 // Encode returns the button value. It fails rather than produce a value
@@ -143,7 +143,7 @@ func ParseButtonValue(s string) (ButtonValue, error) {
 	if err != nil || strconv.Itoa(idx) != parts[2] {
 		return ButtonValue{}, fmt.Errorf("%w: bad action index", ErrBadButtonValue)
 	}
-	v := ButtonValue{Kind: workflows.DecisionKind(parts[1]), ActionIndex: idx, ActionHash: parts[3], WorkflowID: parts[4]}
+	v := ButtonValue{Kind: contract.DecisionKind(parts[1]), ActionIndex: idx, ActionHash: parts[3], WorkflowID: parts[4]}
 	if err := v.validate(); err != nil {
 		return ButtonValue{}, err
 	}

@@ -20,10 +20,10 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 func envInt(name string, def int) int {
@@ -45,13 +45,13 @@ func TestOneWorkerKeepsUp(t *testing.T) {
 	stamp := fmt.Sprintf("load-%d", time.Now().UnixNano())
 	start := time.Now()
 	ids := make([]string, n)
-	results := make([]workflows.CycleResult, n)
+	results := make([]contract.CycleResult, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		req := workflows.CycleRequest{AgentID: "chaos-auto", CycleID: fmt.Sprintf("%s-%d", stamp, i),
+		req := contract.CycleRequest{AgentID: "chaos-auto", CycleID: fmt.Sprintf("%s-%d", stamp, i),
 			Actions: []policy.Proposal{{Type: "patch", Params: map[string]any{"seq": i}}}}
-		ids[i] = workflows.CycleWorkflowID(req.AgentID, req.CycleID)
+		ids[i] = contract.CycleWorkflowID(req.AgentID, req.CycleID)
 		wg.Go(func() { results[i], errs[i] = env.starter.RunCycle(ctx, req) })
 	}
 	wg.Wait()
@@ -60,7 +60,7 @@ func TestOneWorkerKeepsUp(t *testing.T) {
 	r := collect(ctx, t, stamp, ids, f)
 	succeeded := 0
 	for i := range n {
-		if errs[i] == nil && results[i].Outcome == workflows.OutcomeSucceeded {
+		if errs[i] == nil && results[i].Outcome == contract.OutcomeSucceeded {
 			succeeded++
 		} else {
 			t.Errorf("%s: err %v, outcome %q, actions %v", ids[i], errs[i], results[i].Outcome, outcomes(results[i]))
@@ -122,9 +122,9 @@ func TestKillWorkersDuringCycles(t *testing.T) {
 	type cycle struct {
 		id      string
 		phase   string
-		res     workflows.CycleResult
+		res     contract.CycleResult
 		err     error
-		wantOut []workflows.Outcome
+		wantOut []contract.Outcome
 	}
 	cycles := make([]*cycle, n)
 	var wg sync.WaitGroup
@@ -132,27 +132,27 @@ func TestKillWorkersDuringCycles(t *testing.T) {
 	for i := range n {
 		c := &cycle{}
 		cycles[i] = c
-		var req workflows.CycleRequest
+		var req contract.CycleRequest
 		switch i % 4 {
 		case 0:
 			read := "probe"
 			if i%8 == 0 {
 				read = "db-probe"
 			}
-			req = workflows.CycleRequest{AgentID: "chaos-auto", Actions: []policy.Proposal{{Type: read, Params: params(read, i)}, {Type: "patch", Params: params("patch", i)}}}
-			c.phase, c.wantOut = "autonomous", []workflows.Outcome{workflows.OutcomeSucceeded, workflows.OutcomeSucceeded}
+			req = contract.CycleRequest{AgentID: "chaos-auto", Actions: []policy.Proposal{{Type: read, Params: params(read, i)}, {Type: "patch", Params: params("patch", i)}}}
+			c.phase, c.wantOut = "autonomous", []contract.Outcome{contract.OutcomeSucceeded, contract.OutcomeSucceeded}
 		case 1:
-			req = workflows.CycleRequest{AgentID: "chaos-adv", Actions: []policy.Proposal{{Type: "probe", Params: params("probe", i)}, {Type: "patch", Params: params("patch", i)}}}
-			c.phase, c.wantOut = "advisory", []workflows.Outcome{workflows.OutcomeSucceeded, workflows.OutcomeSucceeded}
+			req = contract.CycleRequest{AgentID: "chaos-adv", Actions: []policy.Proposal{{Type: "probe", Params: params("probe", i)}, {Type: "patch", Params: params("patch", i)}}}
+			c.phase, c.wantOut = "advisory", []contract.Outcome{contract.OutcomeSucceeded, contract.OutcomeSucceeded}
 		case 2:
-			req = workflows.CycleRequest{AgentID: "chaos-sup", Actions: []policy.Proposal{{Type: "probe", Params: params("probe", i)}, {Type: "patch", Params: params("patch", i)}}}
-			c.phase, c.wantOut = "supervised", []workflows.Outcome{workflows.OutcomeSucceeded, workflows.OutcomeSucceeded}
+			req = contract.CycleRequest{AgentID: "chaos-sup", Actions: []policy.Proposal{{Type: "probe", Params: params("probe", i)}, {Type: "patch", Params: params("patch", i)}}}
+			c.phase, c.wantOut = "supervised", []contract.Outcome{contract.OutcomeSucceeded, contract.OutcomeSucceeded}
 		case 3:
-			req = workflows.CycleRequest{AgentID: "chaos-shadow", Actions: []policy.Proposal{{Type: "probe", Params: params("probe", i)}, {Type: "patch", Params: params("patch", i)}}}
-			c.phase, c.wantOut = "shadow", []workflows.Outcome{workflows.OutcomeSucceeded, workflows.OutcomeWouldDo}
+			req = contract.CycleRequest{AgentID: "chaos-shadow", Actions: []policy.Proposal{{Type: "probe", Params: params("probe", i)}, {Type: "patch", Params: params("patch", i)}}}
+			c.phase, c.wantOut = "shadow", []contract.Outcome{contract.OutcomeSucceeded, contract.OutcomeWouldDo}
 		}
 		req.CycleID = fmt.Sprintf("%s-%d", stamp, i)
-		c.id = workflows.CycleWorkflowID(req.AgentID, req.CycleID)
+		c.id = contract.CycleWorkflowID(req.AgentID, req.CycleID)
 		wg.Go(func() {
 			run, err := startRetrying(ctx, req)
 			if err != nil {
@@ -180,7 +180,7 @@ func TestKillWorkersDuringCycles(t *testing.T) {
 	r := collect(ctx, t, stamp, ids, f)
 	lost := 0
 	for _, c := range cycles {
-		ok := c.err == nil && c.res.Outcome == workflows.OutcomeSucceeded && len(c.res.Actions) == len(c.wantOut)
+		ok := c.err == nil && c.res.Outcome == contract.OutcomeSucceeded && len(c.res.Actions) == len(c.wantOut)
 		for j := 0; ok && j < len(c.wantOut); j++ {
 			ok = c.res.Actions[j].Outcome == c.wantOut[j]
 		}
@@ -203,7 +203,7 @@ func params(action string, i int) map[string]any {
 	return map[string]any{"seq": i}
 }
 
-func outcomes(r workflows.CycleResult) []string {
+func outcomes(r contract.CycleResult) []string {
 	var out []string
 	for _, a := range r.Actions {
 		out = append(out, fmt.Sprintf("%d:%s %s", a.Index, a.Outcome, a.Error))
@@ -213,7 +213,7 @@ func outcomes(r workflows.CycleResult) []string {
 
 // startRetrying starts a cycle; starting is idempotent by workflow id, so
 // a start that failed in flight is simply repeated.
-func startRetrying(ctx context.Context, req workflows.CycleRequest) (*starter.Run, error) {
+func startRetrying(ctx context.Context, req contract.CycleRequest) (*starter.Run, error) {
 	for {
 		run, err := env.starter.Start(ctx, req)
 		if err == nil {
@@ -237,8 +237,8 @@ func approve(ctx context.Context, wfID string) error {
 		pending, err := env.starter.Pending(ctx, wfID)
 		if err == nil && len(pending) > 0 {
 			p := pending[0]
-			res, err := env.starter.Decide(ctx, wfID, workflows.Decision{
-				ActionIndex: p.Action.Index, ActionHash: p.Action.Hash, Kind: workflows.DecisionApprove, Approver: "U1", Via: "cli",
+			res, err := env.starter.Decide(ctx, wfID, contract.Decision{
+				ActionIndex: p.Action.Index, ActionHash: p.Action.Hash, Kind: contract.DecisionApprove, Approver: "U1", Via: "cli",
 			})
 			var refused *starter.RefusedError
 			switch {

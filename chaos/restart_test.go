@@ -13,10 +13,10 @@ import (
 	k8serrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/internal/devstack"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // TestTemporalRestartKeepsPendingApprovals restarts the Temporal server
@@ -34,7 +34,7 @@ func TestTemporalRestartKeepsPendingApprovals(t *testing.T) {
 	fmt.Printf("\nTemporal restarted with %d approvals pending in %s\n", n, time.Since(begin).Round(time.Millisecond))
 
 	var wg sync.WaitGroup
-	results := make([]workflows.CycleResult, n)
+	results := make([]contract.CycleResult, n)
 	errs := make([]error, n)
 	for i, id := range ids {
 		wg.Go(func() {
@@ -47,7 +47,7 @@ func TestTemporalRestartKeepsPendingApprovals(t *testing.T) {
 	wg.Wait()
 	for i := range n {
 		require.NoError(t, errs[i], ids[i])
-		assert.Equal(t, workflows.OutcomeSucceeded, results[i].Outcome, ids[i])
+		assert.Equal(t, contract.OutcomeSucceeded, results[i].Outcome, ids[i])
 	}
 	r := collect(ctx, t, stamp, ids, f)
 	r.print(os.Stdout)
@@ -64,14 +64,14 @@ func TestAPIServerRestartMidJob(t *testing.T) {
 	f := newFleet(t, 2)
 	stamp := fmt.Sprintf("arestart-%d", time.Now().UnixNano())
 	ids := make([]string, n)
-	runs := make([]func() (workflows.CycleResult, error), n)
+	runs := make([]func() (contract.CycleResult, error), n)
 	for i := range n {
-		req := workflows.CycleRequest{AgentID: "chaos-auto", CycleID: fmt.Sprintf("%s-%d", stamp, i),
+		req := contract.CycleRequest{AgentID: "chaos-auto", CycleID: fmt.Sprintf("%s-%d", stamp, i),
 			Actions: []policy.Proposal{{Type: "patch", Params: map[string]any{"seq": i}}}}
 		run, err := startRetrying(ctx, req)
 		require.NoError(t, err)
 		ids[i] = run.WorkflowID
-		runs[i] = func() (workflows.CycleResult, error) { return run.Get(ctx) }
+		runs[i] = func() (contract.CycleResult, error) { return run.Get(ctx) }
 	}
 	// Restart once the first Job exists: cycles are mid-staging or mid-Job.
 	require.Eventually(t, func() bool {
@@ -82,7 +82,7 @@ func TestAPIServerRestartMidJob(t *testing.T) {
 	for i, get := range runs {
 		res, err := get()
 		require.NoError(t, err, ids[i])
-		assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%s: %+v", ids[i], outcomes(res))
+		assert.Equal(t, contract.OutcomeSucceeded, res.Outcome, "%s: %+v", ids[i], outcomes(res))
 	}
 	r := collect(ctx, t, stamp, ids, f)
 	fmt.Printf("\nkube-apiserver restarted while %d cycles ran\n", n)
@@ -90,9 +90,9 @@ func TestAPIServerRestartMidJob(t *testing.T) {
 	r.assertClean(t)
 }
 
-func hasLease(r workflows.CycleResult) bool {
+func hasLease(r contract.CycleResult) bool {
 	for _, e := range r.Audit {
-		if e.Kind == workflows.AuditLease {
+		if e.Kind == contract.AuditLease {
 			return true
 		}
 	}
@@ -118,8 +118,8 @@ func TestVaultRestartFailsClosedAndResumes(t *testing.T) {
 		}
 	}()
 	for i, id := range ids {
-		_, err := env.starter.Decide(ctx, id, workflows.Decision{ActionIndex: 0, ActionHash: pending[i].Action.Hash,
-			Kind: workflows.DecisionApprove, Approver: "U1", Via: "cli"})
+		_, err := env.starter.Decide(ctx, id, contract.Decision{ActionIndex: 0, ActionHash: pending[i].Action.Hash,
+			Kind: contract.DecisionApprove, Approver: "U1", Via: "cli"})
 		require.NoError(t, err)
 	}
 	// Every approved write is now trying, and failing, to lease.
@@ -145,7 +145,7 @@ func TestVaultRestartFailsClosedAndResumes(t *testing.T) {
 	for _, id := range ids {
 		res, err := env.starter.Result(ctx, id)
 		require.NoError(t, err, id)
-		assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%s: %v", id, outcomes(res))
+		assert.Equal(t, contract.OutcomeSucceeded, res.Outcome, "%s: %v", id, outcomes(res))
 	}
 	r := collect(ctx, t, stamp, ids, f)
 	r.print(os.Stdout)
@@ -169,12 +169,12 @@ func stagingRetried(ctx context.Context, id string) bool {
 
 // startPending starts n single-write cycles of an advisory agent and waits
 // until each asks for approval; it returns their ids and pending actions.
-func startPending(ctx context.Context, t *testing.T, agent, stamp string, n int) ([]string, []workflows.PendingAction) {
+func startPending(ctx context.Context, t *testing.T, agent, stamp string, n int) ([]string, []contract.PendingAction) {
 	t.Helper()
 	ids := make([]string, n)
-	pending := make([]workflows.PendingAction, n)
+	pending := make([]contract.PendingAction, n)
 	for i := range n {
-		req := workflows.CycleRequest{AgentID: agent, CycleID: fmt.Sprintf("%s-%d", stamp, i),
+		req := contract.CycleRequest{AgentID: agent, CycleID: fmt.Sprintf("%s-%d", stamp, i),
 			Actions: []policy.Proposal{{Type: "patch", Params: map[string]any{"seq": i}}}}
 		run, err := startRetrying(ctx, req)
 		require.NoError(t, err)

@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // TestManyWaitingCycles parks CHAOS_WAITING advisory cycles (default 200;
@@ -31,14 +31,14 @@ func TestManyWaitingCycles(t *testing.T) {
 	stamp := fmt.Sprintf("wait-%d", time.Now().UnixNano())
 	ids := make([]string, n)
 	for i := range n {
-		ids[i] = workflows.CycleWorkflowID("chaos-adv", fmt.Sprintf("%s-%d", stamp, i))
+		ids[i] = contract.CycleWorkflowID("chaos-adv", fmt.Sprintf("%s-%d", stamp, i))
 	}
 
 	begin := time.Now()
 	// (assert, not require, inside the pool: FailNow must not leave a
 	// worker goroutine mid-way.)
 	pool(n, 32, func(i int) {
-		_, err := startRetrying(ctx, workflows.CycleRequest{AgentID: "chaos-adv", CycleID: fmt.Sprintf("%s-%d", stamp, i),
+		_, err := startRetrying(ctx, contract.CycleRequest{AgentID: "chaos-adv", CycleID: fmt.Sprintf("%s-%d", stamp, i),
 			Actions: []policy.Proposal{{Type: "patch", Params: map[string]any{"seq": i}}}})
 		assert.NoError(t, err)
 	})
@@ -71,11 +71,11 @@ func TestManyWaitingCycles(t *testing.T) {
 		if !assert.NoError(t, err) || !assert.Len(t, p, 1) {
 			return
 		}
-		kind := workflows.DecisionDeny
+		kind := contract.DecisionDeny
 		if i < approved {
-			kind = workflows.DecisionApprove
+			kind = contract.DecisionApprove
 		}
-		_, err = env.starter.Decide(ctx, ids[i], workflows.Decision{ActionIndex: 0, ActionHash: p[0].Action.Hash, Kind: kind, Approver: "U1", Via: "cli"})
+		_, err = env.starter.Decide(ctx, ids[i], contract.Decision{ActionIndex: 0, ActionHash: p[0].Action.Hash, Kind: kind, Approver: "U1", Via: "cli"})
 		if assert.NoError(t, err) {
 			decided.Add(1)
 		}
@@ -84,9 +84,9 @@ func TestManyWaitingCycles(t *testing.T) {
 	var ok atomic.Int64
 	pool(n, 32, func(i int) {
 		res, err := env.starter.Result(ctx, ids[i])
-		want := workflows.OutcomeDenied
+		want := contract.OutcomeDenied
 		if i < approved {
-			want = workflows.OutcomeSucceeded
+			want = contract.OutcomeSucceeded
 		}
 		if assert.NoError(t, err) && assert.Equal(t, want, res.Outcome, ids[i]) {
 			ok.Add(1)

@@ -18,12 +18,11 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/airlockhq/airlock/activities"
 	"github.com/airlockhq/airlock/approval"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/vault"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // killAgent is the e2e catalog's agent for kill tests: nothing else uses
@@ -65,9 +64,9 @@ func TestAgentKillSwitch(t *testing.T) {
 	catalog := filepath.Join(env.stack.Dir, "catalog.yaml")
 
 	// Two running cycles: one with a token and a DB lease, one with a token.
-	db := workflows.CycleRequest{AgentID: killAgent, CycleID: cycleID(t) + "-db", Actions: []policy.Proposal{{Type: "db-slow"}}}
-	read := workflows.CycleRequest{AgentID: killAgent, CycleID: cycleID(t) + "-read", Actions: []policy.Proposal{{Type: "long-read"}}}
-	dbID, readID := workflows.CycleWorkflowID(killAgent, db.CycleID), workflows.CycleWorkflowID(killAgent, read.CycleID)
+	db := contract.CycleRequest{AgentID: killAgent, CycleID: cycleID(t) + "-db", Actions: []policy.Proposal{{Type: "db-slow"}}}
+	read := contract.CycleRequest{AgentID: killAgent, CycleID: cycleID(t) + "-read", Actions: []policy.Proposal{{Type: "long-read"}}}
+	dbID, readID := contract.CycleWorkflowID(killAgent, db.CycleID), contract.CycleWorkflowID(killAgent, read.CycleID)
 	dbSeen, readSeen := watchSecret(ctx, killNS, k8s.JobName(dbID, 0)), watchSecret(ctx, killNS, k8s.JobName(readID, 0))
 	dbRun, err := env.starter.Start(ctx, db)
 	require.NoError(t, err)
@@ -92,7 +91,7 @@ func TestAgentKillSwitch(t *testing.T) {
 		assert.Contains(t, out, "U9 is not an approver of agent e2e-kill")
 		st, err := env.starter.AgentState(ctx, killAgent)
 		require.NoError(t, err)
-		assert.Equal(t, workflows.AgentActive, st.Status)
+		assert.Equal(t, contract.AgentActive, st.Status)
 		assert.True(t, tokenValid(t, readCreds.accessor))
 	})
 
@@ -120,7 +119,7 @@ func TestAgentKillSwitch(t *testing.T) {
 	assert.Error(t, err, "the database user is gone")
 
 	for _, run := range []interface {
-		Get(context.Context) (workflows.CycleResult, error)
+		Get(context.Context) (contract.CycleResult, error)
 	}{dbRun, readRun} {
 		_, err := run.Get(ctx)
 		var canceled *temporal.CanceledError
@@ -134,20 +133,20 @@ func TestAgentKillSwitch(t *testing.T) {
 	saveHistory(ctx, t, dbID, "agent-state-canceled-by-kill")
 
 	t.Run("a new cycle of the killed agent is refused before anything is leased", func(t *testing.T) {
-		req := workflows.CycleRequest{AgentID: killAgent, CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "again"}}}}
+		req := contract.CycleRequest{AgentID: killAgent, CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "again"}}}}
 		_, err := env.starter.RunCycle(ctx, req)
 		var appErr *temporal.ApplicationError
 		require.ErrorAs(t, err, &appErr)
-		assert.Equal(t, activities.ErrTypeInvalidRequest, appErr.Type())
+		assert.Equal(t, contract.ErrTypeInvalidRequest, appErr.Type())
 		assert.Equal(t, "agent e2e-kill is killed: e2e: runaway agent (via cli)", appErr.Message())
-		assert.NotContains(t, activitiesRun(ctx, t, workflows.CycleWorkflowID(killAgent, req.CycleID)), "StageAction")
-		saveHistory(ctx, t, workflows.CycleWorkflowID(killAgent, req.CycleID), "agent-state-refused-killed")
+		assert.NotContains(t, activitiesRun(ctx, t, contract.CycleWorkflowID(killAgent, req.CycleID)), "StageAction")
+		saveHistory(ctx, t, contract.CycleWorkflowID(killAgent, req.CycleID), "agent-state-refused-killed")
 		jobs, _ := agentObjects(ctx, t)
 		assert.Zero(t, jobs)
 	})
 
 	t.Run("agent show", func(t *testing.T) {
-		var st workflows.AgentState
+		var st contract.AgentState
 		require.Eventually(t, func() bool { // the cancelled cycles report as they end
 			st, err = env.starter.AgentState(ctx, killAgent)
 			return err == nil && st.Counters.Outcomes["canceled"] == 2 && st.Counters.Outcomes["refused"] == 1
@@ -171,21 +170,21 @@ func TestAgentKillSwitch(t *testing.T) {
 		assert.Contains(t, out, "needs 2 distinct approvers, got 1 (U2)")
 		st, err := env.starter.AgentState(ctx, killAgent)
 		require.NoError(t, err)
-		require.Equal(t, workflows.AgentKilled, st.Status, "refused resumes change nothing")
+		require.Equal(t, contract.AgentKilled, st.Status, "refused resumes change nothing")
 
 		out, err = cli(t, "agent", "resume", killAgent, "--by", "U2", "--by", "U3", "--reason", "root cause fixed")
 		require.NoError(t, err, out)
 		assert.Contains(t, out, "agent e2e-kill resumed by U2, U3: active, read=shadow write=shadow")
 
 		// Back in shadow: a write is recorded, never run.
-		res, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: killAgent, CycleID: cycleID(t),
+		res, err := env.starter.RunCycle(ctx, contract.CycleRequest{AgentID: killAgent, CycleID: cycleID(t),
 			Actions: []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "db"}}}})
 		require.NoError(t, err)
 		require.Len(t, res.Actions, 1)
-		assert.Equal(t, workflows.OutcomeWouldDo, res.Actions[0].Outcome)
+		assert.Equal(t, contract.OutcomeWouldDo, res.Actions[0].Outcome)
 		assert.Equal(t, policy.PhaseShadow, res.Actions[0].Decision.Phase)
 		saveHistory(ctx, t, res.WorkflowID, "agent-state-shadow-after-resume")
-		saveHistory(ctx, t, workflows.AgentWorkflowID(killAgent), "agent/seeded-killed-resumed")
+		saveHistory(ctx, t, contract.AgentWorkflowID(killAgent), "agent/seeded-killed-resumed")
 
 		out, err = cli(t, "agent", "list", "--catalog", catalog)
 		require.NoError(t, err, out)
@@ -215,10 +214,10 @@ func TestSlackKillButtonOnTheAutonomousWriteNotice(t *testing.T) {
 	defer cancel()
 	const agent = "e2e-kill-slack"
 	endpoint := approvalEndpoint(t)
-	res, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: agent, CycleID: cycleID(t),
+	res, err := env.starter.RunCycle(ctx, contract.CycleRequest{AgentID: agent, CycleID: cycleID(t),
 		Actions: []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "db"}}}})
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
+	require.Equal(t, contract.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
 	msg := waitPosted(t, res.WorkflowID)
 	assert.Contains(t, msg.Get("blocks"), "Ran: quick-write", "humans are told after the autonomous write")
 	kill := buttonValue(t, msg.Get("blocks"), approval.ActionKillAgent)
@@ -230,15 +229,15 @@ func TestSlackKillButtonOnTheAutonomousWriteNotice(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	st, err := env.starter.AgentState(ctx, agent)
 	require.NoError(t, err)
-	require.Equal(t, workflows.AgentActive, st.Status, "refused clicks change nothing")
+	require.Equal(t, contract.AgentActive, st.Status, "refused clicks change nothing")
 
 	resp = click(t, endpoint, "U2", approval.ActionKillAgent, kill, msg.Get("ts"), time.Now(), signingSecret)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	st, err = env.starter.AgentState(ctx, agent)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.AgentKilled, st.Status, "killed as soon as the click is answered")
+	assert.Equal(t, contract.AgentKilled, st.Status, "killed as soon as the click is answered")
 	assert.Equal(t, []string{"U2"}, st.Transitions[len(st.Transitions)-1].By)
-	_, err = env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: agent, CycleID: cycleID(t) + "-after",
+	_, err = env.starter.RunCycle(ctx, contract.CycleRequest{AgentID: agent, CycleID: cycleID(t) + "-after",
 		Actions: []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "db"}}}})
 	assert.ErrorContains(t, err, "agent e2e-kill-slack is killed")
 }

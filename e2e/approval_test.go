@@ -24,10 +24,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/airlockhq/airlock/approval"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/vault"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 const signingSecret = "e2e-signing-secret"
@@ -148,14 +148,14 @@ func TestInvariant7AdvisoryCycleWaitsForASignedSlackClick(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	endpoint := approvalEndpoint(t)
-	req := workflows.CycleRequest{AgentID: "e2e-adv", CycleID: cycleID(t), Principal: "agent:e2e-adv",
-		Thoughts: []workflows.Thought{{Step: 1, Content: "need to write", Confidence: 0.7}},
+	req := contract.CycleRequest{AgentID: "e2e-adv", CycleID: cycleID(t), Principal: "agent:e2e-adv",
+		Thoughts: []contract.Thought{{Step: 1, Content: "need to write", Confidence: 0.7}},
 		Actions:  []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "db"}, Rationale: "fix it"}}}
 	run, err := env.starter.Start(ctx, req)
 	require.NoError(t, err)
 	msg := waitPosted(t, run.WorkflowID)
 	assert.Equal(t, "C0APPROVALS", msg.Get("channel"), "posted to the agent's channel")
-	approve := buttonValue(t, msg.Get("blocks"), approval.ActionID(workflows.DecisionApprove))
+	approve := buttonValue(t, msg.Get("blocks"), approval.ActionID(contract.DecisionApprove))
 	job := k8s.JobName(run.WorkflowID, 0)
 
 	t.Run("nothing is created while it waits", func(t *testing.T) {
@@ -166,20 +166,20 @@ func TestInvariant7AdvisoryCycleWaitsForASignedSlackClick(t *testing.T) {
 		require.Len(t, pending, 1)
 	})
 	t.Run("forged, expired and unauthorised clicks change nothing", func(t *testing.T) {
-		assert.Equal(t, http.StatusUnauthorized, click(t, endpoint, "U1", approval.ActionID(workflows.DecisionApprove), approve, msg.Get("ts"), time.Now(), "wrong-secret").StatusCode)
-		assert.Equal(t, http.StatusUnauthorized, click(t, endpoint, "U1", approval.ActionID(workflows.DecisionApprove), approve, msg.Get("ts"), time.Now().Add(-6*time.Minute), signingSecret).StatusCode)
-		assert.Equal(t, http.StatusForbidden, click(t, endpoint, "U9", approval.ActionID(workflows.DecisionApprove), approve, msg.Get("ts"), time.Now(), signingSecret).StatusCode)
+		assert.Equal(t, http.StatusUnauthorized, click(t, endpoint, "U1", approval.ActionID(contract.DecisionApprove), approve, msg.Get("ts"), time.Now(), "wrong-secret").StatusCode)
+		assert.Equal(t, http.StatusUnauthorized, click(t, endpoint, "U1", approval.ActionID(contract.DecisionApprove), approve, msg.Get("ts"), time.Now().Add(-6*time.Minute), signingSecret).StatusCode)
+		assert.Equal(t, http.StatusForbidden, click(t, endpoint, "U9", approval.ActionID(contract.DecisionApprove), approve, msg.Get("ts"), time.Now(), signingSecret).StatusCode)
 		pending, err := env.starter.Pending(ctx, run.WorkflowID)
 		require.NoError(t, err)
 		require.Len(t, pending, 1, "still waiting")
 		assert.Empty(t, pending[0].ApprovedBy)
 	})
 
-	resp := click(t, endpoint, "U1", approval.ActionID(workflows.DecisionApprove), approve, msg.Get("ts"), time.Now(), signingSecret)
+	resp := click(t, endpoint, "U1", approval.ActionID(contract.DecisionApprove), approve, msg.Get("ts"), time.Now(), signingSecret)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	res, err := run.Get(ctx)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%+v", res)
+	require.Equal(t, contract.OutcomeSucceeded, res.Outcome, "%+v", res)
 	a := res.Actions[0]
 	assert.Equal(t, "approved write done", a.Output, "the Job ran")
 	require.Len(t, a.Decisions, 1)
@@ -187,7 +187,7 @@ func TestInvariant7AdvisoryCycleWaitsForASignedSlackClick(t *testing.T) {
 	assert.Equal(t, "slack", a.Decisions[0].Via)
 	_, err = env.broker.Lookup(ctx, a.LeaseAccessor)
 	assert.ErrorIs(t, err, vault.ErrNotFound, "credentials revoked after the run")
-	assert.Equal(t, http.StatusForbidden, click(t, endpoint, "U1", approval.ActionID(workflows.DecisionApprove), approve, msg.Get("ts"), time.Now(), signingSecret).StatusCode,
+	assert.Equal(t, http.StatusForbidden, click(t, endpoint, "U1", approval.ActionID(contract.DecisionApprove), approve, msg.Get("ts"), time.Now(), signingSecret).StatusCode,
 		"a second click after the cycle closed is refused and changes nothing")
 	up, ok := env.slack.message("chat.update", "U1")
 	require.True(t, ok, "the message was updated with the outcome")
@@ -199,15 +199,15 @@ func TestDeniedActionCreatesNoJobAndLeasesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	endpoint := approvalEndpoint(t)
-	run, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: "e2e-adv", CycleID: cycleID(t),
+	run, err := env.starter.Start(ctx, contract.CycleRequest{AgentID: "e2e-adv", CycleID: cycleID(t),
 		Actions: []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "db"}}}})
 	require.NoError(t, err)
 	msg := waitPosted(t, run.WorkflowID)
-	deny := buttonValue(t, msg.Get("blocks"), approval.ActionID(workflows.DecisionDeny))
-	require.Equal(t, http.StatusOK, click(t, endpoint, "U2", approval.ActionID(workflows.DecisionDeny), deny, msg.Get("ts"), time.Now(), signingSecret).StatusCode)
+	deny := buttonValue(t, msg.Get("blocks"), approval.ActionID(contract.DecisionDeny))
+	require.Equal(t, http.StatusOK, click(t, endpoint, "U2", approval.ActionID(contract.DecisionDeny), deny, msg.Get("ts"), time.Now(), signingSecret).StatusCode)
 	res, err := run.Get(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.OutcomeDenied, res.Outcome)
+	assert.Equal(t, contract.OutcomeDenied, res.Outcome)
 	assert.Equal(t, "denied by U2", res.Actions[0].Error)
 	assert.Empty(t, res.Actions[0].LeaseAccessor, "no lease was made")
 	_, err = env.kube.BatchV1().Jobs("airlock-e2e-adv").Get(ctx, k8s.JobName(run.WorkflowID, 0), metav1.GetOptions{})
@@ -218,17 +218,17 @@ func TestDeniedActionCreatesNoJobAndLeasesNothing(t *testing.T) {
 func TestShadowCycleCreatesNoJobButTheDryRunIsReal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	res, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: "e2e-shadow", CycleID: cycleID(t), Actions: []policy.Proposal{
+	res, err := env.starter.RunCycle(ctx, contract.CycleRequest{AgentID: "e2e-shadow", CycleID: cycleID(t), Actions: []policy.Proposal{
 		{Type: "echo", Params: map[string]any{"text": "look"}},
 		{Type: "quick-write", Params: map[string]any{"target": "db"}},
 		{Type: "greedy-write"},
 	}})
 	require.NoError(t, err)
-	assert.Equal(t, workflows.OutcomeSucceeded, res.Actions[0].Outcome, "shadow reads run")
-	assert.Equal(t, workflows.OutcomeWouldDo, res.Actions[1].Outcome)
+	assert.Equal(t, contract.OutcomeSucceeded, res.Actions[0].Outcome, "shadow reads run")
+	assert.Equal(t, contract.OutcomeWouldDo, res.Actions[1].Outcome)
 	assert.Equal(t, "admitted", res.Actions[1].DryRun)
 	require.NotNil(t, res.Actions[1].Rendered, "the fully rendered action is recorded")
-	assert.Equal(t, workflows.OutcomeWouldDo, res.Actions[2].Outcome)
+	assert.Equal(t, contract.OutcomeWouldDo, res.Actions[2].Outcome)
 	assert.Contains(t, res.Actions[2].DryRun, "rejected:", "the apiserver refused the non-compliant Job for real")
 	assert.Contains(t, res.Actions[2].DryRun, "not a valid annotation key!")
 	for _, i := range []int{1, 2} {
@@ -245,31 +245,31 @@ func TestShadowFeedbackFromSlackIsRecordedAndRunsNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	endpoint := approvalEndpoint(t)
-	res, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: "e2e-shadow", CycleID: cycleID(t), Principal: "agent:e2e-shadow",
+	res, err := env.starter.RunCycle(ctx, contract.CycleRequest{AgentID: "e2e-shadow", CycleID: cycleID(t), Principal: "agent:e2e-shadow",
 		Actions: []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "db"}}}})
 	require.NoError(t, err, "the shadow cycle returns at once")
 	fb := res.Actions[0].FeedbackWorkflowID
 	require.NotEmpty(t, fb, "feedback lives on in its own workflow")
 	msg := waitPosted(t, fb)
-	agree := buttonValue(t, msg.Get("blocks"), approval.ActionID(workflows.DecisionAgree))
-	assert.Equal(t, http.StatusOK, click(t, endpoint, "U1", approval.ActionID(workflows.DecisionAgree), agree, msg.Get("ts"), time.Now(), signingSecret).StatusCode)
+	agree := buttonValue(t, msg.Get("blocks"), approval.ActionID(contract.DecisionAgree))
+	assert.Equal(t, http.StatusOK, click(t, endpoint, "U1", approval.ActionID(contract.DecisionAgree), agree, msg.Get("ts"), time.Now(), signingSecret).StatusCode)
 
 	// A forged "approve" on the shadow action is refused by the validator.
 	_, value, _ := strings.Cut(agree, "\x00")
 	bv, err := approval.ParseButtonValue(value)
 	require.NoError(t, err)
-	bv.Kind = workflows.DecisionApprove
+	bv.Kind = contract.DecisionApprove
 	forged, err := bv.Encode()
 	require.NoError(t, err)
 	blockID, _, _ := strings.Cut(agree, "\x00")
-	assert.Equal(t, http.StatusForbidden, click(t, endpoint, "U2", approval.ActionID(workflows.DecisionApprove), blockID+"\x00"+forged, msg.Get("ts"), time.Now(), signingSecret).StatusCode)
+	assert.Equal(t, http.StatusForbidden, click(t, endpoint, "U2", approval.ActionID(contract.DecisionApprove), blockID+"\x00"+forged, msg.Get("ts"), time.Now(), signingSecret).StatusCode)
 
-	v, err := env.tc.QueryWorkflow(ctx, fb, "", workflows.QueryFeedback)
+	v, err := env.tc.QueryWorkflow(ctx, fb, "", contract.QueryFeedback)
 	require.NoError(t, err)
-	var got []workflows.DecisionRecord
+	var got []contract.DecisionRecord
 	require.NoError(t, v.Get(&got))
 	require.Len(t, got, 1)
 	assert.Equal(t, "U1", got[0].Approver)
-	assert.Equal(t, workflows.DecisionAgree, got[0].Kind)
+	assert.Equal(t, contract.DecisionAgree, got[0].Kind)
 	assert.Empty(t, jobsOf(ctx, t, "airlock-e2e-shadow", res.WorkflowID), "feedback never runs anything")
 }

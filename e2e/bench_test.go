@@ -14,12 +14,12 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/airlockhq/airlock/approval"
+	"github.com/airlockhq/airlock/contract"
 
 	"github.com/airlockhq/airlock/activities"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/vault"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // BenchmarkCycleOverhead measures, in one run, a single-action autonomous
@@ -40,11 +40,11 @@ func BenchmarkCycleOverhead(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		start := time.Now()
-		res, err := env.starter.RunCycle(ctx, workflows.CycleRequest{
+		res, err := env.starter.RunCycle(ctx, contract.CycleRequest{
 			AgentID: "e2e", CycleID: fmt.Sprintf("bench-%d-%d", stamp, i),
 			Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "bench"}}},
 		})
-		if err != nil || res.Outcome != workflows.OutcomeSucceeded {
+		if err != nil || res.Outcome != contract.OutcomeSucceeded {
 			b.Fatalf("cycle: %v %+v", err, res)
 		}
 		cycle = append(cycle, time.Since(start))
@@ -130,7 +130,7 @@ func BenchmarkApprovalClickToJob(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		b.StopTimer()
-		run, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: "e2e-adv", CycleID: fmt.Sprintf("click-%d-%d", stamp, i),
+		run, err := env.starter.Start(ctx, contract.CycleRequest{AgentID: "e2e-adv", CycleID: fmt.Sprintf("click-%d-%d", stamp, i),
 			Actions: []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "bench"}}}})
 		if err != nil {
 			b.Fatal(err)
@@ -146,7 +146,7 @@ func BenchmarkApprovalClickToJob(b *testing.B) {
 				b.Fatal("no approval message")
 			}
 		}
-		approve := buttonValue(t, msg.Get("blocks"), approval.ActionID(workflows.DecisionApprove))
+		approve := buttonValue(t, msg.Get("blocks"), approval.ActionID(contract.DecisionApprove))
 		jobName := k8s.JobName(run.WorkflowID, 0)
 		w, err := env.kube.BatchV1().Jobs("airlock-e2e-adv").Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + jobName})
 		if err != nil {
@@ -154,7 +154,7 @@ func BenchmarkApprovalClickToJob(b *testing.B) {
 		}
 		b.StartTimer()
 		start := time.Now()
-		if resp := click(t, endpoint, "U1", approval.ActionID(workflows.DecisionApprove), approve, msg.Get("ts"), time.Now(), signingSecret); resp.StatusCode != 200 {
+		if resp := click(t, endpoint, "U1", approval.ActionID(contract.DecisionApprove), approve, msg.Get("ts"), time.Now(), signingSecret); resp.StatusCode != 200 {
 			b.Fatalf("click: %d", resp.StatusCode)
 		}
 		for ev := range w.ResultChan() {

@@ -12,9 +12,9 @@ import (
 	k8serrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // budgetAgent has budgets {pending_approvals: 1, running_jobs: 1}; no
@@ -39,15 +39,15 @@ func TestBudgetPendingApprovalsRefusesAndPostsNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	write := []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "db"}}}
-	first, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: budgetAgent, CycleID: cycleID(t) + "-first", Actions: write})
+	first, err := env.starter.Start(ctx, contract.CycleRequest{AgentID: budgetAgent, CycleID: cycleID(t) + "-first", Actions: write})
 	require.NoError(t, err)
 	waitPosted(t, first.WorkflowID)
 
 	start := time.Now()
-	second, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: budgetAgent, CycleID: cycleID(t) + "-second", Actions: write})
+	second, err := env.starter.RunCycle(ctx, contract.CycleRequest{AgentID: budgetAgent, CycleID: cycleID(t) + "-second", Actions: write})
 	require.NoError(t, err)
 	assert.Less(t, time.Since(start), 30*time.Second, "refused, not queued (the approval timeout is 2m)")
-	assert.Equal(t, workflows.OutcomeDenied, second.Outcome)
+	assert.Equal(t, contract.OutcomeDenied, second.Outcome)
 	require.Len(t, second.Actions, 1)
 	a := second.Actions[0]
 	assert.Equal(t, `budget "pending_approvals" exhausted: 1 of 1 approvals already wait for agent e2e-budget`, a.Error)
@@ -74,20 +74,20 @@ func TestBudgetPendingApprovalsRefusesAndPostsNothing(t *testing.T) {
 	pending, err := env.starter.Pending(ctx, first.WorkflowID)
 	require.NoError(t, err)
 	require.Len(t, pending, 1)
-	_, err = env.starter.Decide(ctx, first.WorkflowID, workflows.Decision{ActionIndex: 0, ActionHash: pending[0].Action.Hash,
-		Kind: workflows.DecisionDeny, Approver: "U1", Via: "cli"})
+	_, err = env.starter.Decide(ctx, first.WorkflowID, contract.Decision{ActionIndex: 0, ActionHash: pending[0].Action.Hash,
+		Kind: contract.DecisionDeny, Approver: "U1", Via: "cli"})
 	require.NoError(t, err)
 	res, err := first.Get(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.OutcomeDenied, res.Outcome)
-	third, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: budgetAgent, CycleID: cycleID(t) + "-third", Actions: write})
+	assert.Equal(t, contract.OutcomeDenied, res.Outcome)
+	third, err := env.starter.Start(ctx, contract.CycleRequest{AgentID: budgetAgent, CycleID: cycleID(t) + "-third", Actions: write})
 	require.NoError(t, err)
 	waitPosted(t, third.WorkflowID)
 	pending, err = env.starter.Pending(ctx, third.WorkflowID)
 	require.NoError(t, err)
 	require.Len(t, pending, 1)
-	_, err = env.starter.Decide(ctx, third.WorkflowID, workflows.Decision{ActionIndex: 0, ActionHash: pending[0].Action.Hash,
-		Kind: workflows.DecisionDeny, Approver: "U2", Via: "cli"})
+	_, err = env.starter.Decide(ctx, third.WorkflowID, contract.Decision{ActionIndex: 0, ActionHash: pending[0].Action.Hash,
+		Kind: contract.DecisionDeny, Approver: "U2", Via: "cli"})
 	require.NoError(t, err)
 	_, err = third.Get(ctx)
 	require.NoError(t, err)
@@ -103,15 +103,15 @@ func TestBudgetRunningJobsRefusesAndLeasesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	long := []policy.Proposal{{Type: "long-read"}}
-	first, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: budgetAgent, CycleID: cycleID(t) + "-first", Actions: long})
+	first, err := env.starter.Start(ctx, contract.CycleRequest{AgentID: budgetAgent, CycleID: cycleID(t) + "-first", Actions: long})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		return len(podNames(ctx, budgetNS, k8s.JobName(first.WorkflowID, 0))) == 1
 	}, 30*time.Second, 50*time.Millisecond, "the first Job runs")
 
-	second, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: budgetAgent, CycleID: cycleID(t) + "-second", Actions: long})
+	second, err := env.starter.RunCycle(ctx, contract.CycleRequest{AgentID: budgetAgent, CycleID: cycleID(t) + "-second", Actions: long})
 	require.NoError(t, err)
-	assert.Equal(t, workflows.OutcomeDenied, second.Outcome)
+	assert.Equal(t, contract.OutcomeDenied, second.Outcome)
 	a := second.Actions[0]
 	assert.Equal(t, `budget "running_jobs" exhausted: 1 of 1 Jobs already run for agent e2e-budget`, a.Error)
 	assert.Equal(t, policy.BudgetRunningJobs, a.Budget)
@@ -122,7 +122,7 @@ func TestBudgetRunningJobsRefusesAndLeasesNothing(t *testing.T) {
 
 	res, err := first.Get(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "the running Job was untouched: %+v", res.Actions)
+	assert.Equal(t, contract.OutcomeSucceeded, res.Outcome, "the running Job was untouched: %+v", res.Actions)
 	st, err := env.starter.AgentState(ctx, budgetAgent)
 	require.NoError(t, err)
 	assert.Zero(t, st.Budget.Use(time.Now()).RunningJobs, "the Job's hold was released")

@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 var cliOnce struct {
@@ -58,8 +58,8 @@ func cli(t *testing.T, args ...string) (string, error) {
 func TestCLIApproveThenAuditShowsApproverAndAccessorNeverTheSecret(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	req := workflows.CycleRequest{AgentID: "e2e-adv", CycleID: cycleID(t), Principal: "agent:e2e-adv",
-		Thoughts: []workflows.Thought{{Step: 1, Content: "the queue is backed up", Confidence: 0.6}},
+	req := contract.CycleRequest{AgentID: "e2e-adv", CycleID: cycleID(t), Principal: "agent:e2e-adv",
+		Thoughts: []contract.Thought{{Step: 1, Content: "the queue is backed up", Confidence: 0.6}},
 		Actions:  []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "queue"}}}}
 	run, err := env.starter.Start(ctx, req)
 	require.NoError(t, err)
@@ -90,7 +90,7 @@ func TestCLIApproveThenAuditShowsApproverAndAccessorNeverTheSecret(t *testing.T)
 	assert.Contains(t, out, "approved")
 	res, err := run.Get(ctx)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+	require.Equal(t, contract.OutcomeSucceeded, res.Outcome)
 	lease := <-seen
 	require.NotEmpty(t, lease.token)
 

@@ -13,10 +13,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/vault"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // secretSeen is the credential material a Job's Secret held while it ran.
@@ -53,8 +53,8 @@ func watchSecret(ctx context.Context, namespace, jobName string) <-chan secretSe
 func TestInvariant1SecretScanTokenAndDynamicDatabaseCredentials(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	req := workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "db-report"}}}
-	wfID := workflows.CycleWorkflowID(req.AgentID, req.CycleID)
+	req := contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "db-report"}}}
+	wfID := contract.CycleWorkflowID(req.AgentID, req.CycleID)
 	seenCh := watchSecret(ctx, ns, k8s.JobName(wfID, 0))
 	run, err := env.starter.Start(ctx, req)
 	require.NoError(t, err)
@@ -68,7 +68,7 @@ func TestInvariant1SecretScanTokenAndDynamicDatabaseCredentials(t *testing.T) {
 
 	res, err := run.Get(ctx)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
+	require.Equal(t, contract.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
 	assert.Equal(t, seen.dbLease, res.Actions[0].DBLeaseID, "the result names the lease, not the password")
 
 	valid, err := env.broker.LeaseValid(ctx, seen.dbLease)
@@ -111,8 +111,8 @@ func toString(v any) string {
 func TestLongJobKeepsItsCredentialsAliveUntilItEnds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	req := workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "long-read"}}}
-	wfID := workflows.CycleWorkflowID(req.AgentID, req.CycleID)
+	req := contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "long-read"}}}
+	wfID := contract.CycleWorkflowID(req.AgentID, req.CycleID)
 	seenCh := watchSecret(ctx, ns, k8s.JobName(wfID, 0))
 	run, err := env.starter.Start(ctx, req)
 	require.NoError(t, err)
@@ -129,7 +129,7 @@ func TestLongJobKeepsItsCredentialsAliveUntilItEnds(t *testing.T) {
 
 	res, err := run.Get(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+	assert.Equal(t, contract.OutcomeSucceeded, res.Outcome)
 	_, err = env.broker.Lookup(ctx, seen.accessor)
 	assert.ErrorIs(t, err, vault.ErrNotFound, "and it is revoked when the Job ends")
 }
@@ -139,8 +139,8 @@ func TestLongJobKeepsItsCredentialsAliveUntilItEnds(t *testing.T) {
 func TestInvariant3RevokingTheAgentRevokesEveryActionToken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	req := workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "db-report"}}}
-	wfID := workflows.CycleWorkflowID(req.AgentID, req.CycleID)
+	req := contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "db-report"}}}
+	wfID := contract.CycleWorkflowID(req.AgentID, req.CycleID)
 	seenCh := watchSecret(ctx, ns, k8s.JobName(wfID, 0))
 	run, err := env.starter.Start(ctx, req)
 	require.NoError(t, err)
@@ -161,9 +161,9 @@ func TestInvariant3RevokingTheAgentRevokesEveryActionToken(t *testing.T) {
 	require.NoError(t, err, "the cycle still ends cleanly")
 
 	// The next cycle gets a fresh agent token.
-	res, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t) + "-after", Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "again"}}}})
+	res, err := env.starter.RunCycle(ctx, contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t) + "-after", Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "again"}}}})
 	require.NoError(t, err)
-	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
+	assert.Equal(t, contract.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
 }
 
 func fmtAny(v any) string { return strings.TrimSpace(strings.ReplaceAll(fmt.Sprint(v), "\n", " ")) }
@@ -180,13 +180,13 @@ func TestKVSecretReachesTheJobOnlyThroughItsSecret(t *testing.T) {
 	_, err = root.KVv2("secret").Put(ctx, "airlock/airlock-e2e-read/payments-api", map[string]any{"token": value})
 	require.NoError(t, err)
 
-	req := workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "kv-read"}}}
-	wfID := workflows.CycleWorkflowID(req.AgentID, req.CycleID)
+	req := contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "kv-read"}}}
+	wfID := contract.CycleWorkflowID(req.AgentID, req.CycleID)
 	seenCh := watchSecret(ctx, ns, k8s.JobName(wfID, 0))
 	res, err := env.starter.RunCycle(ctx, req)
 	require.NoError(t, err)
 	seen := <-seenCh
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
+	require.Equal(t, contract.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
 	assert.Equal(t, value, string(seen.data["API_TOKEN"]), "the Job's Secret held the KV value")
 	pod := podsOf(ctx, t, ns, res.Actions[0].Job.Name)[0]
 	var fromSecret bool

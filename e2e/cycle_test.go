@@ -22,12 +22,11 @@ import (
 	k8serrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
 	"github.com/airlockhq/airlock/vault"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 const ns = "airlock-e2e"
@@ -68,20 +67,20 @@ func watchLease(ctx context.Context, t *testing.T, ns, jobName string) <-chan le
 func TestInvariant1And5CycleRunsHardenedJobWithScopedShortLivedToken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	req := workflows.CycleRequest{
+	req := contract.CycleRequest{
 		AgentID: "e2e", CycleID: cycleID(t), Principal: "agent:e2e",
-		Thoughts: []workflows.Thought{{Step: 1, Content: "write after reading", Confidence: 0.9}},
+		Thoughts: []contract.Thought{{Step: 1, Content: "write after reading", Confidence: 0.9}},
 		Actions: []policy.Proposal{
 			{Type: "echo", Params: map[string]any{"text": "hi"}},
 			{Type: "slow-write", Params: map[string]any{"target": "db"}},
 		},
 	}
-	wfID := workflows.CycleWorkflowID(req.AgentID, req.CycleID)
+	wfID := contract.CycleWorkflowID(req.AgentID, req.CycleID)
 	seen := watchLease(ctx, t, ns, k8s.JobName(wfID, 1))
 
 	res, err := env.starter.RunCycle(ctx, req)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%+v", res)
+	require.Equal(t, contract.OutcomeSucceeded, res.Outcome, "%+v", res)
 	require.Len(t, res.Actions, 2)
 	assert.Equal(t, `{"echo":"done"}`, res.Actions[0].Output, "the Job's termination message is the action's output")
 	assert.Equal(t, `{"written":true}`, res.Actions[1].Output)
@@ -214,18 +213,18 @@ func historyText(t *testing.T, h *historypb.History) string {
 func TestFailedJobFailsTheCycleAndStillRevokesAndCleansUp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	req := workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{
+	req := contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{
 		{Type: "broken"},
 		{Type: "echo", Params: map[string]any{"text": "never"}},
 	}}
 	res, err := env.starter.RunCycle(ctx, req)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.OutcomeFailed, res.Outcome)
+	assert.Equal(t, contract.OutcomeFailed, res.Outcome)
 	failed := res.Actions[0]
-	assert.Equal(t, workflows.OutcomeFailed, failed.Outcome)
+	assert.Equal(t, contract.OutcomeFailed, failed.Outcome)
 	assert.Equal(t, int32(1), failed.ExitCode)
 	assert.Equal(t, "boom", failed.Output)
-	assert.Equal(t, workflows.OutcomeSkipped, res.Actions[1].Outcome, "nothing runs after a failure")
+	assert.Equal(t, contract.OutcomeSkipped, res.Actions[1].Outcome, "nothing runs after a failure")
 
 	_, err = env.broker.Lookup(ctx, failed.LeaseAccessor)
 	assert.ErrorIs(t, err, vault.ErrNotFound, "the failed action's token is revoked")
@@ -238,7 +237,7 @@ func TestFailedJobFailsTheCycleAndStillRevokesAndCleansUp(t *testing.T) {
 func TestStartingTheSameCycleTwiceRunsItOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	req := workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "once"}}}}
+	req := contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "once"}}}}
 
 	var wg sync.WaitGroup
 	runs := make([]string, 3)
@@ -255,7 +254,7 @@ func TestStartingTheSameCycleTwiceRunsItOnce(t *testing.T) {
 	assert.Equal(t, runs[0], runs[2])
 	res, err := env.starter.RunCycle(ctx, req) // after completion: still the same cycle
 	require.NoError(t, err)
-	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+	assert.Equal(t, contract.OutcomeSucceeded, res.Outcome)
 	again, err := env.starter.Start(ctx, req)
 	require.NoError(t, err)
 	assert.Equal(t, runs[0], again.RunID)
@@ -275,13 +274,13 @@ func TestInvalidRequestsAreRefusedBeforeAnythingRuns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	tests := map[string]struct {
-		req  workflows.CycleRequest
+		req  contract.CycleRequest
 		want string
 	}{
-		"unknown agent":       {workflows.CycleRequest{AgentID: "mallory", CycleID: "x", Actions: []policy.Proposal{{Type: "echo"}}}, `agent_id: unknown agent "mallory"`},
-		"unknown action type": {workflows.CycleRequest{AgentID: "e2e", CycleID: "x", Actions: []policy.Proposal{{Type: "rm-rf"}}}, `actions[0].type: unknown action type "rm-rf"`},
-		"missing fields":      {workflows.CycleRequest{AgentID: "e2e"}, "cycle_id: required"},
-		"params do not validate": {workflows.CycleRequest{AgentID: "e2e", CycleID: "x", Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": 42}}}},
+		"unknown agent":       {contract.CycleRequest{AgentID: "mallory", CycleID: "x", Actions: []policy.Proposal{{Type: "echo"}}}, `agent_id: unknown agent "mallory"`},
+		"unknown action type": {contract.CycleRequest{AgentID: "e2e", CycleID: "x", Actions: []policy.Proposal{{Type: "rm-rf"}}}, `actions[0].type: unknown action type "rm-rf"`},
+		"missing fields":      {contract.CycleRequest{AgentID: "e2e"}, "cycle_id: required"},
+		"params do not validate": {contract.CycleRequest{AgentID: "e2e", CycleID: "x", Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": 42}}}},
 			"actions[0].params.text: got number, want string"},
 	}
 	for name, tc := range tests {
@@ -290,24 +289,24 @@ func TestInvalidRequestsAreRefusedBeforeAnythingRuns(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
 			if tc.req.CycleID != "" {
-				_, err := env.tc.DescribeWorkflowExecution(ctx, workflows.CycleWorkflowID(tc.req.AgentID, tc.req.CycleID), "")
+				_, err := env.tc.DescribeWorkflowExecution(ctx, contract.CycleWorkflowID(tc.req.AgentID, tc.req.CycleID), "")
 				assert.Error(t, err, "no workflow was started")
 			}
 		})
 	}
 
 	t.Run("the workflow re-validates requests that bypass the starter", func(t *testing.T) {
-		req := workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "rm-rf"}}}
+		req := contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "rm-rf"}}}
 		req, err := starter.SignRequest(ctx, testSigner, req, time.Now()) // a verified agent, proposing nonsense
 		require.NoError(t, err)
-		id := workflows.CycleWorkflowID(req.AgentID, req.CycleID)
-		run, err := env.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue},
-			workflows.CycleWorkflowName, req)
+		id := contract.CycleWorkflowID(req.AgentID, req.CycleID)
+		run, err := env.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: contract.TaskQueue},
+			contract.CycleWorkflowName, req)
 		require.NoError(t, err)
 		err = run.Get(ctx, nil)
 		var appErr *temporal.ApplicationError
 		require.True(t, errors.As(err, &appErr), "got %v", err)
-		assert.Equal(t, activities.ErrTypeInvalidRequest, appErr.Type())
+		assert.Equal(t, contract.ErrTypeInvalidRequest, appErr.Type())
 		assert.Contains(t, err.Error(), `unknown action type "rm-rf"`)
 	})
 }

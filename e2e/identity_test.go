@@ -20,11 +20,11 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/internal/devstack"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
 	"github.com/airlockhq/airlock/vault"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // testSigner signs env.starter's requests. It holds the dev root token, so
@@ -77,7 +77,7 @@ type forger struct {
 	as string
 }
 
-func (f forger) Sign(ctx context.Context, _ string, data []byte) (vault.Signature, error) {
+func (f forger) Sign(ctx context.Context, _ string, data []byte) (contract.Signature, error) {
 	return f.s.Sign(ctx, f.as, data)
 }
 
@@ -114,18 +114,18 @@ func TestInvariant9OnlyAVerifiedAgentGetsACycle(t *testing.T) {
 	attackerSigner := agentSigner(ctx, t, attacker)
 	plain := starter.New(env.tc) // starts requests exactly as signed
 
-	ask := func(t *testing.T) workflows.CycleRequest {
-		return workflows.CycleRequest{AgentID: victim, CycleID: cycleID(t), Principal: "agent:" + victim,
-			Thoughts: []workflows.Thought{{Step: 1, Content: "write as the autonomous agent", Confidence: 0.9}},
+	ask := func(t *testing.T) contract.CycleRequest {
+		return contract.CycleRequest{AgentID: victim, CycleID: cycleID(t), Principal: "agent:" + victim,
+			Thoughts: []contract.Thought{{Step: 1, Content: "write as the autonomous agent", Confidence: 0.9}},
 			Actions:  []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "pwned"}}, {Type: "slow-write", Params: map[string]any{"target": "prod"}}}}
 	}
 	refusals := map[string]struct {
-		sign   func(t *testing.T, req workflows.CycleRequest) workflows.CycleRequest
+		sign   func(t *testing.T, req contract.CycleRequest) contract.CycleRequest
 		reason string
 		detail string
 	}{
 		"signed by another agent": {
-			sign: func(t *testing.T, req workflows.CycleRequest) workflows.CycleRequest {
+			sign: func(t *testing.T, req contract.CycleRequest) contract.CycleRequest {
 				r, err := starter.SignRequest(ctx, forger{attackerSigner, attacker}, req, time.Now())
 				require.NoError(t, err)
 				return r
@@ -133,7 +133,7 @@ func TestInvariant9OnlyAVerifiedAgentGetsACycle(t *testing.T) {
 			reason: activities.UnverifiedOtherAgent, detail: "request claims agent e2e but was signed by agent e2e-adv",
 		},
 		"signed by another agent naming the victim key": {
-			sign: func(t *testing.T, req workflows.CycleRequest) workflows.CycleRequest {
+			sign: func(t *testing.T, req contract.CycleRequest) contract.CycleRequest {
 				r, err := starter.SignRequest(ctx, forger{attackerSigner, attacker}, req, time.Now())
 				require.NoError(t, err)
 				r.Signature.Key = vault.AgentKeyName(victim)
@@ -142,11 +142,11 @@ func TestInvariant9OnlyAVerifiedAgentGetsACycle(t *testing.T) {
 			reason: activities.UnverifiedBadSignature, detail: "not signed by agent e2e",
 		},
 		"unsigned": {
-			sign:   func(_ *testing.T, req workflows.CycleRequest) workflows.CycleRequest { return req },
+			sign:   func(_ *testing.T, req contract.CycleRequest) contract.CycleRequest { return req },
 			reason: activities.UnverifiedUnsigned,
 		},
 		"stale": {
-			sign: func(t *testing.T, req workflows.CycleRequest) workflows.CycleRequest {
+			sign: func(t *testing.T, req contract.CycleRequest) contract.CycleRequest {
 				r, err := starter.SignRequest(ctx, victimSigner, req, time.Now().Add(-10*time.Minute))
 				require.NoError(t, err)
 				return r
@@ -154,7 +154,7 @@ func TestInvariant9OnlyAVerifiedAgentGetsACycle(t *testing.T) {
 			reason: activities.UnverifiedStale, detail: "more than 5m0s apart",
 		},
 		"altered after signing": {
-			sign: func(t *testing.T, req workflows.CycleRequest) workflows.CycleRequest {
+			sign: func(t *testing.T, req contract.CycleRequest) contract.CycleRequest {
 				r, err := starter.SignRequest(ctx, victimSigner, req, time.Now())
 				require.NoError(t, err)
 				r.Actions[1].Params["target"] = "everything"
@@ -171,7 +171,7 @@ func TestInvariant9OnlyAVerifiedAgentGetsACycle(t *testing.T) {
 			_, err = run.Get(ctx)
 			var appErr *temporal.ApplicationError
 			require.True(t, errors.As(err, &appErr), "got %v", err)
-			assert.Equal(t, activities.ErrTypeInvalidRequest, appErr.Type())
+			assert.Equal(t, contract.ErrTypeInvalidRequest, appErr.Type())
 			assert.Contains(t, appErr.Message(), "unverified: "+tc.reason)
 			assert.Contains(t, appErr.Message(), tc.detail)
 
@@ -190,10 +190,10 @@ func TestInvariant9OnlyAVerifiedAgentGetsACycle(t *testing.T) {
 			trail, err := env.starter.Audit(ctx, run.WorkflowID)
 			require.NoError(t, err)
 			for _, e := range trail {
-				assert.NotContains(t, []string{workflows.AuditPolicy, workflows.AuditLease, workflows.AuditJob}, e.Kind, "no decision, no token, no Job")
+				assert.NotContains(t, []string{contract.AuditPolicy, contract.AuditLease, contract.AuditJob}, e.Kind, "no decision, no token, no Job")
 			}
 			last := trail[len(trail)-1]
-			assert.Equal(t, workflows.AuditIdentity, last.Kind)
+			assert.Equal(t, contract.AuditIdentity, last.Kind)
 			assert.Equal(t, "request refused: unverified: "+tc.reason, last.Summary)
 		})
 	}
@@ -204,7 +204,7 @@ func TestInvariant9OnlyAVerifiedAgentGetsACycle(t *testing.T) {
 		_, err := st.Start(ctx, req)
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "403")
-		_, err = env.tc.DescribeWorkflowExecution(ctx, workflows.CycleWorkflowID(req.AgentID, req.CycleID), "")
+		_, err = env.tc.DescribeWorkflowExecution(ctx, contract.CycleWorkflowID(req.AgentID, req.CycleID), "")
 		assert.Error(t, err, "nothing was started")
 	})
 
@@ -215,13 +215,13 @@ func TestInvariant9OnlyAVerifiedAgentGetsACycle(t *testing.T) {
 		require.NoError(t, err)
 		res, err := run.Get(ctx)
 		require.NoError(t, err)
-		assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
+		assert.Equal(t, contract.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
 		assert.Len(t, jobsOf(ctx, t, ns, run.WorkflowID), 2)
 		assert.Equal(t, []string{"VerifyRequest"}, activitiesRun(ctx, t, run.WorkflowID)[:1], "verified first")
 
-		var verified *workflows.AuditEntry
+		var verified *contract.AuditEntry
 		for i, e := range res.Audit {
-			if e.Kind == workflows.AuditIdentity {
+			if e.Kind == contract.AuditIdentity {
 				verified = &res.Audit[i]
 			}
 		}
@@ -231,7 +231,7 @@ func TestInvariant9OnlyAVerifiedAgentGetsACycle(t *testing.T) {
 		assert.EqualValues(t, 1, verified.Data["key_version"])
 		sig, _ := verified.Data["signature"].(string)
 		assert.True(t, strings.HasPrefix(sig, "vault:v1:"), sig)
-		assert.Nil(t, workflows.VerifyAudit(res.Audit))
+		assert.Nil(t, contract.VerifyAudit(res.Audit))
 	})
 }
 
@@ -244,8 +244,8 @@ func TestJavaScriptAgentSignsThroughVaultHTTP(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	token := agentLogin(ctx, t, "e2e")
-	req := workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Principal: "agent:e2e",
-		Thoughts: []workflows.Thought{{Step: 1, Content: "from JavaScript: ünïcode & <tags>", Confidence: 0.75}},
+	req := contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Principal: "agent:e2e",
+		Thoughts: []contract.Thought{{Step: 1, Content: "from JavaScript: ünïcode & <tags>", Confidence: 0.75}},
 		Actions:  []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "hi from js"}, Rationale: "say hi"}}}
 	raw, err := json.Marshal(req)
 	require.NoError(t, err)
@@ -257,14 +257,14 @@ func TestJavaScriptAgentSignsThroughVaultHTTP(t *testing.T) {
 	cmd.Env = append(os.Environ(), "VAULT_ADDR="+env.stack.VaultAddr, "VAULT_TOKEN="+token)
 	out, err := cmd.Output()
 	require.NoError(t, err)
-	var signed workflows.CycleRequest
+	var signed contract.CycleRequest
 	require.NoError(t, json.Unmarshal(out, &signed))
 	require.NotNil(t, signed.Signature)
 	assert.Equal(t, "airlock-agent-e2e", signed.Signature.Key)
 
 	res, err := starter.New(env.tc).RunCycle(ctx, signed)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
+	assert.Equal(t, contract.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
 
 	var payloads strings.Builder
 	walkPayloads(decodedHistory(t, rawHistory(ctx, t, res.WorkflowID)).ProtoReflect(), func(string) bool { return false },
@@ -291,8 +291,8 @@ func TestRecordIdentityHistories(t *testing.T) {
 	}
 	for name, p := range paths {
 		t.Run(name, func(t *testing.T) {
-			req := workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Principal: "agent:e2e",
-				Thoughts: []workflows.Thought{{Step: 1, Content: "recorded path " + name, Confidence: 0.5}},
+			req := contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Principal: "agent:e2e",
+				Thoughts: []contract.Thought{{Step: 1, Content: "recorded path " + name, Confidence: 0.5}},
 				Actions:  []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "hi"}}}}
 			req, err := starter.SignRequest(ctx, p.signer, req, time.Now())
 			require.NoError(t, err)
@@ -303,7 +303,7 @@ func TestRecordIdentityHistories(t *testing.T) {
 				require.ErrorContains(t, err, "unverified: "+activities.UnverifiedOtherAgent)
 			} else {
 				require.NoError(t, err)
-				require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
+				require.Equal(t, contract.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
 			}
 			if !*record {
 				return
@@ -321,7 +321,7 @@ func TestRecordIdentityHistories(t *testing.T) {
 func TestCLISignsAsTheAgent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	req := workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t),
+	req := contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t),
 		Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "from the CLI"}}}}
 	raw, err := json.Marshal(req)
 	require.NoError(t, err)
@@ -333,7 +333,7 @@ func TestCLISignsAsTheAgent(t *testing.T) {
 	require.Error(t, err, out)
 	assert.Contains(t, out, "sign as agent e2e")
 	assert.Contains(t, out, "403")
-	_, err = env.tc.DescribeWorkflowExecution(ctx, workflows.CycleWorkflowID(req.AgentID, req.CycleID), "")
+	_, err = env.tc.DescribeWorkflowExecution(ctx, contract.CycleWorkflowID(req.AgentID, req.CycleID), "")
 	assert.Error(t, err, "nothing was started")
 
 	t.Setenv("AIRLOCK_AGENT_VAULT_TOKEN", agentLogin(ctx, t, "e2e"))

@@ -18,12 +18,12 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/internal/devsetup"
 	"github.com/airlockhq/airlock/internal/devstack"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/vault"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // jobsOf lists the Jobs a cycle created in a namespace.
@@ -50,10 +50,10 @@ func TestInvariant2FailClosedVaultOutage(t *testing.T) {
 	// agent proves who it is while Vault is up, its write waits for a
 	// human, and Vault goes away before the approved write is staged.
 	const ns = "airlock-e2e-adv"
-	run, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: "e2e-adv", CycleID: cycleID(t),
+	run, err := env.starter.Start(ctx, contract.CycleRequest{AgentID: "e2e-adv", CycleID: cycleID(t),
 		Actions: []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "outage"}}}})
 	require.NoError(t, err)
-	var pending []workflows.PendingAction
+	var pending []contract.PendingAction
 	require.Eventually(t, func() bool {
 		pending, err = env.starter.Pending(ctx, run.WorkflowID)
 		return err == nil && len(pending) == 1
@@ -65,8 +65,8 @@ func TestInvariant2FailClosedVaultOutage(t *testing.T) {
 			_ = env.stack.StartProcess(context.Background(), devstack.ProcVault)
 		}
 	}()
-	_, err = env.starter.Decide(ctx, run.WorkflowID, workflows.Decision{ActionIndex: 0, ActionHash: pending[0].Action.Hash,
-		Kind: workflows.DecisionApprove, Approver: "U1", Via: "cli"})
+	_, err = env.starter.Decide(ctx, run.WorkflowID, contract.Decision{ActionIndex: 0, ActionHash: pending[0].Action.Hash,
+		Kind: contract.DecisionApprove, Approver: "U1", Via: "cli"})
 	require.NoError(t, err)
 	jobName := k8s.JobName(run.WorkflowID, 0)
 
@@ -102,7 +102,7 @@ func TestInvariant2FailClosedVaultOutage(t *testing.T) {
 	require.NoError(t, configureDatabase(ctx))
 	res, err := run.Get(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
+	assert.Equal(t, contract.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
 	assert.Len(t, jobsOf(ctx, t, ns, run.WorkflowID), 1)
 }
 
@@ -111,7 +111,7 @@ func TestInvariant2FailClosedVaultOutage(t *testing.T) {
 func TestInvariant2FailClosedNoPolicyNoApproval(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "not-in-catalog"}}})
+	_, err := env.starter.Start(ctx, contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "not-in-catalog"}}})
 	require.Error(t, err)
 	// Approval timeouts are denials: unit-tested with time skipping in
 	// workflows (TestAdvisoryTimeoutIsADenialAndNothingIsLeased).
@@ -128,7 +128,7 @@ func TestInvariant3EveryLeaseIsRevokedWhateverTheOutcome(t *testing.T) {
 		{{Type: "broken"}},
 		{{Type: "echo", Params: map[string]any{"text": "a"}}, {Type: "slow-write", Params: map[string]any{"target": "b"}}},
 	} {
-		res, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t) + "-" + strconv.Itoa(i), Actions: acts})
+		res, err := env.starter.RunCycle(ctx, contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t) + "-" + strconv.Itoa(i), Actions: acts})
 		require.NoError(t, err)
 		for _, a := range res.Actions {
 			if a.LeaseAccessor != "" {
@@ -142,7 +142,7 @@ func TestInvariant3EveryLeaseIsRevokedWhateverTheOutcome(t *testing.T) {
 
 	// Cancellation while the Job runs: the Job and its Pods are deleted and
 	// the lease revoked, on a disconnected context.
-	run, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t) + "-cancel",
+	run, err := env.starter.Start(ctx, contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t) + "-cancel",
 		Actions: []policy.Proposal{{Type: "slow-write", Params: map[string]any{"target": "c"}}}})
 	require.NoError(t, err)
 	jobName := k8s.JobName(run.WorkflowID, 0)
@@ -178,9 +178,9 @@ func TestInvariant3EveryLeaseIsRevokedWhateverTheOutcome(t *testing.T) {
 func TestInvariant4NetworkPolicyExistsBeforeThePod(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	req := workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t),
+	req := contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t),
 		Actions: []policy.Proposal{{Type: "slow-write", Params: map[string]any{"target": "np"}}}}
-	jobName := k8s.JobName(workflows.CycleWorkflowID(req.AgentID, req.CycleID), 0)
+	jobName := k8s.JobName(contract.CycleWorkflowID(req.AgentID, req.CycleID), 0)
 	w, err := env.kube.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: "job-name=" + jobName})
 	require.NoError(t, err)
 	defer w.Stop()
@@ -256,7 +256,7 @@ func TestInvariant6StagingIsIdempotent(t *testing.T) {
 func TestApiserverRestartMidCycleCompletesWithoutDuplicateJobs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	run, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t),
+	run, err := env.starter.Start(ctx, contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t),
 		Actions: []policy.Proposal{{Type: "slow-write", Params: map[string]any{"target": "restart"}}, {Type: "echo", Params: map[string]any{"text": "after"}}}})
 	require.NoError(t, err)
 	jobName := k8s.JobName(run.WorkflowID, 0)
@@ -264,7 +264,7 @@ func TestApiserverRestartMidCycleCompletesWithoutDuplicateJobs(t *testing.T) {
 	require.NoError(t, env.stack.Restart(ctx, devstack.ProcKubeAPIServer))
 	res, err := run.Get(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
+	assert.Equal(t, contract.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
 	assert.Len(t, jobsOf(ctx, t, ns, run.WorkflowID), 2, "one Job per action")
 	assert.Len(t, podsOf(ctx, t, ns, jobName), 1, "the action ran once")
 }
@@ -311,9 +311,9 @@ func TestInvariant2ARefusedJobFailsFastAndLeasesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// Retrying would outlast ctx (staging retries for up to 30 min).
-	res, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "greedy-write"}}})
+	res, err := env.starter.RunCycle(ctx, contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "greedy-write"}}})
 	require.NoError(t, err)
-	assert.Equal(t, workflows.OutcomeFailed, res.Outcome)
+	assert.Equal(t, contract.OutcomeFailed, res.Outcome)
 	assert.Contains(t, res.Actions[0].Error, "not a valid annotation key!")
 	assert.Empty(t, res.Actions[0].LeaseAccessor, "nothing was leased")
 	assert.Empty(t, jobsOf(ctx, t, ns, res.WorkflowID))

@@ -14,10 +14,10 @@ import (
 	"go.temporal.io/sdk/temporal"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // killBenchAgent runs 20 Jobs at once (quota pods 25, running_jobs 25).
@@ -39,7 +39,7 @@ func BenchmarkKillSwitch(b *testing.B) {
 		runs := startKillBenchJobs(ctx, b)
 		b.StartTimer()
 		start := time.Now()
-		rep, err := env.starter.Kill(ctx, killBenchAgent, workflows.KillRequest{Reason: "bench: 20 running Jobs", By: "U1", Via: "api"})
+		rep, err := env.starter.Kill(ctx, killBenchAgent, contract.KillRequest{Reason: "bench: 20 running Jobs", By: "U1", Via: "api"})
 		elapsed := time.Since(start)
 		b.StopTimer()
 		require.NoError(b, err)
@@ -57,7 +57,7 @@ func BenchmarkKillSwitch(b *testing.B) {
 			var canceled *temporal.CanceledError
 			require.True(b, errors.As(err, &canceled), "cycle %s ended %v", run.WorkflowID, err)
 		}
-		_, err = env.starter.ResumeAgent(ctx, killBenchAgent, workflows.ResumeRequest{By: []string{"U1", "U2"}, Reason: "bench: next run", Via: "api"})
+		_, err = env.starter.ResumeAgent(ctx, killBenchAgent, contract.ResumeRequest{By: []string{"U1", "U2"}, Reason: "bench: next run", Via: "api"})
 		require.NoError(b, err)
 		b.StartTimer()
 	}
@@ -79,7 +79,7 @@ func startKillBenchJobs(ctx context.Context, b *testing.B) []*starter.Run {
 	var wg sync.WaitGroup
 	for i := range killBenchJobs {
 		wg.Go(func() {
-			runs[i], errs[i] = env.starter.Start(ctx, workflows.CycleRequest{AgentID: killBenchAgent,
+			runs[i], errs[i] = env.starter.Start(ctx, contract.CycleRequest{AgentID: killBenchAgent,
 				CycleID: fmt.Sprintf("kill-bench-%d-%d", stamp, i), Actions: []policy.Proposal{{Type: "bench-sleep"}}})
 		})
 	}

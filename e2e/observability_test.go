@@ -15,10 +15,10 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/telemetry"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 func TestOneTraceFromStarterThroughEveryActivityIntoThePod(t *testing.T) {
@@ -27,13 +27,13 @@ func TestOneTraceFromStarterThroughEveryActivityIntoThePod(t *testing.T) {
 	env.spans.Reset()
 	ctx, span := env.tel.Tracer().Start(ctx, "agent proposes cycle")
 	traceID := span.SpanContext().TraceID()
-	res, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{
+	res, err := env.starter.RunCycle(ctx, contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{
 		{Type: "echo", Params: map[string]any{"text": "traced"}},
 		{Type: "slow-write", Params: map[string]any{"target": "traced"}},
 	}})
 	span.End()
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+	require.Equal(t, contract.OutcomeSucceeded, res.Outcome)
 
 	names := map[string]bool{}
 	for _, s := range env.spans.GetSpans() {
@@ -133,7 +133,7 @@ func TestPrometheusEndpointCountsCyclesActionsAndLeases(t *testing.T) {
 		{{Type: "echo", Params: map[string]any{"text": "m1"}}, {Type: "echo", Params: map[string]any{"text": "m2"}}},
 		{{Type: "broken"}},
 	} {
-		_, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t) + acts[0].Type, Actions: acts})
+		_, err := env.starter.RunCycle(ctx, contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t) + acts[0].Type, Actions: acts})
 		require.NoError(t, err)
 	}
 	after := scrape(t)
@@ -154,7 +154,7 @@ func TestWorkerLogsCarryAgentCycleActionAndTraceIDs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ctx, span := env.tel.Tracer().Start(ctx, "agent proposes cycle")
-	res, err := env.starter.RunCycle(ctx, workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "logged"}}}})
+	res, err := env.starter.RunCycle(ctx, contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t), Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "logged"}}}})
 	span.End()
 	require.NoError(t, err)
 	var line map[string]any

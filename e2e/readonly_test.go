@@ -9,10 +9,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/vault"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // tokenSeen is how Vault described an action's token while its Job ran.
@@ -59,13 +59,13 @@ func watchToken(ctx context.Context, t *testing.T, namespace, jobName string) <-
 func TestReadActionTokenComesFromTheReadOnlyRole(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	req := workflows.CycleRequest{AgentID: "e2e", CycleID: cycleID(t),
+	req := contract.CycleRequest{AgentID: "e2e", CycleID: cycleID(t),
 		Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "read only"}}}}
-	seenCh := watchToken(ctx, t, ns, k8s.JobName(workflows.CycleWorkflowID(req.AgentID, req.CycleID), 0))
+	seenCh := watchToken(ctx, t, ns, k8s.JobName(contract.CycleWorkflowID(req.AgentID, req.CycleID), 0))
 
 	res, err := env.starter.RunCycle(ctx, req)
 	require.NoError(t, err)
-	require.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
+	require.Equal(t, contract.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
 	require.Len(t, res.Actions, 1)
 
 	seen, ok := <-seenCh

@@ -13,8 +13,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/airlockhq/airlock/approval"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 var record = flag.Bool("record-histories", false, "record one history per phase path into ../workflows/testdata (for replay tests)")
@@ -28,7 +28,7 @@ func TestRecordHistories(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	endpoint := approvalEndpoint(t)
-	decide := func(wfID string, kind workflows.DecisionKind, user string) {
+	decide := func(wfID string, kind contract.DecisionKind, user string) {
 		msg := waitPosted(t, wfID)
 		v := buttonValue(t, msg.Get("blocks"), approval.ActionID(kind))
 		require.Equal(t, http.StatusOK, click(t, endpoint, user, approval.ActionID(kind), v, msg.Get("ts"), time.Now(), signingSecret).StatusCode)
@@ -37,26 +37,26 @@ func TestRecordHistories(t *testing.T) {
 	read := policy.Proposal{Type: "echo", Params: map[string]any{"text": "hi"}}
 	paths := []struct {
 		name    string
-		req     workflows.CycleRequest
+		req     contract.CycleRequest
 		human   func(wfID string)
-		outcome workflows.Outcome
+		outcome contract.Outcome
 	}{
-		{"autonomous", workflows.CycleRequest{AgentID: "e2e", Actions: []policy.Proposal{read, {Type: "slow-write", Params: map[string]any{"target": "x"}}}}, nil, workflows.OutcomeSucceeded},
-		{"autonomous-failure", workflows.CycleRequest{AgentID: "e2e", Actions: []policy.Proposal{{Type: "broken"}, read}}, nil, workflows.OutcomeFailed},
-		{"advisory-approved", workflows.CycleRequest{AgentID: "e2e-adv", Actions: []policy.Proposal{read, write}},
-			func(id string) { decide(id, workflows.DecisionApprove, "U1") }, workflows.OutcomeSucceeded},
-		{"advisory-denied", workflows.CycleRequest{AgentID: "e2e-adv", Actions: []policy.Proposal{write}},
-			func(id string) { decide(id, workflows.DecisionDeny, "U2") }, workflows.OutcomeDenied},
-		{"shadow", workflows.CycleRequest{AgentID: "e2e-shadow", Actions: []policy.Proposal{read, write}}, nil, workflows.OutcomeSucceeded},
-		{"supervised-veto-passed", workflows.CycleRequest{AgentID: "e2e-sup", Actions: []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "db"}}}}, nil, workflows.OutcomeSucceeded},
-		{"supervised-stopped", workflows.CycleRequest{AgentID: "e2e-sup", Actions: []policy.Proposal{write}},
-			func(id string) { decide(id, workflows.DecisionStop, "U2") }, workflows.OutcomeDenied},
+		{"autonomous", contract.CycleRequest{AgentID: "e2e", Actions: []policy.Proposal{read, {Type: "slow-write", Params: map[string]any{"target": "x"}}}}, nil, contract.OutcomeSucceeded},
+		{"autonomous-failure", contract.CycleRequest{AgentID: "e2e", Actions: []policy.Proposal{{Type: "broken"}, read}}, nil, contract.OutcomeFailed},
+		{"advisory-approved", contract.CycleRequest{AgentID: "e2e-adv", Actions: []policy.Proposal{read, write}},
+			func(id string) { decide(id, contract.DecisionApprove, "U1") }, contract.OutcomeSucceeded},
+		{"advisory-denied", contract.CycleRequest{AgentID: "e2e-adv", Actions: []policy.Proposal{write}},
+			func(id string) { decide(id, contract.DecisionDeny, "U2") }, contract.OutcomeDenied},
+		{"shadow", contract.CycleRequest{AgentID: "e2e-shadow", Actions: []policy.Proposal{read, write}}, nil, contract.OutcomeSucceeded},
+		{"supervised-veto-passed", contract.CycleRequest{AgentID: "e2e-sup", Actions: []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "db"}}}}, nil, contract.OutcomeSucceeded},
+		{"supervised-stopped", contract.CycleRequest{AgentID: "e2e-sup", Actions: []policy.Proposal{write}},
+			func(id string) { decide(id, contract.DecisionStop, "U2") }, contract.OutcomeDenied},
 	}
 	for _, p := range paths {
 		t.Run(p.name, func(t *testing.T) {
 			req := p.req
 			req.CycleID = cycleID(t)
-			req.Thoughts = []workflows.Thought{{Step: 1, Content: "recorded path " + p.name, Confidence: 0.5}}
+			req.Thoughts = []contract.Thought{{Step: 1, Content: "recorded path " + p.name, Confidence: 0.5}}
 			run, err := env.starter.Start(ctx, req)
 			require.NoError(t, err)
 			if p.human != nil {

@@ -17,10 +17,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/worker"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // BenchmarkConcurrentCycles starts N single-action autonomous cycles at
@@ -47,11 +47,11 @@ func BenchmarkConcurrentCycles(b *testing.B) {
 			for b.Loop() {
 				stamp := time.Now().UnixNano()
 				cyc, cycWall := concurrently(n, func(i int) error {
-					res, err := env.starter.RunCycle(ctx, workflows.CycleRequest{
+					res, err := env.starter.RunCycle(ctx, contract.CycleRequest{
 						AgentID: "e2e", CycleID: fmt.Sprintf("conc-%d-%d", stamp, i),
 						Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "bench"}}},
 					})
-					if err == nil && res.Outcome != workflows.OutcomeSucceeded {
+					if err == nil && res.Outcome != contract.OutcomeSucceeded {
 						err = fmt.Errorf("outcome %s: %+v", res.Outcome, res.Actions)
 					}
 					return err
@@ -125,11 +125,11 @@ func BenchmarkShadowThroughput(b *testing.B) {
 	for b.Loop() {
 		stamp := time.Now().UnixNano()
 		_, shadowWall := concurrently(n, func(i int) error {
-			res, err := env.starter.RunCycle(ctx, workflows.CycleRequest{
+			res, err := env.starter.RunCycle(ctx, contract.CycleRequest{
 				AgentID: "e2e-shadow", CycleID: fmt.Sprintf("shadow-bench-%d-%d", stamp, i),
 				Actions: []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "x"}}},
 			})
-			if err == nil && (len(res.Actions) != 1 || res.Actions[0].Outcome != workflows.OutcomeWouldDo) {
+			if err == nil && (len(res.Actions) != 1 || res.Actions[0].Outcome != contract.OutcomeWouldDo) {
 				err = fmt.Errorf("shadow cycle: %+v", res)
 			}
 			return err
@@ -169,7 +169,7 @@ func TestHistorySizePerPhase(t *testing.T) {
 		if c.action == "echo" {
 			p = map[string]any{"text": "x"}
 		}
-		run, err := env.starter.Start(ctx, workflows.CycleRequest{AgentID: c.agent, CycleID: id, Actions: []policy.Proposal{{Type: c.action, Params: p}}})
+		run, err := env.starter.Start(ctx, contract.CycleRequest{AgentID: c.agent, CycleID: id, Actions: []policy.Proposal{{Type: c.action, Params: p}}})
 		require.NoError(t, err)
 		if c.approve {
 			require.Eventually(t, func() bool {
@@ -177,13 +177,13 @@ func TestHistorySizePerPhase(t *testing.T) {
 				if err != nil || len(pend) == 0 {
 					return false
 				}
-				_, err = env.starter.Decide(ctx, run.WorkflowID, workflows.Decision{ActionIndex: 0, ActionHash: pend[0].Action.Hash, Kind: workflows.DecisionApprove, Approver: "U1", Via: "cli"})
+				_, err = env.starter.Decide(ctx, run.WorkflowID, contract.Decision{ActionIndex: 0, ActionHash: pend[0].Action.Hash, Kind: contract.DecisionApprove, Approver: "U1", Via: "cli"})
 				return err == nil
 			}, 30*time.Second, 20*time.Millisecond)
 		}
 		res, err := run.Get(ctx)
 		require.NoError(t, err)
-		require.NotEqual(t, workflows.OutcomeFailed, res.Outcome)
+		require.NotEqual(t, contract.OutcomeFailed, res.Outcome)
 		h := rawHistory(ctx, t, run.WorkflowID)
 		size := 0
 		for _, ev := range h.Events {

@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/airlockhq/airlock/workflows"
+	"github.com/airlockhq/airlock/contract"
 )
 
 // ErrNoAgentState: the agent has no Agent workflow yet (it never ran a
@@ -19,9 +19,9 @@ import (
 var ErrNoAgentState = errors.New("agent has no live state yet")
 
 // AgentState reads an agent's live state from its Agent workflow.
-func (c *Client) AgentState(ctx context.Context, agentID string) (workflows.AgentState, error) {
-	var st workflows.AgentState
-	v, err := c.tc.QueryWorkflow(ctx, workflows.AgentWorkflowID(agentID), "", workflows.QueryAgentState)
+func (c *Client) AgentState(ctx context.Context, agentID string) (contract.AgentState, error) {
+	var st contract.AgentState
+	v, err := c.tc.QueryWorkflow(ctx, contract.AgentWorkflowID(agentID), "", contract.QueryAgentState)
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
 		return st, fmt.Errorf("agent %s: %w", agentID, ErrNoAgentState)
@@ -41,14 +41,14 @@ func (c *Client) AgentState(ctx context.Context, agentID string) (workflows.Agen
 // every action token and every lease under it. It returns once all of that
 // is done. by must be one of the agent's approvers; otherwise the call is
 // refused (*RefusedError) and nothing changes.
-func (c *Client) KillAgent(ctx context.Context, agentID, reason, by string) (workflows.KillReport, error) {
-	return c.Kill(ctx, agentID, workflows.KillRequest{Reason: reason, By: by, Via: "api"})
+func (c *Client) KillAgent(ctx context.Context, agentID, reason, by string) (contract.KillReport, error) {
+	return c.Kill(ctx, agentID, contract.KillRequest{Reason: reason, By: by, Via: "api"})
 }
 
 // Kill is KillAgent with the whole request (Via names the channel).
-func (c *Client) Kill(ctx context.Context, agentID string, req workflows.KillRequest) (workflows.KillReport, error) {
-	var out workflows.KillReport
-	h, err := c.agentUpdate(ctx, agentID, workflows.UpdateKill, req, true)
+func (c *Client) Kill(ctx context.Context, agentID string, req contract.KillRequest) (contract.KillReport, error) {
+	var out contract.KillReport
+	h, err := c.agentUpdate(ctx, agentID, contract.UpdateKill, req, true)
 	if err != nil {
 		return out, err
 	}
@@ -59,8 +59,8 @@ func (c *Client) Kill(ctx context.Context, agentID string, req workflows.KillReq
 // accepted, while its cycles, Jobs and credentials are still being
 // stopped: for callers that must answer fast (a Slack click). Refusals are
 // returned as from KillAgent.
-func (c *Client) RequestKill(ctx context.Context, agentID string, req workflows.KillRequest) error {
-	h, err := c.agentUpdate(ctx, agentID, workflows.UpdateKill, req, true)
+func (c *Client) RequestKill(ctx context.Context, agentID string, req contract.KillRequest) error {
+	h, err := c.agentUpdate(ctx, agentID, contract.UpdateKill, req, true)
 	if err != nil {
 		return err
 	}
@@ -80,9 +80,9 @@ func (c *Client) RequestKill(ctx context.Context, agentID string, req workflows.
 // ResumeAgent brings a killed or suspended agent back, with every action
 // class in shadow. It needs workflows.ResumeApprovers distinct approvers
 // of the agent; fewer are refused (*RefusedError).
-func (c *Client) ResumeAgent(ctx context.Context, agentID string, req workflows.ResumeRequest) (workflows.AgentState, error) {
-	var st workflows.AgentState
-	h, err := c.agentUpdate(ctx, agentID, workflows.UpdateResume, req, false)
+func (c *Client) ResumeAgent(ctx context.Context, agentID string, req contract.ResumeRequest) (contract.AgentState, error) {
+	var st contract.AgentState
+	h, err := c.agentUpdate(ctx, agentID, contract.UpdateResume, req, false)
 	if err != nil {
 		return st, err
 	}
@@ -93,7 +93,7 @@ func (c *Client) ResumeAgent(ctx context.Context, agentID string, req workflows.
 // agent that has no workflow yet gets one first (seeded from the worker's
 // catalog), so an agent that never ran can still be killed.
 func (c *Client) agentUpdate(ctx context.Context, agentID, name string, arg any, start bool) (client.WorkflowUpdateHandle, error) {
-	id := workflows.AgentWorkflowID(agentID)
+	id := contract.AgentWorkflowID(agentID)
 	if start {
 		if err := c.ensureAgent(ctx, agentID); err != nil {
 			return nil, err
@@ -118,12 +118,12 @@ func (c *Client) ensureAgent(ctx context.Context, agentID string) error {
 	if _, err := c.AgentState(ctx, agentID); !errors.Is(err, ErrNoAgentState) {
 		return nil // running (or not answering: the update will say why)
 	}
-	id := workflows.AgentWorkflowID(agentID)
+	id := contract.AgentWorkflowID(agentID)
 	_, err := c.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: id, TaskQueue: c.taskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-	}, workflows.AgentWorkflowName, workflows.AgentInput{})
+	}, contract.AgentWorkflowName, contract.AgentInput{})
 	if err != nil {
 		return fmt.Errorf("start agent %s: %w", agentID, err)
 	}

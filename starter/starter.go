@@ -17,9 +17,8 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
-	"github.com/airlockhq/airlock/vault"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // Client starts and follows agent cycles.
@@ -35,10 +34,8 @@ type Client struct {
 // *vault.Signer implements it; give it the token the agent got by logging
 // in to Vault as itself (vault.Login(...).Signer() or vault.NewSigner).
 type Signer interface {
-	Sign(ctx context.Context, agentID string, data []byte) (vault.Signature, error)
+	Sign(ctx context.Context, agentID string, data []byte) (contract.Signature, error)
 }
-
-var _ Signer = (*vault.Signer)(nil)
 
 // Option configures a Client.
 type Option func(*Client)
@@ -49,7 +46,7 @@ type Option func(*Client)
 // re-validates against the worker's catalog.
 func WithCatalog(c *policy.Catalog) Option { return func(s *Client) { s.catalog = c } }
 
-// WithTaskQueue overrides the task queue. Default: workflows.TaskQueue.
+// WithTaskQueue overrides the task queue. Default: contract.TaskQueue.
 func WithTaskQueue(q string) Option { return func(s *Client) { s.taskQueue = q } }
 
 // WithSigner makes Start sign every request that carries no signature yet,
@@ -59,7 +56,7 @@ func WithSigner(s Signer) Option { return func(c *Client) { c.signer = s } }
 
 // New returns a Client using an existing Temporal client.
 func New(tc client.Client, opts ...Option) *Client {
-	c := &Client{tc: tc, taskQueue: workflows.TaskQueue, now: time.Now}
+	c := &Client{tc: tc, taskQueue: contract.TaskQueue, now: time.Now}
 	for _, o := range opts {
 		o(c)
 	}
@@ -67,7 +64,7 @@ func New(tc client.Client, opts ...Option) *Client {
 }
 
 // Validate checks a request as Start would, without starting anything.
-func (c *Client) Validate(req workflows.CycleRequest) error {
+func (c *Client) Validate(req contract.CycleRequest) error {
 	if err := req.Validate(); err != nil {
 		return err
 	}
@@ -87,18 +84,18 @@ type Run struct {
 }
 
 // Get waits for the cycle to finish and returns its result.
-func (r *Run) Get(ctx context.Context) (workflows.CycleResult, error) {
-	var res workflows.CycleResult
+func (r *Run) Get(ctx context.Context) (contract.CycleResult, error) {
+	var res contract.CycleResult
 	err := r.run.Get(ctx, &res)
 	return res, err
 }
 
 // SignRequest signs req as req.AgentID: it sets signed_at to at (UTC,
-// whole seconds), signs workflows.CanonicalRequest of the result with the
+// whole seconds), signs contract.CanonicalRequest of the result with the
 // agent's Transit key and returns the request carrying the signature.
-func SignRequest(ctx context.Context, s Signer, req workflows.CycleRequest, at time.Time) (workflows.CycleRequest, error) {
-	req.Signature = &workflows.RequestSignature{SignedAt: at.UTC().Truncate(time.Second).Format(time.RFC3339)}
-	data, err := workflows.CanonicalRequest(req)
+func SignRequest(ctx context.Context, s Signer, req contract.CycleRequest, at time.Time) (contract.CycleRequest, error) {
+	req.Signature = &contract.RequestSignature{SignedAt: at.UTC().Truncate(time.Second).Format(time.RFC3339)}
+	data, err := contract.CanonicalRequest(req)
 	if err != nil {
 		return req, fmt.Errorf("sign request: %w", err)
 	}
@@ -113,7 +110,7 @@ func SignRequest(ctx context.Context, s Signer, req workflows.CycleRequest, at t
 // Start validates, signs (WithSigner) and starts a cycle. Starting the same
 // agent and cycle id again returns the existing cycle instead of running
 // it twice.
-func (c *Client) Start(ctx context.Context, req workflows.CycleRequest) (*Run, error) {
+func (c *Client) Start(ctx context.Context, req contract.CycleRequest) (*Run, error) {
 	if err := c.Validate(req); err != nil {
 		return nil, err
 	}
@@ -123,13 +120,13 @@ func (c *Client) Start(ctx context.Context, req workflows.CycleRequest) (*Run, e
 			return nil, err
 		}
 	}
-	id := workflows.CycleWorkflowID(req.AgentID, req.CycleID)
+	id := contract.CycleWorkflowID(req.AgentID, req.CycleID)
 	run, err := c.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       id,
 		TaskQueue:                c.taskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-	}, workflows.CycleWorkflowName, req)
+	}, contract.CycleWorkflowName, req)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		// Already ran to completion: hand back that run.
@@ -143,25 +140,25 @@ func (c *Client) Start(ctx context.Context, req workflows.CycleRequest) (*Run, e
 }
 
 // RunCycle starts a cycle and waits for its result.
-func (c *Client) RunCycle(ctx context.Context, req workflows.CycleRequest) (workflows.CycleResult, error) {
+func (c *Client) RunCycle(ctx context.Context, req contract.CycleRequest) (contract.CycleResult, error) {
 	run, err := c.Start(ctx, req)
 	if err != nil {
-		return workflows.CycleResult{}, err
+		return contract.CycleResult{}, err
 	}
 	return run.Get(ctx)
 }
 
 // Result waits for the result of a cycle by workflow id.
-func (c *Client) Result(ctx context.Context, workflowID string) (workflows.CycleResult, error) {
-	var res workflows.CycleResult
+func (c *Client) Result(ctx context.Context, workflowID string) (contract.CycleResult, error) {
+	var res contract.CycleResult
 	err := c.tc.GetWorkflow(ctx, workflowID, "").Get(ctx, &res)
 	return res, err
 }
 
 // Status returns what a cycle has done so far, running or closed.
-func (c *Client) Status(ctx context.Context, workflowID string) (workflows.CycleResult, error) {
-	var res workflows.CycleResult
-	v, err := c.tc.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
+func (c *Client) Status(ctx context.Context, workflowID string) (contract.CycleResult, error) {
+	var res contract.CycleResult
+	v, err := c.tc.QueryWorkflow(ctx, workflowID, "", contract.QueryStatus)
 	if err != nil {
 		return res, fmt.Errorf("query cycle %s: %w", workflowID, err)
 	}
@@ -187,11 +184,11 @@ func (e *RefusedError) Error() string { return "refused: " + e.Reason }
 func (e *RefusedError) Refused() bool { return true }
 
 // Decide sends a human decision to a cycle through the validated Update.
-func (c *Client) Decide(ctx context.Context, workflowID string, d workflows.Decision) (workflows.DecisionResult, error) {
-	var res workflows.DecisionResult
+func (c *Client) Decide(ctx context.Context, workflowID string, d contract.Decision) (contract.DecisionResult, error) {
+	var res contract.DecisionResult
 	h, err := c.tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflowID,
-		UpdateName:   workflows.UpdateDecide,
+		UpdateName:   contract.UpdateDecide,
 		Args:         []any{d},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
@@ -213,12 +210,12 @@ func (c *Client) Decide(ctx context.Context, workflowID string, d workflows.Deci
 }
 
 // Pending lists the actions of one cycle waiting for humans.
-func (c *Client) Pending(ctx context.Context, workflowID string) ([]workflows.PendingAction, error) {
-	v, err := c.tc.QueryWorkflow(ctx, workflowID, "", workflows.QueryPending)
+func (c *Client) Pending(ctx context.Context, workflowID string) ([]contract.PendingAction, error) {
+	v, err := c.tc.QueryWorkflow(ctx, workflowID, "", contract.QueryPending)
 	if err != nil {
 		return nil, fmt.Errorf("query pending of %s: %w", workflowID, err)
 	}
-	var out []workflows.PendingAction
+	var out []contract.PendingAction
 	if err := v.Get(&out); err != nil {
 		return nil, fmt.Errorf("decode pending of %s: %w", workflowID, err)
 	}
@@ -227,16 +224,16 @@ func (c *Client) Pending(ctx context.Context, workflowID string) ([]workflows.Pe
 
 // AllPending lists what waits for humans across running cycles, highest
 // risk first, then oldest cycle first (as Waiting orders cycles).
-func (c *Client) AllPending(ctx context.Context) ([]workflows.PendingAction, error) {
+func (c *Client) AllPending(ctx context.Context) ([]contract.PendingAction, error) {
 	type pending struct {
-		workflows.PendingAction
+		contract.PendingAction
 		started time.Time
 	}
 	var all []pending
 	var token []byte
 	for {
 		resp, err := c.tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Query:         fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running'", workflows.CycleWorkflowName),
+			Query:         fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running'", contract.CycleWorkflowName),
 			NextPageToken: token,
 		})
 		if err != nil {
@@ -258,7 +255,7 @@ func (c *Client) AllPending(ctx context.Context) ([]workflows.PendingAction, err
 	slices.SortStableFunc(all, func(a, b pending) int {
 		return policy.CompareUrgency(a.Action.Risk, a.started, b.Action.Risk, b.started)
 	})
-	out := make([]workflows.PendingAction, len(all))
+	out := make([]contract.PendingAction, len(all))
 	for i, p := range all {
 		out[i] = p.PendingAction
 	}
@@ -267,7 +264,7 @@ func (c *Client) AllPending(ctx context.Context) ([]workflows.PendingAction, err
 
 // Audit returns a cycle's audit trail: from its result once closed (no
 // worker needed), by query while it runs.
-func (c *Client) Audit(ctx context.Context, workflowID string) ([]workflows.AuditEntry, error) {
+func (c *Client) Audit(ctx context.Context, workflowID string) ([]contract.AuditEntry, error) {
 	desc, err := c.tc.DescribeWorkflowExecution(ctx, workflowID, "")
 	if err != nil {
 		return nil, fmt.Errorf("describe cycle %s: %w", workflowID, err)
@@ -279,11 +276,11 @@ func (c *Client) Audit(ctx context.Context, workflowID string) ([]workflows.Audi
 		}
 		return res.Audit, nil
 	}
-	v, err := c.tc.QueryWorkflow(ctx, workflowID, "", workflows.QueryAudit)
+	v, err := c.tc.QueryWorkflow(ctx, workflowID, "", contract.QueryAudit)
 	if err != nil {
 		return nil, fmt.Errorf("query audit of %s: %w", workflowID, err)
 	}
-	var out []workflows.AuditEntry
+	var out []contract.AuditEntry
 	if err := v.Get(&out); err != nil {
 		return nil, fmt.Errorf("decode audit of %s: %w", workflowID, err)
 	}
@@ -304,7 +301,7 @@ type CycleSummary struct {
 // List finds cycles with a Temporal visibility query over the Airlock
 // search attributes, e.g. `AirlockAgent="x" AND AirlockOutcome="denied"`.
 func (c *Client) List(ctx context.Context, query string, limit int) ([]CycleSummary, error) {
-	q := fmt.Sprintf("WorkflowType = '%s'", workflows.CycleWorkflowName)
+	q := fmt.Sprintf("WorkflowType = '%s'", contract.CycleWorkflowName)
 	if strings.TrimSpace(query) != "" {
 		q += " AND (" + query + ")"
 	}

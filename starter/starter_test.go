@@ -18,11 +18,14 @@ import (
 	"go.temporal.io/sdk/mocks"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
 	"github.com/airlockhq/airlock/vault"
-	"github.com/airlockhq/airlock/workflows"
 )
+
+// A Vault-backed signer is what agents pass to WithSigner.
+var _ starter.Signer = (*vault.Signer)(nil)
 
 // recordingSigner remembers what it was asked to sign.
 type recordingSigner struct {
@@ -31,13 +34,13 @@ type recordingSigner struct {
 	err   error
 }
 
-func (r *recordingSigner) Sign(_ context.Context, agent string, data []byte) (vault.Signature, error) {
+func (r *recordingSigner) Sign(_ context.Context, agent string, data []byte) (contract.Signature, error) {
 	r.agent, r.data = agent, data
-	return vault.Signature{Key: vault.AgentKeyName(agent), KeyVersion: 3, Value: "vault:v3:c2ln"}, r.err
+	return contract.Signature{Key: vault.AgentKeyName(agent), KeyVersion: 3, Value: "vault:v3:c2ln"}, r.err
 }
 
-func request() workflows.CycleRequest {
-	return workflows.CycleRequest{AgentID: "sample", CycleID: "c1", Principal: "agent:sample",
+func request() contract.CycleRequest {
+	return contract.CycleRequest{AgentID: "sample", CycleID: "c1", Principal: "agent:sample",
 		Actions: []policy.Proposal{{Type: "cluster-read", Params: map[string]any{"service": "checkout"}}}}
 }
 
@@ -46,9 +49,9 @@ func TestSignRequestSignsTheCanonicalBytesAsTheAgent(t *testing.T) {
 	at := time.Date(2026, 11, 25, 15, 3, 7, 999, time.FixedZone("CET", 3600))
 	signed, err := starter.SignRequest(t.Context(), s, request(), at)
 	require.NoError(t, err)
-	assert.Equal(t, &workflows.RequestSignature{Key: "airlock-agent-sample", KeyVersion: 3, SignedAt: "2026-11-25T14:03:07Z", Signature: "vault:v3:c2ln"}, signed.Signature)
+	assert.Equal(t, &contract.RequestSignature{Key: "airlock-agent-sample", KeyVersion: 3, SignedAt: "2026-11-25T14:03:07Z", Signature: "vault:v3:c2ln"}, signed.Signature)
 	assert.Equal(t, "sample", s.agent)
-	want, err := workflows.CanonicalRequest(signed)
+	want, err := contract.CanonicalRequest(signed)
 	require.NoError(t, err)
 	assert.Equal(t, string(want), string(s.data), "what was signed is what the worker will canonicalize")
 	assert.Contains(t, string(s.data), `"signed_at":"2026-11-25T14:03:07Z"`)
@@ -56,10 +59,10 @@ func TestSignRequestSignsTheCanonicalBytesAsTheAgent(t *testing.T) {
 
 func TestStartSignsWithTheSigner(t *testing.T) {
 	tc := &mocks.Client{}
-	var sent workflows.CycleRequest
+	var sent contract.CycleRequest
 	tc.On("ExecuteWorkflow", mock.Anything, mock.MatchedBy(func(o client.StartWorkflowOptions) bool { return o.ID == "cycle/sample/c1" }),
-		workflows.CycleWorkflowName, mock.Anything).
-		Run(func(args mock.Arguments) { sent = args.Get(3).(workflows.CycleRequest) }).
+		contract.CycleWorkflowName, mock.Anything).
+		Run(func(args mock.Arguments) { sent = args.Get(3).(contract.CycleRequest) }).
 		Return(&mocks.WorkflowRun{}, nil)
 
 	t.Run("unsigned requests are signed", func(t *testing.T) {
@@ -77,7 +80,7 @@ func TestStartSignsWithTheSigner(t *testing.T) {
 		wr.On("GetRunID").Return("r2")
 		tc.ExpectedCalls[0].ReturnArguments = mock.Arguments{wr, nil}
 		req := request()
-		req.Signature = &workflows.RequestSignature{SignedAt: "2026-11-25T14:03:07Z", Signature: "vault:v1:from-elsewhere"}
+		req.Signature = &contract.RequestSignature{SignedAt: "2026-11-25T14:03:07Z", Signature: "vault:v1:from-elsewhere"}
 		_, err := starter.New(tc, starter.WithSigner(&recordingSigner{})).Start(t.Context(), req)
 		require.NoError(t, err)
 		assert.Equal(t, "vault:v1:from-elsewhere", sent.Signature.Signature)
@@ -122,11 +125,11 @@ func TestAllPendingOrdersByRiskThenAge(t *testing.T) {
 	for _, id := range []string{"cycle/a/new-low", "cycle/a/old-medium", "cycle/b/new-critical", "cycle/b/old-crit-high"} {
 		c := cycles[id]
 		execs = append(execs, &workflowpb.WorkflowExecutionInfo{Execution: &commonpb.WorkflowExecution{WorkflowId: id}, StartTime: c.started})
-		var pend []workflows.PendingAction
+		var pend []contract.PendingAction
 		for i, r := range c.risks {
-			pend = append(pend, workflows.PendingAction{WorkflowID: id, Action: policy.RenderedAction{Index: i, Risk: r}})
+			pend = append(pend, contract.PendingAction{WorkflowID: id, Action: policy.RenderedAction{Index: i, Risk: r}})
 		}
-		tc.On("QueryWorkflow", mock.Anything, id, "", workflows.QueryPending).Return(encoded{pend}, nil)
+		tc.On("QueryWorkflow", mock.Anything, id, "", contract.QueryPending).Return(encoded{pend}, nil)
 	}
 	tc.On("ListWorkflow", mock.Anything, mock.Anything).Return(&workflowservice.ListWorkflowExecutionsResponse{Executions: execs}, nil)
 

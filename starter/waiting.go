@@ -10,8 +10,8 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // WaitingCycle is a running cycle with an action waiting for a human, as
@@ -27,7 +27,7 @@ type WaitingCycle struct {
 
 // waitingQuery selects cycles whose AirlockOutcome is "waiting" (set while
 // a gate is open, by cycles started since that attribute was introduced).
-var waitingQuery = fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running' AND AirlockOutcome = 'waiting'", workflows.CycleWorkflowName)
+var waitingQuery = fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running' AND AirlockOutcome = 'waiting'", contract.CycleWorkflowName)
 
 // Waiting lists every waiting cycle, page by page (pageSize per request;
 // 0 means 1000), highest risk first, then oldest first.

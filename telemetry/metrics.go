@@ -8,10 +8,13 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
 
 // Instrument names, as Prometheus shows them.
 const (
+	// Recorded by workflows through the SDK's metrics handler (workflow
+	// tags namespace, task_queue, workflow_type added); see WorkflowViews.
 	MetricCycles        = "airlock_cycles_total"          // counter{agent, phase, outcome}
 	MetricActions       = "airlock_actions_total"         // counter{action_type, outcome}
 	MetricApprovalWait  = "airlock_approval_wait_seconds" // histogram{agent, outcome}
@@ -49,17 +52,32 @@ var (
 // attributes, so every caller labels the same way. A nil *Metrics records
 // nothing, so code under test needs none.
 //
-// Workflow code is replayed: record from activities, or guard with
-// !workflow.IsReplaying(ctx), or a replay counts twice.
+// They are recorded from activities. Workflow code records through
+// workflow.GetMetricsHandler (TemporalMetricsHandler), which drops what a
+// replay records; WorkflowViews describes those instruments.
 type Metrics struct {
-	cycles        metric.Int64Counter
 	actions       metric.Int64Counter
-	approvalWait  metric.Float64Histogram
 	jobDuration   metric.Float64Histogram
 	leasesIssued  metric.Int64Counter
 	leasesRevoked metric.Int64Counter
 	leasesFailed  metric.Int64Counter
-	policyDenials metric.Int64Counter
+}
+
+// WorkflowViews give the instruments workflows create through the SDK's
+// metrics handler (which sets no description and the SDK's default buckets)
+// their descriptions and bucket bounds.
+func WorkflowViews() []sdkmetric.View {
+	desc := func(name, d string) sdkmetric.View {
+		return sdkmetric.NewView(sdkmetric.Instrument{Name: name}, sdkmetric.Stream{Description: d})
+	}
+	return []sdkmetric.View{
+		desc(MetricCycles, "Agent cycles finished, by agent, the phase they ended in and outcome."),
+		desc(MetricPolicyDenials, "Proposals the policy refused, by agent and rule."),
+		sdkmetric.NewView(sdkmetric.Instrument{Name: MetricApprovalWait}, sdkmetric.Stream{
+			Description: "Time an action waited for a human decision.",
+			Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: approvalWaitBuckets},
+		}),
+	}
 }
 
 // NewMetrics creates the instruments on meter. Setup calls it; tests of other
@@ -78,28 +96,15 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 		errs = append(errs, err)
 		return h
 	}
-	m.cycles = counter(MetricCycles, "Agent cycles finished, by agent, the phase they ended in and outcome.")
 	m.actions = counter(MetricActions, "Actions finished, by action type and outcome.")
-	m.approvalWait = histogram(MetricApprovalWait, "Time an action waited for a human decision.", approvalWaitBuckets)
 	m.jobDuration = histogram(MetricJobDuration, "Run time of the Kubernetes Job that carried out an action.", jobDurationBuckets)
 	m.leasesIssued = counter(MetricLeasesIssued, "Credential leases issued, by kind.")
 	m.leasesRevoked = counter(MetricLeasesRevoked, "Credential leases revoked, by kind.")
 	m.leasesFailed = counter(MetricLeasesFailed, "Credential lease operations that failed, by kind.")
-	m.policyDenials = counter(MetricPolicyDenials, "Proposals the policy refused, by agent and rule.")
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("create metrics: %w", err)
 	}
 	return &m, nil
-}
-
-// CycleFinished counts a finished cycle of agent that ended in phase with
-// outcome.
-func (m *Metrics) CycleFinished(ctx context.Context, agent, phase, outcome string) {
-	if m == nil {
-		return
-	}
-	m.cycles.Add(ctx, 1, metric.WithAttributes(
-		attribute.String(AttrAgent, agent), attribute.String(AttrPhase, phase), attribute.String(AttrOutcome, outcome)))
 }
 
 // ActionFinished counts a finished action.
@@ -109,16 +114,6 @@ func (m *Metrics) ActionFinished(ctx context.Context, actionType, outcome string
 	}
 	m.actions.Add(ctx, 1, metric.WithAttributes(
 		attribute.String(AttrActionType, actionType), attribute.String(AttrOutcome, outcome)))
-}
-
-// ApprovalWait records how long an approval for agent took and how it ended
-// (approved, rejected, timed out).
-func (m *Metrics) ApprovalWait(ctx context.Context, agent string, d time.Duration, outcome string) {
-	if m == nil {
-		return
-	}
-	m.approvalWait.Record(ctx, d.Seconds(), metric.WithAttributes(
-		attribute.String(AttrAgent, agent), attribute.String(AttrOutcome, outcome)))
 }
 
 // JobDuration records how long an action's Job ran; the outcome label is
@@ -157,13 +152,4 @@ func (m *Metrics) LeaseFailed(ctx context.Context, kind string) {
 		return
 	}
 	m.leasesFailed.Add(ctx, 1, metric.WithAttributes(attribute.String(AttrKind, kind)))
-}
-
-// PolicyDenial counts a proposal of agent that rule refused.
-func (m *Metrics) PolicyDenial(ctx context.Context, agent, rule string) {
-	if m == nil {
-		return
-	}
-	m.policyDenials.Add(ctx, 1, metric.WithAttributes(
-		attribute.String(AttrAgent, agent), attribute.String(AttrRule, rule)))
 }

@@ -2,6 +2,7 @@ package telemetry_test
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 
 	"github.com/airlockhq/airlock/telemetry"
 )
@@ -67,18 +69,37 @@ func TestMetricsOnPrometheusEndpoint(t *testing.T) {
 	tel, _ := setup(t, telemetry.Config{})
 	ctx := t.Context()
 	m := tel.Metrics
+	// Workflows record cycles, approval waits and denials through the SDK's
+	// handler, which reaches the same meter.
+	wf := tel.TemporalMetricsHandler()
+	tags := func(kv ...string) client.MetricsHandler {
+		t := map[string]string{}
+		for i := 0; i < len(kv); i += 2 {
+			t[kv[i]] = kv[i+1]
+		}
+		return wf.WithTags(t)
+	}
+	cycle := func(agent, phase, outcome string) {
+		tags("agent", agent, "phase", phase, "outcome", outcome).Counter(telemetry.MetricCycles).Inc(1)
+	}
+	wait := func(agent string, d time.Duration, outcome string) {
+		tags("agent", agent, "outcome", outcome).Timer(telemetry.MetricApprovalWait).Record(d)
+	}
+	denial := func(agent, rule string) {
+		tags("agent", agent, "rule", rule).Counter(telemetry.MetricPolicyDenials).Inc(1)
+	}
 
 	for range 3 {
-		m.CycleFinished(ctx, "sre-bot", "done", "succeeded")
+		cycle("sre-bot", "done", "succeeded")
 	}
-	m.CycleFinished(ctx, "sre-bot", "approval", "rejected")
-	m.CycleFinished(ctx, "db-bot", "policy", "denied")
+	cycle("sre-bot", "approval", "rejected")
+	cycle("db-bot", "policy", "denied")
 	m.ActionFinished(ctx, "restart-deployment", "succeeded")
 	m.ActionFinished(ctx, "restart-deployment", "succeeded")
 	m.ActionFinished(ctx, "drop-table", "denied")
-	m.ApprovalWait(ctx, "sre-bot", 90*time.Second, "approved")
-	m.ApprovalWait(ctx, "sre-bot", 30*time.Second, "approved")
-	m.ApprovalWait(ctx, "sre-bot", time.Hour, "timed_out")
+	wait("sre-bot", 90*time.Second, "approved")
+	wait("sre-bot", 30*time.Second, "approved")
+	wait("sre-bot", time.Hour, "timed_out")
 	m.JobDuration(ctx, "restart-deployment", 12*time.Second, true)
 	m.JobDuration(ctx, "restart-deployment", 3*time.Second, false)
 	m.LeaseIssued(ctx, "token")
@@ -86,8 +107,8 @@ func TestMetricsOnPrometheusEndpoint(t *testing.T) {
 	m.LeaseIssued(ctx, "database")
 	m.LeaseRevoked(ctx, "token")
 	m.LeaseFailed(ctx, "database")
-	m.PolicyDenial(ctx, "db-bot", "no-destructive-sql")
-	m.PolicyDenial(ctx, "db-bot", "no-destructive-sql")
+	denial("db-bot", "no-destructive-sql")
+	denial("db-bot", "no-destructive-sql")
 
 	fams := scrape(t, tel.PrometheusHandler())
 	want := map[string]map[string]float64{
@@ -124,6 +145,13 @@ func TestMetricsOnPrometheusEndpoint(t *testing.T) {
 		sums[labelValue(s, "outcome")] = s.GetHistogram().GetSampleSum()
 	}
 	assert.Equal(t, map[string]float64{"approved": 120, "timed_out": 3600}, sums, "seconds, not nanoseconds")
+	var bounds []float64
+	for _, b := range fams["airlock_approval_wait_seconds"].GetMetric()[0].GetHistogram().GetBucket() {
+		bounds = append(bounds, b.GetUpperBound())
+	}
+	assert.Equal(t, []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400, math.Inf(1)}, bounds,
+		"approval waits use the view's buckets (seconds to a day), not the SDK's defaults")
+	assert.Equal(t, "Agent cycles finished, by agent, the phase they ended in and outcome.", fams["airlock_cycles_total"].GetHelp())
 	assert.Contains(t, fams, "go_goroutines", "our own registry carries the Go collector")
 }
 
@@ -166,13 +194,10 @@ func TestNilMetricsIsNoOp(t *testing.T) {
 	var m *telemetry.Metrics
 	ctx := context.Background()
 	assert.NotPanics(t, func() {
-		m.CycleFinished(ctx, "a", "p", "o")
 		m.ActionFinished(ctx, "t", "o")
-		m.ApprovalWait(ctx, "a", time.Second, "o")
 		m.JobDuration(ctx, "t", time.Second, true)
 		m.LeaseIssued(ctx, "k")
 		m.LeaseRevoked(ctx, "k")
 		m.LeaseFailed(ctx, "k")
-		m.PolicyDenial(ctx, "a", "r")
 	})
 }

@@ -215,7 +215,8 @@ func (t *Telemetry) setupMetrics(ctx context.Context, cfg Config, res *resource.
 	if len(readers) == 0 {
 		t.MeterProvider = metricnoop.NewMeterProvider()
 	} else {
-		mp := sdkmetric.NewMeterProvider(append(readers, sdkmetric.WithResource(res))...)
+		opts := append(readers, sdkmetric.WithResource(res), sdkmetric.WithView(WorkflowViews()...))
+		mp := sdkmetric.NewMeterProvider(opts...)
 		t.MeterProvider = mp
 		t.shutdowns = append(t.shutdowns, mp.Shutdown)
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/airlockhq/airlock/contract"
 )
 
 // Verified agent identity (DESIGN invariant 9). Every agent owns a Transit
@@ -194,15 +196,6 @@ func (b *Broker) AgentSecretID(ctx context.Context, agentID string) (SecretID, e
 	return SecretID{Accessor: acc, value: v}, nil
 }
 
-// Signature is a Transit signature over some bytes.
-type Signature struct {
-	// Key is the Transit key that signed, e.g. "airlock-agent-sample".
-	Key        string `json:"key"`
-	KeyVersion int    `json:"key_version"`
-	// Value is Vault's "vault:v<N>:<base64>" form.
-	Value string `json:"signature"`
-}
-
 // Signer signs bytes as an agent with its Transit key. Which agents it can
 // sign as is decided by Vault: an agent's own token reaches only its own key.
 type Signer struct {
@@ -225,27 +218,27 @@ func NewSigner(cfg Config) (*Signer, error) {
 func (b *Broker) Signer() *Signer { return &Signer{client: b.client, mount: DefaultTransitMount} }
 
 // Sign signs data with agentID's key (transit/sign/airlock-agent-<id>).
-func (s *Signer) Sign(ctx context.Context, agentID string, data []byte) (Signature, error) {
+func (s *Signer) Sign(ctx context.Context, agentID string, data []byte) (contract.Signature, error) {
 	op := "sign as agent " + agentID
 	if err := checkAgentID(agentID); err != nil {
-		return Signature{}, fmt.Errorf("%s: %w", op, err)
+		return contract.Signature{}, fmt.Errorf("%s: %w", op, err)
 	}
 	key := AgentKeyName(agentID)
 	r, err := s.client.Logical().WriteWithContext(ctx, s.mount+"/sign/"+key, map[string]any{
 		"input": base64.StdEncoding.EncodeToString(data),
 	})
 	if err != nil {
-		return Signature{}, classify(op, err)
+		return contract.Signature{}, classify(op, err)
 	}
 	if r == nil || r.Data == nil {
-		return Signature{}, errors.New(op + ": empty response")
+		return contract.Signature{}, errors.New(op + ": empty response")
 	}
 	sig, _ := r.Data["signature"].(string)
 	v, err := signatureVersion(sig)
 	if err != nil {
-		return Signature{}, fmt.Errorf("%s: %w", op, err)
+		return contract.Signature{}, fmt.Errorf("%s: %w", op, err)
 	}
-	return Signature{Key: key, KeyVersion: v, Value: sig}, nil
+	return contract.Signature{Key: key, KeyVersion: v, Value: sig}, nil
 }
 
 // Verification is what a valid signature proves: which key (and version)

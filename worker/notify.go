@@ -8,15 +8,15 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/airlockhq/airlock/activities"
-	"github.com/airlockhq/airlock/workflows"
+	"github.com/airlockhq/airlock/contract"
 )
 
 // Notifier tells humans about actions that wait for them. The Slack
 // notifier (package approval) implements it; LogNotifier stands in when no
 // Slack is configured.
 type Notifier interface {
-	PostApprovalMessage(ctx context.Context, n workflows.Notice) (workflows.MessageRef, error)
-	UpdateApprovalMessage(ctx context.Context, u workflows.NoticeUpdate) error
+	PostApprovalMessage(ctx context.Context, n contract.Notice) (contract.MessageRef, error)
+	UpdateApprovalMessage(ctx context.Context, u contract.NoticeUpdate) error
 }
 
 // LogNotifier logs, for teams without Slack, the exact command that decides.
@@ -25,24 +25,24 @@ type LogNotifier struct{ Logger *slog.Logger }
 var _ Notifier = (*LogNotifier)(nil)
 
 // PostApprovalMessage logs how to decide on the action.
-func (n *LogNotifier) PostApprovalMessage(ctx context.Context, no workflows.Notice) (workflows.MessageRef, error) {
+func (n *LogNotifier) PostApprovalMessage(ctx context.Context, no contract.Notice) (contract.MessageRef, error) {
 	p := no.Pending
 	var how string
 	switch no.Mode {
-	case workflows.NoticeApproval:
+	case contract.NoticeApproval:
 		how = fmt.Sprintf("airlock approve %s --action %d --approver <id>   (or: airlock deny ...)", p.WorkflowID, p.Action.Index)
-	case workflows.NoticeVeto:
+	case contract.NoticeVeto:
 		how = fmt.Sprintf("runs at %s unless: airlock deny %s --action %d --approver <id>", p.Deadline.Format("15:04:05"), p.WorkflowID, p.Action.Index)
 	default:
 		how = "feedback only"
 	}
 	n.logger().InfoContext(ctx, "action needs a human", "mode", no.Mode, "workflow_id", p.WorkflowID,
 		"agent", p.AgentID, "action", p.Action.Index, "type", p.Action.Type, "needed", p.Needed, "how", how)
-	return workflows.MessageRef{}, nil
+	return contract.MessageRef{}, nil
 }
 
 // UpdateApprovalMessage logs the outcome.
-func (n *LogNotifier) UpdateApprovalMessage(ctx context.Context, u workflows.NoticeUpdate) error {
+func (n *LogNotifier) UpdateApprovalMessage(ctx context.Context, u contract.NoticeUpdate) error {
 	n.logger().InfoContext(ctx, "action decided", "workflow_id", u.WorkflowID, "action", u.Index, "status", u.Status, "by", u.DecidedBy)
 	return nil
 }
@@ -64,11 +64,11 @@ type budgetedNotifier struct {
 	acts *activities.Activities
 }
 
-func (n budgetedNotifier) PostApprovalMessage(ctx context.Context, no workflows.Notice) (workflows.MessageRef, error) {
-	if no.Mode == workflows.NoticeApproval {
+func (n budgetedNotifier) PostApprovalMessage(ctx context.Context, no contract.Notice) (contract.MessageRef, error) {
+	if no.Mode == contract.NoticeApproval {
 		p := no.Pending
 		if err := activities.ReserveApproval(ctx, n.acts, p.AgentID, p.WorkflowID, p.Action.Index, p.Deadline); err != nil {
-			return workflows.MessageRef{}, err
+			return contract.MessageRef{}, err
 		}
 	}
 	return n.Notifier.PostApprovalMessage(ctx, no)
@@ -78,6 +78,6 @@ func registerNotifier(r registry, n Notifier, acts *activities.Activities) {
 	if acts != nil {
 		n = budgetedNotifier{Notifier: n, acts: acts}
 	}
-	r.RegisterActivityWithOptions(n.PostApprovalMessage, activity.RegisterOptions{Name: workflows.ActivityPostApproval})
-	r.RegisterActivityWithOptions(n.UpdateApprovalMessage, activity.RegisterOptions{Name: workflows.ActivityUpdateApproval})
+	r.RegisterActivityWithOptions(n.PostApprovalMessage, activity.RegisterOptions{Name: contract.ActivityPostApproval})
+	r.RegisterActivityWithOptions(n.UpdateApprovalMessage, activity.RegisterOptions{Name: contract.ActivityUpdateApproval})
 }

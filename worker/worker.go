@@ -22,6 +22,7 @@ import (
 
 	"github.com/airlockhq/airlock/activities"
 	"github.com/airlockhq/airlock/approval"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/telemetry"
@@ -45,7 +46,7 @@ type Config struct {
 	JobVaultAddr  string // AIRLOCK_JOB_VAULT_ADDR: VAULT_ADDR inside Jobs. Default: VaultAddr
 	Kubeconfig    string // KUBECONFIG; empty means in-cluster config
 	CatalogPath   string // AIRLOCK_CATALOG
-	TaskQueue     string // Default: workflows.TaskQueue
+	TaskQueue     string // Default: contract.TaskQueue
 	SlackBotToken string // SLACK_BOT_TOKEN; empty: log instead of posting. Never logged
 	SlackAPIURL   string // SLACK_API_URL. Default: Slack's
 	SlackChannel  string // AIRLOCK_SLACK_CHANNEL: default channel when an agent names none
@@ -164,7 +165,7 @@ func (c *Config) defaults() {
 		c.JobVaultAddr = c.VaultAddr
 	}
 	if c.TaskQueue == "" {
-		c.TaskQueue = workflows.TaskQueue
+		c.TaskQueue = contract.TaskQueue
 	}
 	if c.MetricsAddr == "" {
 		c.MetricsAddr = ":9090"
@@ -300,13 +301,9 @@ func Register(r registry, acts *activities.Activities, n Notifier) {
 	if n == nil {
 		n = &LogNotifier{}
 	}
-	var m workflows.CycleMetrics
-	if acts.Metrics != nil {
-		m = acts.Metrics
-	}
-	r.RegisterWorkflowWithOptions(workflows.NewAgentCycle(m), workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
-	r.RegisterWorkflowWithOptions(workflows.ShadowFeedback, workflow.RegisterOptions{Name: workflows.FeedbackWorkflowName})
-	r.RegisterWorkflowWithOptions(workflows.Agent, workflow.RegisterOptions{Name: workflows.AgentWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.AgentCycle, workflow.RegisterOptions{Name: contract.CycleWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.ShadowFeedback, workflow.RegisterOptions{Name: contract.FeedbackWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.Agent, workflow.RegisterOptions{Name: contract.AgentWorkflowName})
 	r.RegisterActivity(acts)
 	registerNotifier(r, n, acts)
 }

@@ -12,13 +12,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
-)
-
-// Defaults of AgentLimits.
-const (
-	defaultAgentMaxHistory = 1000
-	defaultAgentMaxUpdates = 500
 )
 
 var (
@@ -33,22 +28,22 @@ var (
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
 			MaximumInterval:        30 * time.Second,
-			NonRetryableErrorTypes: []string{activities.ErrTypeInvalidRequest},
+			NonRetryableErrorTypes: []string{contract.ErrTypeInvalidRequest},
 		},
 	}
 	seedOptions = workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			MaximumAttempts:        5,
-			NonRetryableErrorTypes: []string{activities.ErrTypeInvalidRequest},
+			NonRetryableErrorTypes: []string{contract.ErrTypeInvalidRequest},
 		},
 	}
 )
 
 // agent is the state an Agent workflow run shares with its handlers.
 type agent struct {
-	st       AgentState
-	limits   AgentLimits
+	st       contract.AgentState
+	limits   contract.AgentLimits
 	recent   map[string]bool
 	handled  int                     // updates handled in this run
 	releases workflow.ReceiveChannel // budget holds given back (SignalRelease)
@@ -62,17 +57,17 @@ type agent struct {
 // (UpdateKill: refuses new cycles at once, then runs the KillAgent activity)
 // and resume it with two approvers (UpdateResume: back in shadow). It never
 // ends by itself: it continues as new after AgentLimits, carrying its state.
-func Agent(ctx workflow.Context, in AgentInput) (AgentState, error) {
-	ag := &agent{limits: in.Limits.withDefaults(), recent: map[string]bool{}}
-	query := func() (AgentState, error) {
+func Agent(ctx workflow.Context, in contract.AgentInput) (contract.AgentState, error) {
+	ag := &agent{limits: in.Limits.WithDefaults(), recent: map[string]bool{}}
+	query := func() (contract.AgentState, error) {
 		s := ag.snapshot()
 		// Internal: only continue-as-new needs them (holds are counted).
 		s.RecentCycles = nil
-		s.Budget = s.Budget.summary(workflow.Now(ctx))
+		s.Budget = s.Budget.Summary(workflow.Now(ctx))
 		return s, nil
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryAgentState, query); err != nil {
-		return AgentState{}, err
+	if err := workflow.SetQueryHandler(ctx, contract.QueryAgentState, query); err != nil {
+		return contract.AgentState{}, err
 	}
 	switch {
 	case in.State != nil:
@@ -84,21 +79,21 @@ func Agent(ctx workflow.Context, in AgentInput) (AgentState, error) {
 		ag.seed(ctx, *in.Seed)
 	default:
 		id := strings.TrimPrefix(workflow.GetInfo(ctx).WorkflowExecution.ID, "agent/")
-		var seed AgentSeed
+		var seed contract.AgentSeed
 		var a *activities.Activities
 		lctx := workflow.WithLocalActivityOptions(ctx, seedOptions)
 		if err := workflow.ExecuteLocalActivity(lctx, a.CatalogSeed, activities.AgentStateInput{AgentID: id}).Get(ctx, &seed); err != nil {
-			return AgentState{}, err
+			return contract.AgentState{}, err
 		}
 		ag.seed(ctx, seed)
 	}
 	if err := ag.registerHandlers(ctx); err != nil {
-		return AgentState{}, err
+		return contract.AgentState{}, err
 	}
 
-	catalog := workflow.GetSignalChannel(ctx, SignalAgentCatalog)
+	catalog := workflow.GetSignalChannel(ctx, contract.SignalAgentCatalog)
 	drain := func() {
-		var s AgentSeed
+		var s contract.AgentSeed
 		for catalog.ReceiveAsync(&s) {
 			ag.applyCatalog(ctx, s)
 		}
@@ -122,17 +117,7 @@ func Agent(ctx workflow.Context, in AgentInput) (AgentState, error) {
 	drain()
 	next := ag.snapshot()
 	next.Runs++
-	return next, workflow.NewContinueAsNewError(ctx, AgentWorkflowName, AgentInput{State: &next, Limits: in.Limits})
-}
-
-func (l AgentLimits) withDefaults() AgentLimits {
-	if l.MaxHistory <= 0 {
-		l.MaxHistory = defaultAgentMaxHistory
-	}
-	if l.MaxUpdates <= 0 {
-		l.MaxUpdates = defaultAgentMaxUpdates
-	}
-	return l
+	return next, workflow.NewContinueAsNewError(ctx, contract.AgentWorkflowName, contract.AgentInput{State: &next, Limits: in.Limits})
 }
 
 // mustContinue reports whether this run is long enough to hand over.
@@ -142,24 +127,24 @@ func (ag *agent) mustContinue(ctx workflow.Context) bool {
 		info.GetCurrentHistoryLength() >= ag.limits.MaxHistory
 }
 
-func (ag *agent) snapshot() AgentState {
+func (ag *agent) snapshot() contract.AgentState {
 	s := ag.st
 	s.Phases, s.Caps = maps.Clone(s.Phases), maps.Clone(s.Caps)
 	s.Approvers = slices.Clone(s.Approvers)
 	s.Transitions = slices.Clone(s.Transitions)
 	s.RecentCycles = slices.Clone(s.RecentCycles)
 	s.Counters = cloneCounters(s.Counters)
-	s.Budget = s.Budget.clone()
+	s.Budget = s.Budget.Clone()
 	return s
 }
 
 // seed starts a new agent: active, at the catalog's phases.
-func (ag *agent) seed(ctx workflow.Context, s AgentSeed) {
-	ag.st = AgentState{
-		AgentID: s.AgentID, Status: AgentActive, Phases: capped(s.Phases, s.Phases), Caps: maps.Clone(s.Phases),
-		Approvers: slices.Clone(s.Approvers), Namespace: s.Namespace, Budget: AgentBudget{Limits: s.Budgets},
+func (ag *agent) seed(ctx workflow.Context, s contract.AgentSeed) {
+	ag.st = contract.AgentState{
+		AgentID: s.AgentID, Status: contract.AgentActive, Phases: capped(s.Phases, s.Phases), Caps: maps.Clone(s.Phases),
+		Approvers: slices.Clone(s.Approvers), Namespace: s.Namespace, Budget: contract.AgentBudget{Limits: s.Budgets},
 	}
-	ag.transition(ctx, AgentTransition{Kind: TransitionSeeded, To: AgentActive, Why: "seeded from the catalog"})
+	ag.transition(ctx, contract.AgentTransition{Kind: contract.TransitionSeeded, To: contract.AgentActive, Why: "seeded from the catalog"})
 }
 
 // capped is policy.Agent.CappedPhases over a bare map of caps.
@@ -168,7 +153,7 @@ func capped(current, caps map[policy.Class]policy.Phase) map[policy.Class]policy
 }
 
 // transition records a change (bounded) and applies its status.
-func (ag *agent) transition(ctx workflow.Context, t AgentTransition) {
+func (ag *agent) transition(ctx workflow.Context, t contract.AgentTransition) {
 	t.At = workflow.Now(ctx)
 	if t.From == "" && ag.st.Status != "" && ag.st.Status != t.To {
 		t.From = ag.st.Status
@@ -176,12 +161,12 @@ func (ag *agent) transition(ctx workflow.Context, t AgentTransition) {
 	if t.Phases == nil {
 		t.Phases = maps.Clone(ag.st.Phases)
 	}
-	if t.To != ag.st.Status || t.Kind == TransitionSeeded {
+	if t.To != ag.st.Status || t.Kind == contract.TransitionSeeded {
 		ag.st.Since, ag.st.Why = t.At, t.Why
 	}
 	ag.st.Status = t.To
 	ag.st.Transitions = append(ag.st.Transitions, t)
-	if n := len(ag.st.Transitions) - AgentTransitionsKept; n > 0 {
+	if n := len(ag.st.Transitions) - contract.AgentTransitionsKept; n > 0 {
 		ag.st.Transitions = slices.Delete(ag.st.Transitions, 0, n)
 	}
 	workflow.GetLogger(ctx).Info("agent transition", "agent", ag.st.AgentID, "kind", t.Kind, "to", t.To, "by", t.By, "why", t.Why)
@@ -189,7 +174,7 @@ func (ag *agent) transition(ctx workflow.Context, t AgentTransition) {
 
 // applyCatalog takes a changed catalog: new caps (phases above them come
 // down), approvers, namespace and budgets.
-func (ag *agent) applyCatalog(ctx workflow.Context, s AgentSeed) {
+func (ag *agent) applyCatalog(ctx workflow.Context, s contract.AgentSeed) {
 	if s.AgentID != ag.st.AgentID || len(s.Phases) == 0 {
 		return
 	}
@@ -199,27 +184,27 @@ func (ag *agent) applyCatalog(ctx workflow.Context, s AgentSeed) {
 	ag.st.Approvers, ag.st.Namespace = slices.Clone(s.Approvers), s.Namespace
 	ag.st.Budget.Limits = s.Budgets
 	if changed {
-		ag.transition(ctx, AgentTransition{Kind: TransitionCatalog, To: ag.st.Status, Why: "catalog changed the phase caps"})
+		ag.transition(ctx, contract.AgentTransition{Kind: contract.TransitionCatalog, To: ag.st.Status, Why: "catalog changed the phase caps"})
 	}
 }
 
 func (ag *agent) registerHandlers(ctx workflow.Context) error {
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReportCycle, ag.report,
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateReportCycle, ag.report,
 		workflow.UpdateHandlerOptions{Validator: ag.validateReport}); err != nil {
 		return err
 	}
 	if err := ag.registerBudgetHandlers(ctx); err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateKill, ag.kill,
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateKill, ag.kill,
 		workflow.UpdateHandlerOptions{Validator: ag.validateKill}); err != nil {
 		return err
 	}
-	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateResume, ag.resume,
+	return workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateResume, ag.resume,
 		workflow.UpdateHandlerOptions{Validator: ag.validateResume})
 }
 
-func (ag *agent) validateReport(_ workflow.Context, r CycleReport) error {
+func (ag *agent) validateReport(_ workflow.Context, r contract.CycleReport) error {
 	if r.WorkflowID == "" {
 		return errors.New("workflow_id is required")
 	}
@@ -231,15 +216,15 @@ func (ag *agent) validateReport(_ workflow.Context, r CycleReport) error {
 
 // report counts a cycle once; a repeat (a retried activity) changes
 // nothing. Whatever the cycle still held against the budgets is released.
-func (ag *agent) report(ctx workflow.Context, r CycleReport) (ReportCycleResult, error) {
+func (ag *agent) report(ctx workflow.Context, r contract.CycleReport) (contract.ReportCycleResult, error) {
 	ag.handled++
 	ag.releaseCycle(ctx, r.WorkflowID)
 	if ag.recent[r.WorkflowID] {
-		return ReportCycleResult{Duplicate: true}, nil
+		return contract.ReportCycleResult{Duplicate: true}, nil
 	}
 	ag.recent[r.WorkflowID] = true
 	ag.st.RecentCycles = append(ag.st.RecentCycles, r.WorkflowID)
-	if n := len(ag.st.RecentCycles) - AgentRecentCyclesKept; n > 0 {
+	if n := len(ag.st.RecentCycles) - contract.AgentRecentCyclesKept; n > 0 {
 		for _, id := range ag.st.RecentCycles[:n] {
 			delete(ag.recent, id)
 		}
@@ -265,11 +250,11 @@ func (ag *agent) report(ctx workflow.Context, r CycleReport) (ReportCycleResult,
 	if r.Unverified {
 		c.Unverified++
 	}
-	c.countRefusals(r.Refusals)
-	return ReportCycleResult{Counted: true}, nil
+	c.CountRefusals(r.Refusals)
+	return contract.ReportCycleResult{Counted: true}, nil
 }
 
-func (ag *agent) validateKill(_ workflow.Context, r KillRequest) error {
+func (ag *agent) validateKill(_ workflow.Context, r contract.KillRequest) error {
 	switch {
 	case strings.TrimSpace(r.Reason) == "":
 		return errors.New("a reason is required to kill an agent")
@@ -285,13 +270,13 @@ func (ag *agent) validateKill(_ workflow.Context, r KillRequest) error {
 // refused — then runs the KillAgent activity: cancel its cycles, delete its
 // Jobs and Pods, revoke its Vault token tree. Killing a killed agent sweeps
 // again (harmless).
-func (ag *agent) kill(ctx workflow.Context, r KillRequest) (KillReport, error) {
+func (ag *agent) kill(ctx workflow.Context, r contract.KillRequest) (contract.KillReport, error) {
 	ag.handled++
-	if ag.st.Status != AgentKilled {
-		ag.transition(ctx, AgentTransition{Kind: TransitionKilled, To: AgentKilled, By: []string{r.By}, Why: viaWhy(r.Reason, r.Via)})
+	if ag.st.Status != contract.AgentKilled {
+		ag.transition(ctx, contract.AgentTransition{Kind: contract.TransitionKilled, To: contract.AgentKilled, By: []string{r.By}, Why: viaWhy(r.Reason, r.Via)})
 	}
 	var a *activities.Activities
-	var out KillReport
+	var out contract.KillReport
 	actx := workflow.WithActivityOptions(ctx, killOptions)
 	if err := workflow.ExecuteActivity(actx, a.KillAgent, activities.KillAgentInput{AgentID: ag.st.AgentID, Namespace: ag.st.Namespace}).Get(ctx, &out); err != nil {
 		return out, err
@@ -309,8 +294,8 @@ func viaWhy(reason, via string) string {
 	return reason + " (via " + via + ")"
 }
 
-func (ag *agent) validateResume(_ workflow.Context, r ResumeRequest) error {
-	if ag.st.Status == AgentActive {
+func (ag *agent) validateResume(_ workflow.Context, r contract.ResumeRequest) error {
+	if ag.st.Status == contract.AgentActive {
 		return fmt.Errorf("agent %s is active: nothing to resume", ag.st.AgentID)
 	}
 	var distinct []string
@@ -322,16 +307,16 @@ func (ag *agent) validateResume(_ workflow.Context, r ResumeRequest) error {
 			distinct = append(distinct, by)
 		}
 	}
-	if len(distinct) < ResumeApprovers {
+	if len(distinct) < contract.ResumeApprovers {
 		return fmt.Errorf("resuming agent %s needs %d distinct approvers, got %d (%s)",
-			ag.st.AgentID, ResumeApprovers, len(distinct), strings.Join(distinct, ", "))
+			ag.st.AgentID, contract.ResumeApprovers, len(distinct), strings.Join(distinct, ", "))
 	}
 	return nil
 }
 
 // resume brings the agent back with every class in shadow: trust is earned
 // again from the start.
-func (ag *agent) resume(ctx workflow.Context, r ResumeRequest) (AgentState, error) {
+func (ag *agent) resume(ctx workflow.Context, r contract.ResumeRequest) (contract.AgentState, error) {
 	ag.handled++
 	phases := map[policy.Class]policy.Phase{}
 	for cl := range ag.st.Caps {
@@ -348,6 +333,6 @@ func (ag *agent) resume(ctx workflow.Context, r ResumeRequest) (AgentState, erro
 			by = append(by, b)
 		}
 	}
-	ag.transition(ctx, AgentTransition{Kind: TransitionResumed, To: AgentActive, By: by, Why: viaWhy(why, r.Via)})
+	ag.transition(ctx, contract.AgentTransition{Kind: contract.TransitionResumed, To: contract.AgentActive, By: by, Why: viaWhy(why, r.Via)})
 	return ag.snapshot(), nil
 }

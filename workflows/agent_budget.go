@@ -3,14 +3,13 @@ package workflows
 import (
 	"fmt"
 	"maps"
-	"slices"
 	"strings"
-	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
 )
 
@@ -22,97 +21,23 @@ import (
 // back by ReleaseAction (a signal: nobody waits on it), by the cycle's
 // report (all its holds) and, failing both, lapse at their Until.
 
-// Use is the agent's budget use at now: the holds that have not lapsed, by
-// kind, and what was counted in the sliding hour. The hour is counted per
-// minute: a minute counts while any part of it is within the hour (an
-// action counts for 60 to 61 minutes: refusals err on the safe side).
-func (b AgentBudget) Use(now time.Time) policy.BudgetUse {
-	held := b.Held
-	if b.Holds != nil || held == nil {
-		held = b.held(now)
-	}
-	u := policy.BudgetUse{RunningJobs: held[policy.BudgetRun], PendingApprovals: held[policy.BudgetApproval]}
-	u.ActionsLastHour = lastHour(b.Actions, now)
-	u.ApprovalRequestsLastHour = lastHour(b.ApprovalRequests, now)
-	return u
-}
-
-func inHour(m MinuteCount, now time.Time) bool {
-	return m.Minute.Add(time.Minute).After(now.Add(-policy.BudgetWindow))
-}
-
-func lastHour(ms []MinuteCount, now time.Time) int {
-	n := 0
-	for _, m := range ms {
-		if inHour(m, now) {
-			n += m.N
-		}
-	}
-	return n
-}
-
-// counted adds one at now to a per-minute count, dropping minutes that
-// left the hour (at most 61 are kept).
-func counted(ms []MinuteCount, now time.Time) []MinuteCount {
-	ms = slices.DeleteFunc(ms, func(m MinuteCount) bool { return !inHour(m, now) })
-	minute := now.UTC().Truncate(time.Minute)
-	if n := len(ms); n > 0 && ms[n-1].Minute.Equal(minute) {
-		ms[n-1].N++
-		return ms
-	}
-	return append(ms, MinuteCount{Minute: minute, N: 1})
-}
-
-// held counts the holds that have not lapsed at now, by kind.
-func (b AgentBudget) held(now time.Time) map[policy.BudgetKind]int {
-	n := map[policy.BudgetKind]int{}
-	for _, h := range b.Holds {
-		if h.Until.After(now) {
-			n[h.Kind]++
-		}
-	}
-	return n
-}
-
-// summary is the budget as the state query shows it: holds counted.
-func (b AgentBudget) summary(now time.Time) AgentBudget {
-	b = b.clone()
-	b.Held, b.Holds = b.held(now), nil
-	return b
-}
-
-func (b *AgentBudget) holds(h BudgetHold) bool {
-	return slices.ContainsFunc(b.Holds, func(x AgentHold) bool { return sameHold(x, h) })
-}
-
-func sameHold(x AgentHold, h BudgetHold) bool {
+func SameHold(x contract.AgentHold, h contract.BudgetHold) bool {
 	return x.WorkflowID == h.WorkflowID && x.Index == h.Index && x.Kind == h.Kind
 }
 
-// drop removes the holds f matches, and the lapsed ones.
-func (b *AgentBudget) drop(now time.Time, f func(AgentHold) bool) {
-	b.Holds = slices.DeleteFunc(b.Holds, func(x AgentHold) bool { return f(x) || !x.Until.After(now) })
-}
-
-func (b AgentBudget) clone() AgentBudget {
-	b.Holds, b.Held = slices.Clone(b.Holds), maps.Clone(b.Held)
-	b.Actions, b.ApprovalRequests = slices.Clone(b.Actions), slices.Clone(b.ApprovalRequests)
-	return b
-}
-
 func (ag *agent) registerBudgetHandlers(ctx workflow.Context) error {
-	ag.releases = workflow.GetSignalChannel(ctx, SignalRelease)
-	ag.reports = workflow.GetSignalChannel(ctx, SignalReportCycle)
-	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateReserve, ag.reserve,
+	ag.releases = workflow.GetSignalChannel(ctx, contract.SignalRelease)
+	ag.reports = workflow.GetSignalChannel(ctx, contract.SignalReportCycle)
+	return workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateReserve, ag.reserve,
 		workflow.UpdateHandlerOptions{Validator: ag.validateReserve})
 }
 
-func (ag *agent) validateHold(h BudgetHold) error {
+func (ag *agent) validateHold(h contract.BudgetHold) error {
 	switch {
 	case h.AgentID != ag.st.AgentID || !strings.HasPrefix(h.WorkflowID, "cycle/"+ag.st.AgentID+"/"):
-		return temporal.NewApplicationError(fmt.Sprintf("%s is not a cycle of agent %s", h.WorkflowID, ag.st.AgentID), activities.ErrTypeInvalidRequest)
+		return temporal.NewApplicationError(fmt.Sprintf("%s is not a cycle of agent %s", h.WorkflowID, ag.st.AgentID), contract.ErrTypeInvalidRequest)
 	case !h.Kind.Valid():
-		return temporal.NewApplicationError(fmt.Sprintf("unknown budget hold kind %q", h.Kind), activities.ErrTypeInvalidRequest)
+		return temporal.NewApplicationError(fmt.Sprintf("unknown budget hold kind %q", h.Kind), contract.ErrTypeInvalidRequest)
 	}
 	return nil
 }
@@ -121,7 +46,7 @@ func (ag *agent) validateHold(h BudgetHold) error {
 // handler's: releases and reports (signals) that arrived with the request
 // must count first, and update handlers run before the main loop drains
 // them.
-func (ag *agent) validateReserve(_ workflow.Context, r ReserveRequest) error {
+func (ag *agent) validateReserve(_ workflow.Context, r contract.ReserveRequest) error {
 	return ag.validateHold(r.BudgetHold)
 }
 
@@ -130,35 +55,35 @@ func (ag *agent) validateReserve(_ workflow.Context, r ReserveRequest) error {
 // retried staging, an approval's reminder) changes nothing. A Job's hold
 // replaces its action's approval hold: the approval was decided. Over
 // budget the update fails, naming the budget (ErrTypeBudgetExhausted).
-func (ag *agent) reserve(ctx workflow.Context, r ReserveRequest) (ReserveResult, error) {
+func (ag *agent) reserve(ctx workflow.Context, r contract.ReserveRequest) (contract.ReserveResult, error) {
 	ag.handled++
 	now := workflow.Now(ctx)
 	ag.drainSignals(ctx)
 	b := &ag.st.Budget
-	if b.holds(r.BudgetHold) {
-		return ReserveResult{Held: true, Use: b.Use(now)}, nil
+	if b.Holding(r.BudgetHold) {
+		return contract.ReserveResult{Held: true, Use: b.Use(now)}, nil
 	}
 	if !r.Compensation {
 		if be := b.Limits.Check(ag.st.AgentID, r.Kind, b.Use(now)); be != nil {
-			return ReserveResult{}, temporal.NewApplicationError(be.Error(), activities.ErrTypeBudgetExhausted, *be)
+			return contract.ReserveResult{}, temporal.NewApplicationError(be.Error(), contract.ErrTypeBudgetExhausted, *be)
 		}
 	}
 	switch r.Kind {
 	case policy.BudgetRun:
 		approval := r.BudgetHold
 		approval.Kind = policy.BudgetApproval
-		b.drop(now, func(x AgentHold) bool { return sameHold(x, approval) })
-		b.Actions = counted(b.Actions, now)
+		b.Drop(now, func(x contract.AgentHold) bool { return SameHold(x, approval) })
+		b.Actions = contract.CountMinute(b.Actions, now)
 	case policy.BudgetApproval:
-		b.drop(now, func(AgentHold) bool { return false })
-		b.ApprovalRequests = counted(b.ApprovalRequests, now)
+		b.Drop(now, func(contract.AgentHold) bool { return false })
+		b.ApprovalRequests = contract.CountMinute(b.ApprovalRequests, now)
 	}
 	until := r.Until
 	if !until.After(now) {
 		until = now.Add(activities.HoldGrace)
 	}
-	b.Holds = append(b.Holds, AgentHold{WorkflowID: r.WorkflowID, Index: r.Index, Kind: r.Kind, Until: until})
-	return ReserveResult{Use: b.Use(now)}, nil
+	b.Holds = append(b.Holds, contract.AgentHold{WorkflowID: r.WorkflowID, Index: r.Index, Kind: r.Kind, Until: until})
+	return contract.ReserveResult{Use: b.Use(now)}, nil
 }
 
 // drainSignals applies the cycle reports and releases received so far. A
@@ -167,43 +92,30 @@ func (ag *agent) reserve(ctx workflow.Context, r ReserveRequest) (ReserveResult,
 // changes nothing.
 func (ag *agent) drainSignals(ctx workflow.Context) {
 	now := workflow.Now(ctx)
-	var r CycleReport
+	var r contract.CycleReport
 	for ag.reports.ReceiveAsync(&r) {
 		if err := ag.validateReport(ctx, r); err != nil {
 			workflow.GetLogger(ctx).Warn("cycle report dropped", "error", err)
 		} else {
 			ag.report(ctx, r)
 		}
-		r = CycleReport{}
+		r = contract.CycleReport{}
 	}
-	var h BudgetHold
+	var h contract.BudgetHold
 	for ag.releases.ReceiveAsync(&h) {
 		if h.AgentID == ag.st.AgentID {
-			ag.st.Budget.drop(now, func(x AgentHold) bool { return sameHold(x, h) })
+			ag.st.Budget.Drop(now, func(x contract.AgentHold) bool { return SameHold(x, h) })
 		}
-		h = BudgetHold{}
+		h = contract.BudgetHold{}
 	}
 }
 
 // releaseCycle drops every hold of a cycle that ended (its report).
 func (ag *agent) releaseCycle(ctx workflow.Context, workflowID string) {
-	ag.st.Budget.drop(workflow.Now(ctx), func(x AgentHold) bool { return x.WorkflowID == workflowID })
+	ag.st.Budget.Drop(workflow.Now(ctx), func(x contract.AgentHold) bool { return x.WorkflowID == workflowID })
 }
 
-// countRefusals adds a cycle's refusals to the counters.
-func (c *AgentCounters) countRefusals(r map[string]int) {
-	if len(r) == 0 {
-		return
-	}
-	if c.BudgetRefusals == nil {
-		c.BudgetRefusals = map[string]int{}
-	}
-	for name, n := range r {
-		c.BudgetRefusals[name] += n
-	}
-}
-
-func cloneCounters(c AgentCounters) AgentCounters {
+func cloneCounters(c contract.AgentCounters) contract.AgentCounters {
 	c.Outcomes, c.Actions = maps.Clone(c.Outcomes), maps.Clone(c.Actions)
 	c.BudgetRefusals = maps.Clone(c.BudgetRefusals)
 	return c

@@ -14,40 +14,40 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // budgetSeed is agent "adv" with the given budgets.
-func budgetSeed(b policy.Budgets) *workflows.AgentSeed {
+func budgetSeed(b policy.Budgets) *contract.AgentSeed {
 	s := advSeed
 	s.Budgets = b
 	return &s
 }
 
-func hold(cycle string, index int, kind policy.BudgetKind) workflows.BudgetHold {
-	return workflows.BudgetHold{AgentID: "adv", WorkflowID: "cycle/adv/" + cycle, Index: index, Kind: kind}
+func hold(cycle string, index int, kind policy.BudgetKind) contract.BudgetHold {
+	return contract.BudgetHold{AgentID: "adv", WorkflowID: "cycle/adv/" + cycle, Index: index, Kind: kind}
 }
 
 // useAt computes the agent's budget use at a moment (workflow time).
 func (s *agentSuite) useAt(t *testing.T, at time.Duration, use *policy.BudgetUse) {
 	s.env.RegisterDelayedCallback(func() {
-		v, err := s.env.QueryWorkflow(workflows.QueryAgentState)
+		v, err := s.env.QueryWorkflow(contract.QueryAgentState)
 		require.NoError(t, err)
-		var st workflows.AgentState
+		var st contract.AgentState
 		require.NoError(t, v.Get(&st))
 		*use = st.Budget.Use(s.env.Now())
 	}, at)
 }
 
 // release gives a hold back at a moment, as ReleaseAction does (a signal).
-func (s *agentSuite) release(at time.Duration, h workflows.BudgetHold) {
-	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(workflows.SignalRelease, h) }, at)
+func (s *agentSuite) release(at time.Duration, h contract.BudgetHold) {
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(contract.SignalRelease, h) }, at)
 }
 
 // ask is one reserve request of a test, released right after if release.
 type ask struct {
-	hold    workflows.BudgetHold
+	hold    contract.BudgetHold
 	release bool
 }
 
@@ -93,14 +93,14 @@ func TestAgentBudgetRefusesOverEachBudget(t *testing.T) {
 			until := s.env.Now().Add(24 * time.Hour)
 			for i, a := range tc.asks {
 				at := time.Duration(i+1) * time.Minute
-				s.update(at, &log, workflows.UpdateReserve, workflows.ReserveRequest{BudgetHold: a.hold, Until: until})
+				s.update(at, &log, contract.UpdateReserve, contract.ReserveRequest{BudgetHold: a.hold, Until: until})
 				if a.release {
 					s.release(at+time.Second, a.hold)
 				}
 			}
 			var use policy.BudgetUse
 			s.useAt(t, 30*time.Minute, &use)
-			s.run(workflows.AgentInput{Seed: budgetSeed(tc.budgets)}, time.Hour)
+			s.run(contract.AgentInput{Seed: budgetSeed(tc.budgets)}, time.Hour)
 
 			require.Len(t, log.failed, 1, "%v", log.failed)
 			assert.Contains(t, log.failed[0], tc.want)
@@ -116,20 +116,20 @@ func TestAgentBudgetRefusalNamesTheBudget(t *testing.T) {
 	var errs []error
 	s.env.RegisterDelayedCallback(func() {
 		for _, c := range []string{"c1", "c2"} {
-			s.env.UpdateWorkflow(workflows.UpdateReserve, "", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(error) {},
+			s.env.UpdateWorkflow(contract.UpdateReserve, "", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(error) {},
 				OnComplete: func(_ any, err error) {
 					if err != nil {
 						errs = append(errs, err)
 					}
 				}},
-				workflows.ReserveRequest{BudgetHold: hold(c, 0, policy.BudgetApproval)})
+				contract.ReserveRequest{BudgetHold: hold(c, 0, policy.BudgetApproval)})
 		}
 	}, time.Minute)
-	s.run(workflows.AgentInput{Seed: budgetSeed(policy.Budgets{PendingApprovals: 1})}, time.Hour)
+	s.run(contract.AgentInput{Seed: budgetSeed(policy.Budgets{PendingApprovals: 1})}, time.Hour)
 	require.Len(t, errs, 1)
 	var appErr *temporal.ApplicationError
 	require.ErrorAs(t, errs[0], &appErr)
-	assert.Equal(t, activities.ErrTypeBudgetExhausted, appErr.Type())
+	assert.Equal(t, contract.ErrTypeBudgetExhausted, appErr.Type())
 	var be policy.BudgetError
 	require.NoError(t, appErr.Details(&be))
 	assert.Equal(t, policy.BudgetError{Budget: policy.BudgetPendingApprovals, AgentID: "adv", Used: 1, Limit: 1}, be)
@@ -142,7 +142,7 @@ func TestAgentBudgetIsAtomicUnderConcurrentRequests(t *testing.T) {
 	granted, refused := 0, 0
 	s.env.RegisterDelayedCallback(func() {
 		for i := range 20 {
-			s.env.UpdateWorkflow(workflows.UpdateReserve, "", &testsuite.TestUpdateCallback{
+			s.env.UpdateWorkflow(contract.UpdateReserve, "", &testsuite.TestUpdateCallback{
 				OnAccept: func() {}, OnReject: func(error) {}, OnComplete: func(_ any, err error) {
 					if err != nil {
 						refused++
@@ -150,12 +150,12 @@ func TestAgentBudgetIsAtomicUnderConcurrentRequests(t *testing.T) {
 						granted++
 					}
 				},
-			}, workflows.ReserveRequest{BudgetHold: hold("c"+string(rune('a'+i)), 0, policy.BudgetRun)})
+			}, contract.ReserveRequest{BudgetHold: hold("c"+string(rune('a'+i)), 0, policy.BudgetRun)})
 		}
 	}, time.Minute)
-	var st workflows.AgentState
+	var st contract.AgentState
 	s.stateAt(t, 2*time.Minute, &st)
-	s.run(workflows.AgentInput{Seed: budgetSeed(policy.Budgets{RunningJobs: 3})}, time.Hour)
+	s.run(contract.AgentInput{Seed: budgetSeed(policy.Budgets{RunningJobs: 3})}, time.Hour)
 	assert.Equal(t, 3, granted)
 	assert.Equal(t, 17, refused)
 	assert.Equal(t, map[policy.BudgetKind]int{policy.BudgetRun: 3}, st.Budget.Held)
@@ -169,36 +169,36 @@ func TestAgentBudgetHoldsAreIdempotentAndReleased(t *testing.T) {
 	s := newAgentEnv(t)
 	var log updateLog
 	until := s.env.Now().Add(24 * time.Hour)
-	r := func(h workflows.BudgetHold) workflows.ReserveRequest {
-		return workflows.ReserveRequest{BudgetHold: h, Until: until}
+	r := func(h contract.BudgetHold) contract.ReserveRequest {
+		return contract.ReserveRequest{BudgetHold: h, Until: until}
 	}
-	s.update(1*time.Minute, &log, workflows.UpdateReserve, r(hold("c1", 0, policy.BudgetApproval)))
-	s.update(2*time.Minute, &log, workflows.UpdateReserve, r(hold("c1", 0, policy.BudgetApproval))) // a reminder
-	var approvalHeld workflows.AgentState
+	s.update(1*time.Minute, &log, contract.UpdateReserve, r(hold("c1", 0, policy.BudgetApproval)))
+	s.update(2*time.Minute, &log, contract.UpdateReserve, r(hold("c1", 0, policy.BudgetApproval))) // a reminder
+	var approvalHeld contract.AgentState
 	s.stateAt(t, 2*time.Minute+time.Second, &approvalHeld)
-	s.update(3*time.Minute, &log, workflows.UpdateReserve, r(hold("c1", 0, policy.BudgetRun))) // approved: it runs
-	s.update(4*time.Minute, &log, workflows.UpdateReserve, r(hold("c1", 0, policy.BudgetRun))) // staging retried
-	var running workflows.AgentState
+	s.update(3*time.Minute, &log, contract.UpdateReserve, r(hold("c1", 0, policy.BudgetRun))) // approved: it runs
+	s.update(4*time.Minute, &log, contract.UpdateReserve, r(hold("c1", 0, policy.BudgetRun))) // staging retried
+	var running contract.AgentState
 	s.stateAt(t, 4*time.Minute+time.Second, &running)
 	s.release(5*time.Minute, hold("c1", 0, policy.BudgetRun))
 	s.release(6*time.Minute, hold("c1", 0, policy.BudgetRun)) // released twice: nothing changes
-	s.update(7*time.Minute, &log, workflows.UpdateReserve, r(hold("c2", 0, policy.BudgetRun)))
-	s.update(7*time.Minute, &log, workflows.UpdateReserve, r(hold("c2", 1, policy.BudgetApproval)))
-	s.update(8*time.Minute, &log, workflows.UpdateReportCycle, workflows.CycleReport{WorkflowID: "cycle/adv/c2", AgentID: "adv", Outcome: "canceled"})
-	var reported workflows.AgentState
+	s.update(7*time.Minute, &log, contract.UpdateReserve, r(hold("c2", 0, policy.BudgetRun)))
+	s.update(7*time.Minute, &log, contract.UpdateReserve, r(hold("c2", 1, policy.BudgetApproval)))
+	s.update(8*time.Minute, &log, contract.UpdateReportCycle, contract.CycleReport{WorkflowID: "cycle/adv/c2", AgentID: "adv", Outcome: "canceled"})
+	var reported contract.AgentState
 	s.stateAt(t, 8*time.Minute+time.Second, &reported)
-	s.update(9*time.Minute, &log, workflows.UpdateReserve, workflows.ReserveRequest{BudgetHold: hold("c3", 0, policy.BudgetRun), Until: s.env.Now().Add(20 * time.Minute)})
+	s.update(9*time.Minute, &log, contract.UpdateReserve, contract.ReserveRequest{BudgetHold: hold("c3", 0, policy.BudgetRun), Until: s.env.Now().Add(20 * time.Minute)})
 	var lapsed policy.BudgetUse
 	s.useAt(t, 30*time.Minute, &lapsed)
-	s.update(31*time.Minute, &log, workflows.UpdateReserve, r(workflows.BudgetHold{AgentID: "other", WorkflowID: "cycle/other/c1", Kind: policy.BudgetRun}))
-	s.run(workflows.AgentInput{Seed: &advSeed}, time.Hour)
+	s.update(31*time.Minute, &log, contract.UpdateReserve, r(contract.BudgetHold{AgentID: "other", WorkflowID: "cycle/other/c1", Kind: policy.BudgetRun}))
+	s.run(contract.AgentInput{Seed: &advSeed}, time.Hour)
 
 	require.Len(t, log.rejected, 1, "%v", log.rejected)
 	assert.Contains(t, log.rejected[0], "cycle/other/c1 is not a cycle of agent adv")
 	assert.Empty(t, log.failed)
-	assert.Equal(t, workflows.ReserveResult{Held: true, Use: policy.BudgetUse{PendingApprovals: 1, ApprovalRequestsLastHour: 1}}, log.completed[1],
+	assert.Equal(t, contract.ReserveResult{Held: true, Use: policy.BudgetUse{PendingApprovals: 1, ApprovalRequestsLastHour: 1}}, log.completed[1],
 		"a reminder holds the same approval")
-	assert.Equal(t, workflows.ReserveResult{Held: true, Use: policy.BudgetUse{RunningJobs: 1, ActionsLastHour: 1, ApprovalRequestsLastHour: 1}}, log.completed[3],
+	assert.Equal(t, contract.ReserveResult{Held: true, Use: policy.BudgetUse{RunningJobs: 1, ActionsLastHour: 1, ApprovalRequestsLastHour: 1}}, log.completed[3],
 		"a retried staging holds the same Job")
 
 	assert.Equal(t, map[policy.BudgetKind]int{policy.BudgetApproval: 1}, approvalHeld.Budget.Held)
@@ -215,10 +215,10 @@ func TestAgentBudgetHourSlides(t *testing.T) {
 	var log updateLog
 	for i, at := range []time.Duration{time.Minute, 30 * time.Minute, 63 * time.Minute} {
 		h := hold("c"+string(rune('1'+i)), 0, policy.BudgetRun)
-		s.update(at, &log, workflows.UpdateReserve, workflows.ReserveRequest{BudgetHold: h})
+		s.update(at, &log, contract.UpdateReserve, contract.ReserveRequest{BudgetHold: h})
 		s.release(at+time.Second, h)
 	}
-	s.run(workflows.AgentInput{Seed: budgetSeed(policy.Budgets{ActionsPerHour: 1})}, 2*time.Hour)
+	s.run(contract.AgentInput{Seed: budgetSeed(policy.Budgets{ActionsPerHour: 1})}, 2*time.Hour)
 	require.Len(t, log.failed, 1, "%v", log.failed)
 	assert.Contains(t, log.failed[0], `budget "actions_per_hour" exhausted`)
 	assert.Len(t, log.completed, 2, "granted at 1m and 63m")
@@ -228,14 +228,14 @@ func TestAgentBudgetHourSlides(t *testing.T) {
 func TestAgentBudgetCompensationAndKill(t *testing.T) {
 	s := newAgentEnv(t)
 	var log updateLog
-	s.update(time.Minute, &log, workflows.UpdateReserve, workflows.ReserveRequest{BudgetHold: hold("c1", 0, policy.BudgetRun)})
-	s.update(2*time.Minute, &log, workflows.UpdateReserve, workflows.ReserveRequest{BudgetHold: hold("c1", 10000, policy.BudgetRun), Compensation: true})
+	s.update(time.Minute, &log, contract.UpdateReserve, contract.ReserveRequest{BudgetHold: hold("c1", 0, policy.BudgetRun)})
+	s.update(2*time.Minute, &log, contract.UpdateReserve, contract.ReserveRequest{BudgetHold: hold("c1", 10000, policy.BudgetRun), Compensation: true})
 	var both policy.BudgetUse
 	s.useAt(t, 3*time.Minute, &both)
-	s.update(4*time.Minute, &log, workflows.UpdateKill, workflows.KillRequest{Reason: "runaway", By: "U1"})
-	var killed workflows.AgentState
+	s.update(4*time.Minute, &log, contract.UpdateKill, contract.KillRequest{Reason: "runaway", By: "U1"})
+	var killed contract.AgentState
 	s.stateAt(t, 5*time.Minute, &killed)
-	s.run(workflows.AgentInput{Seed: budgetSeed(policy.Budgets{RunningJobs: 1, ActionsPerHour: 1})}, time.Hour)
+	s.run(contract.AgentInput{Seed: budgetSeed(policy.Budgets{RunningJobs: 1, ActionsPerHour: 1})}, time.Hour)
 	assert.Empty(t, log.rejected)
 	assert.Empty(t, log.failed)
 	assert.Equal(t, policy.BudgetUse{RunningJobs: 2, ActionsLastHour: 2}, both, "the rollback runs over budget, and counts")
@@ -245,13 +245,13 @@ func TestAgentBudgetCompensationAndKill(t *testing.T) {
 // The limits come from the catalog (the seed, then catalog signals).
 func TestAgentBudgetLimitsFollowTheCatalog(t *testing.T) {
 	s := newAgentEnv(t)
-	var seeded workflows.AgentState
+	var seeded contract.AgentState
 	s.stateAt(t, time.Minute, &seeded)
 	changed := *budgetSeed(policy.Budgets{RunningJobs: 20})
-	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(workflows.SignalAgentCatalog, changed) }, 2*time.Minute)
-	var later workflows.AgentState
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(contract.SignalAgentCatalog, changed) }, 2*time.Minute)
+	var later contract.AgentState
 	s.stateAt(t, 3*time.Minute, &later)
-	s.run(workflows.AgentInput{}, time.Hour) // seeded from the test catalog: no budgets, the defaults
+	s.run(contract.AgentInput{}, time.Hour) // seeded from the test catalog: no budgets, the defaults
 	assert.Equal(t, policy.Budgets{ActionsPerHour: 120, RunningJobs: 10, PendingApprovals: 5, ApprovalRequestsPerHour: 30}, seeded.Budget.Limits)
 	assert.Equal(t, 20, later.Budget.Limits.RunningJobs)
 }
@@ -262,19 +262,19 @@ func TestCycleRunOverBudgetIsDeniedNamingTheBudget(t *testing.T) {
 	s := newEnv(t)
 	be := policy.BudgetError{Budget: policy.BudgetRunningJobs, AgentID: "auto", Used: 10, Limit: 10}
 	s.env.OnActivity(s.acts.StageAction, mock.Anything, mock.Anything).Return(activities.StageOutput{},
-		temporal.NewNonRetryableApplicationError(be.Error(), activities.ErrTypeBudgetExhausted, nil, be))
+		temporal.NewNonRetryableApplicationError(be.Error(), contract.ErrTypeBudgetExhausted, nil, be))
 	s.env.OnActivity(s.acts.ReleaseAction, mock.Anything, mock.Anything).Return(activities.ReleaseOutput{}, nil)
 	s.execute(request("auto", inspect, scale))
-	var res workflows.CycleResult
+	var res contract.CycleResult
 	require.NoError(t, s.env.GetWorkflowResult(&res))
 
-	assert.Equal(t, workflows.OutcomeDenied, res.Outcome)
+	assert.Equal(t, contract.OutcomeDenied, res.Outcome)
 	a := res.Actions[0]
-	assert.Equal(t, workflows.OutcomeDenied, a.Outcome)
+	assert.Equal(t, contract.OutcomeDenied, a.Outcome)
 	assert.Equal(t, `budget "running_jobs" exhausted: 10 of 10 Jobs already run for agent auto`, a.Error)
 	assert.Equal(t, policy.BudgetRunningJobs, a.Budget)
 	assert.Empty(t, a.LeaseAccessor)
-	assert.Equal(t, workflows.OutcomeSkipped, res.Actions[1].Outcome, "refused, not queued: the rest is skipped")
+	assert.Equal(t, contract.OutcomeSkipped, res.Actions[1].Outcome, "refused, not queued: the rest is skipped")
 	s.env.AssertNotCalled(t, "RunJob", mock.Anything, mock.Anything)
 	require.Len(t, s.reports, 1)
 	assert.Equal(t, map[string]int{policy.BudgetRunningJobs: 1}, s.reports[0].Refusals)
@@ -287,26 +287,26 @@ func TestCycleApprovalOverBudgetIsDeniedAtOnce(t *testing.T) {
 	s := newEnv(t)
 	start := s.env.Now()
 	be := policy.BudgetError{Budget: policy.BudgetPendingApprovals, AgentID: "adv", Used: 5, Limit: 5}
-	s.env.OnActivity(workflows.ActivityPostApproval, mock.Anything, mock.Anything).Return(workflows.MessageRef{},
-		temporal.NewNonRetryableApplicationError(be.Error(), activities.ErrTypeBudgetExhausted, nil, be))
+	s.env.OnActivity(contract.ActivityPostApproval, mock.Anything, mock.Anything).Return(contract.MessageRef{},
+		temporal.NewNonRetryableApplicationError(be.Error(), contract.ErrTypeBudgetExhausted, nil, be))
 	s.execute(request("adv", scale))
-	var res workflows.CycleResult
+	var res contract.CycleResult
 	require.NoError(t, s.env.GetWorkflowResult(&res))
 
-	assert.Equal(t, workflows.OutcomeDenied, res.Outcome)
+	assert.Equal(t, contract.OutcomeDenied, res.Outcome)
 	a := res.Actions[0]
 	assert.Equal(t, `budget "pending_approvals" exhausted: 5 of 5 approvals already wait for agent adv`, a.Error)
 	assert.Equal(t, policy.BudgetPendingApprovals, a.Budget)
 	assert.Less(t, s.env.Now().Sub(start), time.Minute, "refused, not queued: no wait for the 10m approval timeout")
 	s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
-	s.env.AssertNotCalled(t, workflows.ActivityUpdateApproval, mock.Anything, mock.Anything)
-	s.env.AssertNumberOfCalls(t, workflows.ActivityPostApproval, 1)
+	s.env.AssertNotCalled(t, contract.ActivityUpdateApproval, mock.Anything, mock.Anything)
+	s.env.AssertNumberOfCalls(t, contract.ActivityPostApproval, 1)
 	require.Len(t, s.reports, 1)
 	assert.Equal(t, map[string]int{policy.BudgetPendingApprovals: 1}, s.reports[0].Refusals)
 
 	var found bool
 	for _, e := range auditOf(t, s) {
-		if e.Kind == workflows.AuditResult && e.Data["budget"] == policy.BudgetPendingApprovals {
+		if e.Kind == contract.AuditResult && e.Data["budget"] == policy.BudgetPendingApprovals {
 			found = true
 		}
 	}
@@ -344,11 +344,11 @@ func TestRollbackIsStagedAsACompensation(t *testing.T) {
 func TestAgentBudgetSurvivesContinueAsNew(t *testing.T) {
 	s := newAgentEnv(t)
 	var log updateLog
-	s.update(time.Minute, &log, workflows.UpdateReserve, workflows.ReserveRequest{BudgetHold: hold("c1", 0, policy.BudgetRun)})
-	s.env.ExecuteWorkflow(workflows.AgentWorkflowName, workflows.AgentInput{Seed: budgetSeed(policy.Budgets{RunningJobs: 1}), Limits: workflows.AgentLimits{MaxUpdates: 1}})
+	s.update(time.Minute, &log, contract.UpdateReserve, contract.ReserveRequest{BudgetHold: hold("c1", 0, policy.BudgetRun)})
+	s.env.ExecuteWorkflow(contract.AgentWorkflowName, contract.AgentInput{Seed: budgetSeed(policy.Budgets{RunningJobs: 1}), Limits: contract.AgentLimits{MaxUpdates: 1}})
 	var can *workflow.ContinueAsNewError
 	require.ErrorAs(t, s.env.GetWorkflowError(), &can)
-	var next workflows.AgentInput
+	var next contract.AgentInput
 	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
 	require.Len(t, next.State.Budget.Holds, 1)
 	assert.Equal(t, "cycle/adv/c1", next.State.Budget.Holds[0].WorkflowID)
@@ -357,13 +357,13 @@ func TestAgentBudgetSurvivesContinueAsNew(t *testing.T) {
 
 	s2 := newAgentEnv(t)
 	var log2 updateLog
-	s2.update(time.Minute, &log2, workflows.UpdateReserve, workflows.ReserveRequest{BudgetHold: hold("c2", 0, policy.BudgetRun)})
-	s2.run(workflows.AgentInput{State: next.State}, time.Hour)
+	s2.update(time.Minute, &log2, contract.UpdateReserve, contract.ReserveRequest{BudgetHold: hold("c2", 0, policy.BudgetRun)})
+	s2.run(contract.AgentInput{State: next.State}, time.Hour)
 	require.Len(t, log2.failed, 1, "the next run still counts the running Job")
 	assert.Contains(t, log2.failed[0], `budget "running_jobs" exhausted: 1 of 1`)
 }
 
-func lastHourOf(ms []workflows.MinuteCount) int {
+func lastHourOf(ms []contract.MinuteCount) int {
 	n := 0
 	for _, m := range ms {
 		n += m.N
@@ -376,10 +376,10 @@ func lastHourOf(ms []workflows.MinuteCount) int {
 func TestAgentBudgetReleaseArrivingWithAReservationCountsFirst(t *testing.T) {
 	s := newAgentEnv(t)
 	var log updateLog
-	s.update(time.Minute, &log, workflows.UpdateReserve, workflows.ReserveRequest{BudgetHold: hold("c1", 0, policy.BudgetRun)})
+	s.update(time.Minute, &log, contract.UpdateReserve, contract.ReserveRequest{BudgetHold: hold("c1", 0, policy.BudgetRun)})
 	s.env.RegisterDelayedCallback(func() {
-		s.env.SignalWorkflow(workflows.SignalRelease, hold("c1", 0, policy.BudgetRun))
-		s.env.UpdateWorkflow(workflows.UpdateReserve, "", &testsuite.TestUpdateCallback{
+		s.env.SignalWorkflow(contract.SignalRelease, hold("c1", 0, policy.BudgetRun))
+		s.env.UpdateWorkflow(contract.UpdateReserve, "", &testsuite.TestUpdateCallback{
 			OnAccept: func() {}, OnReject: func(err error) { log.rejected = append(log.rejected, err.Error()) },
 			OnComplete: func(v any, err error) {
 				if err != nil {
@@ -388,9 +388,9 @@ func TestAgentBudgetReleaseArrivingWithAReservationCountsFirst(t *testing.T) {
 					log.completed = append(log.completed, v)
 				}
 			},
-		}, workflows.ReserveRequest{BudgetHold: hold("c2", 0, policy.BudgetRun)})
+		}, contract.ReserveRequest{BudgetHold: hold("c2", 0, policy.BudgetRun)})
 	}, 2*time.Minute)
-	s.run(workflows.AgentInput{Seed: budgetSeed(policy.Budgets{RunningJobs: 1})}, time.Hour)
+	s.run(contract.AgentInput{Seed: budgetSeed(policy.Budgets{RunningJobs: 1})}, time.Hour)
 	assert.Empty(t, log.failed)
 	assert.Len(t, log.completed, 2)
 }

@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,12 +10,10 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 )
-
-// QueryStatus returns the cycle's CycleResult so far.
-const QueryStatus = "status"
 
 // rollbackIndexOffset keeps a rollback's Job name apart from its action's.
 const rollbackIndexOffset = 10000
@@ -29,7 +26,7 @@ var (
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			MaximumAttempts:        3,
-			NonRetryableErrorTypes: []string{activities.ErrTypeInvalidRequest},
+			NonRetryableErrorTypes: []string{contract.ErrTypeInvalidRequest},
 		},
 	}
 	// Staging and release heartbeat (activities.heartbeat): a worker that
@@ -42,7 +39,7 @@ var (
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
 			MaximumInterval:        30 * time.Second,
-			NonRetryableErrorTypes: []string{activities.ErrTypeInvalidAction, activities.ErrTypeJobConflict},
+			NonRetryableErrorTypes: []string{contract.ErrTypeInvalidAction, activities.ErrTypeJobConflict},
 		},
 	}
 	releaseOptions = workflow.ActivityOptions{
@@ -71,51 +68,34 @@ func runOptions(deadline time.Duration) workflow.ActivityOptions {
 	}
 }
 
-// CycleMetrics receives cycle-level metrics. The workflow only reports
-// outside replay, so a replayed history never counts twice.
-type CycleMetrics interface {
-	CycleFinished(ctx context.Context, agent, phase, outcome string)
-	ApprovalWait(ctx context.Context, agent string, d time.Duration, outcome string)
-	PolicyDenial(ctx context.Context, agent, rule string)
-}
-
 // AgentCycle runs one agent reasoning cycle: it validates the proposals
 // against the catalog, then handles each action as the trust model says.
 // Actions run in order; after a failure or a denial the rest are skipped.
-// It reports no metrics; workers register NewAgentCycle(metrics).
-func AgentCycle(ctx workflow.Context, req CycleRequest) (CycleResult, error) {
-	return runCycle(ctx, req, nil)
-}
-
-// NewAgentCycle returns AgentCycle reporting to m (which may be nil).
-func NewAgentCycle(m CycleMetrics) func(workflow.Context, CycleRequest) (CycleResult, error) {
-	return func(ctx workflow.Context, req CycleRequest) (CycleResult, error) { return runCycle(ctx, req, m) }
-}
-
-func runCycle(ctx workflow.Context, req CycleRequest, m CycleMetrics) (_ CycleResult, err error) {
+// Its metrics go through the SDK's metrics handler (metrics.go).
+func AgentCycle(ctx workflow.Context, req contract.CycleRequest) (_ contract.CycleResult, err error) {
 	info := workflow.GetInfo(ctx)
-	c := &cycle{req: req, gates: map[int]*gate{}, metrics: m}
-	c.res = CycleResult{WorkflowID: info.WorkflowExecution.ID, AgentID: req.AgentID, CycleID: req.CycleID}
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (CycleResult, error) { return c.res, nil }); err != nil {
+	c := &cycle{req: req, gates: map[int]*gate{}}
+	c.res = contract.CycleResult{WorkflowID: info.WorkflowExecution.ID, AgentID: req.AgentID, CycleID: req.CycleID}
+	if err := workflow.SetQueryHandler(ctx, contract.QueryStatus, func() (contract.CycleResult, error) { return c.res, nil }); err != nil {
 		return c.res, err
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryAudit, func() ([]AuditEntry, error) { return c.res.Audit, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, contract.QueryAudit, func() ([]contract.AuditEntry, error) { return c.res.Audit, nil }); err != nil {
 		return c.res, err
 	}
 	if err := c.registerHandlers(ctx); err != nil {
 		return c.res, err
 	}
 	if err := req.Validate(); err != nil {
-		c.report(ctx, func(m CycleMetrics) { m.PolicyDenial(context.Background(), req.AgentID, "invalid request") })
-		return c.res, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeInvalidRequest, nil)
+		policyDenial(ctx, req.AgentID, "invalid request")
+		return c.res, temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeInvalidRequest, nil)
 	}
 
-	c.record(ctx, AuditCycle, nil, "cycle started", map[string]any{"agent": req.AgentID, "cycle": req.CycleID, "principal": req.Principal})
+	c.record(ctx, contract.AuditCycle, nil, "cycle started", map[string]any{"agent": req.AgentID, "cycle": req.CycleID, "principal": req.Principal})
 	for _, t := range req.Thoughts {
-		c.record(ctx, AuditThought, nil, t.Content, map[string]any{"step": t.Step, "confidence": t.Confidence})
+		c.record(ctx, contract.AuditThought, nil, t.Content, map[string]any{"step": t.Step, "confidence": t.Confidence})
 	}
 	for i, p := range req.Actions {
-		c.record(ctx, AuditProposal, idx(i), p.Type, map[string]any{"params": p.Params, "rationale": p.Rationale})
+		c.record(ctx, contract.AuditProposal, idx(i), p.Type, map[string]any{"params": p.Params, "rationale": p.Rationale})
 	}
 	// Only a verified agent gets a plan, a lease or a Job (invariant 9).
 	// Cycles started before verification existed replay without it.
@@ -153,7 +133,7 @@ func runCycle(ctx workflow.Context, req CycleRequest, m CycleMetrics) (_ CycleRe
 	}
 	c.plan = &plan
 	for _, act := range plan.Actions {
-		c.record(ctx, AuditPolicy, idx(act.Index), act.Decision.Rule, map[string]any{
+		c.record(ctx, contract.AuditPolicy, idx(act.Index), act.Decision.Rule, map[string]any{
 			"mode": act.Decision.Mode, "phase": act.Decision.Phase, "approvals": act.Decision.Approvals,
 			"risk": act.Risk, "hash": act.Hash, "image": act.Image, "command": act.Command,
 		})
@@ -161,21 +141,21 @@ func runCycle(ctx workflow.Context, req CycleRequest, m CycleMetrics) (_ CycleRe
 	c.upsertSearchAttributes(ctx, outcomeRunning)
 
 	// The outcome stays empty ("running" to the status query) until the end.
-	outcome := OutcomeSucceeded
+	outcome := contract.OutcomeSucceeded
 	stop := false
 	for _, act := range plan.Actions {
 		if stop {
-			c.res.Actions = append(c.res.Actions, ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash, Outcome: OutcomeSkipped})
-			c.record(ctx, AuditResult, idx(act.Index), act.Type+": skipped after an earlier failure or denial", map[string]any{"outcome": OutcomeSkipped})
+			c.res.Actions = append(c.res.Actions, contract.ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash, Outcome: contract.OutcomeSkipped})
+			c.record(ctx, contract.AuditResult, idx(act.Index), act.Type+": skipped after an earlier failure or denial", map[string]any{"outcome": contract.OutcomeSkipped})
 			continue
 		}
 		r := c.handleAction(ctx, act)
 		c.res.Actions = append(c.res.Actions, r)
 		switch r.Outcome {
-		case OutcomeFailed:
-			outcome, stop = OutcomeFailed, true
-		case OutcomeDenied:
-			outcome, stop = OutcomeDenied, true
+		case contract.OutcomeFailed:
+			outcome, stop = contract.OutcomeFailed, true
+		case contract.OutcomeDenied:
+			outcome, stop = contract.OutcomeDenied, true
 		}
 		if ctx.Err() != nil {
 			c.finish(ctx, "canceled")
@@ -189,25 +169,18 @@ func runCycle(ctx workflow.Context, req CycleRequest, m CycleMetrics) (_ CycleRe
 
 // refusePlan records a request the catalog refused.
 func (c *cycle) refusePlan(ctx workflow.Context, err error) {
-	c.record(ctx, AuditPolicy, nil, "request refused", map[string]any{"error": errorMessage(err)})
-	c.report(ctx, func(m CycleMetrics) { m.PolicyDenial(context.Background(), c.req.AgentID, "invalid request") })
+	c.record(ctx, contract.AuditPolicy, nil, "request refused", map[string]any{"error": errorMessage(err)})
+	policyDenial(ctx, c.req.AgentID, "invalid request")
 }
 
 // finish records the end of the cycle and makes it findable by outcome.
 func (c *cycle) finish(ctx workflow.Context, outcome string) {
-	c.record(ctx, AuditCycle, nil, "cycle finished: "+outcome, map[string]any{"outcome": outcome})
+	c.record(ctx, contract.AuditCycle, nil, "cycle finished: "+outcome, map[string]any{"outcome": outcome})
 	if ctx.Err() != nil {
 		ctx, _ = workflow.NewDisconnectedContext(ctx)
 	}
 	phase := c.upsertSearchAttributes(ctx, outcome)
-	c.report(ctx, func(m CycleMetrics) { m.CycleFinished(context.Background(), c.plan.AgentID, phase, outcome) })
-}
-
-// report calls the metrics sink outside replay.
-func (c *cycle) report(ctx workflow.Context, f func(CycleMetrics)) {
-	if c.metrics != nil && !workflow.IsReplaying(ctx) {
-		f(c.metrics)
-	}
+	cycleFinished(ctx, c.plan.AgentID, phase, outcome)
 }
 
 // Search attributes that make cycles filterable in the Temporal UI.
@@ -261,7 +234,7 @@ func (c *cycle) setOutcomeAttribute(ctx workflow.Context, v string) {
 // handleAction applies the policy decision to one action, as the trust
 // table reads: run it (read actions; autonomous writes), only dry-run it
 // (shadow), or gate it on humans (advisory approval, supervised veto).
-func (c *cycle) handleAction(ctx workflow.Context, act policy.RenderedAction) ActionResult {
+func (c *cycle) handleAction(ctx workflow.Context, act policy.RenderedAction) contract.ActionResult {
 	switch act.Decision.Mode {
 	case policy.ModeRun:
 		return c.run(ctx, act)
@@ -271,19 +244,19 @@ func (c *cycle) handleAction(ctx workflow.Context, act policy.RenderedAction) Ac
 		return c.gated(ctx, act)
 	}
 	// Unknown mode: fail closed.
-	r := ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash}
-	r.Outcome, r.Error = OutcomeDenied, fmt.Sprintf("unknown mode %q", act.Decision.Mode)
+	r := contract.ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash}
+	r.Outcome, r.Error = contract.OutcomeDenied, fmt.Sprintf("unknown mode %q", act.Decision.Mode)
 	return r
 }
 
 // run executes an action the policy lets run; an autonomous failure runs
 // its rollback, and humans hear about autonomous writes after the fact.
-func (c *cycle) run(ctx workflow.Context, act policy.RenderedAction) ActionResult {
+func (c *cycle) run(ctx workflow.Context, act policy.RenderedAction) contract.ActionResult {
 	r := c.execute(ctx, act)
-	if r.Outcome == OutcomeFailed && act.Rollback != nil && act.Decision.Phase == policy.PhaseAutonomous && ctx.Err() == nil {
+	if r.Outcome == contract.OutcomeFailed && act.Rollback != nil && act.Decision.Phase == policy.PhaseAutonomous && ctx.Err() == nil {
 		rb := *act.Rollback
 		rb.Index = act.Index + rollbackIndexOffset
-		c.record(ctx, AuditPolicy, idx(act.Index), "autonomous failure: running rollback "+rb.Type, map[string]any{"rollback": rb.Type, "hash": rb.Hash})
+		c.record(ctx, contract.AuditPolicy, idx(act.Index), "autonomous failure: running rollback "+rb.Type, map[string]any{"rollback": rb.Type, "hash": rb.Hash})
 		rr := c.execute(ctx, rb)
 		r.Rollback = &rr
 	}
@@ -295,10 +268,10 @@ func (c *cycle) run(ctx workflow.Context, act policy.RenderedAction) ActionResul
 
 // shadow never runs or leases: it asks the apiserver whether it would have
 // admitted the Job, records it, and invites feedback.
-func (c *cycle) shadow(ctx workflow.Context, act policy.RenderedAction) ActionResult {
+func (c *cycle) shadow(ctx workflow.Context, act policy.RenderedAction) contract.ActionResult {
 	plan := c.plan
-	base := ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash}
-	base.Outcome, base.Rendered = OutcomeWouldDo, &act
+	base := contract.ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash}
+	base.Outcome, base.Rendered = contract.OutcomeWouldDo, &act
 	var dry activities.DryRunOutput
 	var a *activities.Activities
 	dctx := workflow.WithActivityOptions(ctx, stageOptions)
@@ -312,12 +285,12 @@ func (c *cycle) shadow(ctx workflow.Context, act policy.RenderedAction) ActionRe
 	} else {
 		base.DryRun = "rejected: " + dry.Reason
 	}
-	c.record(ctx, AuditResult, idx(act.Index), "would do (shadow): dry-run "+base.DryRun, map[string]any{"outcome": base.Outcome, "dry_run": base.DryRun})
+	c.record(ctx, contract.AuditResult, idx(act.Index), "would do (shadow): dry-run "+base.DryRun, map[string]any{"outcome": base.Outcome, "dry_run": base.DryRun})
 	// Feedback (Agree/Disagree) is collected by a workflow of its own that
 	// outlives this cycle; it can never make anything run. Cycles started
 	// before that change keep their in-cycle gate on replay.
 	if workflow.GetVersion(ctx, "shadow-feedback-workflow", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		g := &gate{act: act, notice: NoticeShadow, status: statusRecorded}
+		g := &gate{act: act, notice: contract.NoticeShadow, status: statusRecorded}
 		c.gates[act.Index] = g
 		c.notify(ctx, g)
 	} else if id, err := c.startFeedback(ctx, act); err != nil {
@@ -331,20 +304,18 @@ func (c *cycle) shadow(ctx workflow.Context, act policy.RenderedAction) ActionRe
 // gated waits for humans: an approval (advisory, or outside bounds) or a
 // veto window (supervised, inside bounds). Approved or unvetoed, it runs;
 // denied, stopped, expired or over budget, nothing is leased or created.
-func (c *cycle) gated(ctx workflow.Context, act policy.RenderedAction) ActionResult {
+func (c *cycle) gated(ctx workflow.Context, act policy.RenderedAction) contract.ActionResult {
 	plan := c.plan
-	base := ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash}
-	notice, needed, window := NoticeApproval, max(act.Decision.Approvals, 1), time.Duration(plan.ApprovalTimeout)
+	base := contract.ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash}
+	notice, needed, window := contract.NoticeApproval, max(act.Decision.Approvals, 1), time.Duration(plan.ApprovalTimeout)
 	if act.Decision.Mode == policy.ModeVeto {
-		notice, needed, window = NoticeVeto, 0, time.Duration(plan.VetoWindow)
+		notice, needed, window = contract.NoticeVeto, 0, time.Duration(plan.VetoWindow)
 	}
 	waitStart := workflow.Now(ctx)
 	g, ref := c.await(ctx, act, notice, needed, window)
 	decisions := slices.Clone(g.decisions)
 	if g.refusal == nil {
-		c.report(ctx, func(m CycleMetrics) {
-			m.ApprovalWait(context.Background(), plan.AgentID, workflow.Now(ctx).Sub(waitStart), g.status)
-		})
+		approvalWait(ctx, plan.AgentID, workflow.Now(ctx).Sub(waitStart), g.status)
 	}
 	switch g.status {
 	case statusApproved, statusPassed:
@@ -354,15 +325,15 @@ func (c *cycle) gated(ctx workflow.Context, act policy.RenderedAction) ActionRes
 		return r
 	}
 	c.settle(ctx, g, ref, "")
-	base.Outcome, base.Decisions = OutcomeDenied, decisions
+	base.Outcome, base.Decisions = contract.OutcomeDenied, decisions
 	base.Error = denialMessage(g, window)
 	if g.refusal != nil {
 		base.Budget = g.refusal.Budget
 		c.refuse(ctx, act, base.Error, g.refusal)
 		return base
 	}
-	c.record(ctx, AuditResult, idx(act.Index), base.Error, map[string]any{"outcome": base.Outcome, "status": g.status})
-	c.report(ctx, func(m CycleMetrics) { m.PolicyDenial(context.Background(), plan.AgentID, g.status) })
+	c.record(ctx, contract.AuditResult, idx(act.Index), base.Error, map[string]any{"outcome": base.Outcome, "status": g.status})
+	policyDenial(ctx, plan.AgentID, g.status)
 	return base
 }
 
@@ -386,12 +357,12 @@ func denialMessage(g *gate, window time.Duration) string {
 
 // execute stages, runs and releases one action. Release runs on every path,
 // on a disconnected context so cancellation cannot skip revocation.
-func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r ActionResult) {
+func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r contract.ActionResult) {
 	var a *activities.Activities
 	plan := c.plan
 	wfID := workflow.GetInfo(ctx).WorkflowExecution.ID
-	r = ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash}
-	job := JobRef{Namespace: plan.Namespace, Name: k8s.JobName(wfID, act.Index)}
+	r = contract.ActionResult{Index: act.Index, Type: act.Type, Decision: act.Decision, Hash: act.Hash}
+	job := contract.JobRef{Namespace: plan.Namespace, Name: k8s.JobName(wfID, act.Index)}
 	r.Job = &job
 
 	var staged activities.StageOutput
@@ -412,13 +383,13 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r Acti
 				r.Error = "release: " + err.Error()
 			}
 		} else if out.RevokedAccessor != "" {
-			c.record(dctx, AuditLease, idx(act.Index), "credential revoked", map[string]any{"accessor": out.RevokedAccessor})
+			c.record(dctx, contract.AuditLease, idx(act.Index), "credential revoked", map[string]any{"accessor": out.RevokedAccessor})
 		}
 		fields := map[string]any{"outcome": r.Outcome, "exit_code": r.ExitCode, "output": clip(r.Output, 1024), "error": r.Error}
 		if r.Budget != "" {
 			fields["budget"] = r.Budget
 		}
-		c.record(dctx, AuditResult, idx(act.Index), fmt.Sprintf("%s: %s", act.Type, r.Outcome), fields)
+		c.record(dctx, contract.AuditResult, idx(act.Index), fmt.Sprintf("%s: %s", act.Type, r.Outcome), fields)
 	}()
 
 	sctx := workflow.WithActivityOptions(ctx, stageOptions)
@@ -428,16 +399,16 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r Acti
 	}).Get(ctx, &staged)
 	if be, msg := budgetRefusal(err); be != nil {
 		// Over budget: refused, not queued; nothing was created or leased.
-		r.Outcome, r.Error, r.Budget = OutcomeDenied, msg, be.Budget
-		c.report(ctx, func(m CycleMetrics) { m.PolicyDenial(context.Background(), plan.AgentID, "budget "+be.Budget) })
+		r.Outcome, r.Error, r.Budget = contract.OutcomeDenied, msg, be.Budget
+		policyDenial(ctx, plan.AgentID, "budget "+be.Budget)
 		return r
 	}
 	if err != nil {
-		r.Outcome, r.Error = OutcomeFailed, "stage: "+errorMessage(err)
+		r.Outcome, r.Error = contract.OutcomeFailed, "stage: "+errorMessage(err)
 		return r
 	}
 	r.LeaseAccessor, r.LeaseTTL, r.DBLeaseID = staged.LeaseAccessor, staged.LeaseTTL, staged.DBLeaseID
-	c.record(ctx, AuditLease, idx(act.Index), "credential leased", map[string]any{
+	c.record(ctx, contract.AuditLease, idx(act.Index), "credential leased", map[string]any{
 		"accessor": staged.LeaseAccessor, "ttl": staged.LeaseTTL.String(), "policies": staged.LeasePolicies,
 		"db_lease": staged.DBLeaseID, "job": staged.JobName, "secret": staged.SecretName,
 	})
@@ -448,19 +419,19 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r Acti
 		Namespace: job.Namespace, JobName: job.Name, ActionType: act.Type,
 		LeaseAccessor: staged.LeaseAccessor, DBLeaseID: staged.DBLeaseID,
 	}).Get(ctx, &run); err != nil {
-		r.Outcome, r.Error = OutcomeFailed, "run: "+errorMessage(err)
+		r.Outcome, r.Error = contract.OutcomeFailed, "run: "+errorMessage(err)
 		return r
 	}
 	r.ExitCode, r.Reason, r.Output = run.ExitCode, run.Reason, run.Output
 	r.StartedAt, r.FinishedAt = run.StartedAt, run.FinishedAt
-	c.record(ctx, AuditJob, idx(act.Index), fmt.Sprintf("job %s/%s: %s", job.Namespace, job.Name, run.Reason), map[string]any{
+	c.record(ctx, contract.AuditJob, idx(act.Index), fmt.Sprintf("job %s/%s: %s", job.Namespace, job.Name, run.Reason), map[string]any{
 		"namespace": job.Namespace, "job": job.Name, "pod": run.PodName, "exit_code": run.ExitCode,
 		"reason": run.Reason, "duration": run.FinishedAt.Sub(run.StartedAt).String(),
 	})
 	if run.Succeeded {
-		r.Outcome = OutcomeSucceeded
+		r.Outcome = contract.OutcomeSucceeded
 	} else {
-		r.Outcome, r.Error = OutcomeFailed, fmt.Sprintf("job failed: %s (exit code %d)", run.Reason, run.ExitCode)
+		r.Outcome, r.Error = contract.OutcomeFailed, fmt.Sprintf("job failed: %s (exit code %d)", run.Reason, run.ExitCode)
 	}
 	return r
 }

@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,11 +10,9 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
 )
-
-// AuditAgent entries record the agent's state a cycle planned with.
-const AuditAgent = "agent"
 
 // agentOptions: reading the agent's state is a query (≈ms) run as a local
 // activity, so the answer is recorded in the cycle's history. An outage is
@@ -28,7 +25,7 @@ var (
 			InitialInterval:        200 * time.Millisecond,
 			BackoffCoefficient:     2,
 			MaximumInterval:        10 * time.Second,
-			NonRetryableErrorTypes: []string{activities.ErrTypeInvalidRequest, activities.ErrTypeAgentUnavailable},
+			NonRetryableErrorTypes: []string{contract.ErrTypeInvalidRequest, contract.ErrTypeAgentUnavailable},
 		},
 	}
 	reportOptions = workflow.LocalActivityOptions{
@@ -38,7 +35,7 @@ var (
 			InitialInterval:        200 * time.Millisecond,
 			BackoffCoefficient:     2,
 			MaximumInterval:        15 * time.Second,
-			NonRetryableErrorTypes: []string{activities.ErrTypeInvalidRequest},
+			NonRetryableErrorTypes: []string{contract.ErrTypeInvalidRequest},
 		},
 	}
 )
@@ -56,28 +53,28 @@ func (c *cycle) planForAgent(ctx workflow.Context) (policy.Plan, error) {
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return policy.Plan{}, temporal.NewCanceledError()
-	case err != nil && errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeInvalidRequest:
+	case err != nil && errors.As(err, &appErr) && appErr.Type() == contract.ErrTypeInvalidRequest:
 		c.refusePlan(ctx, err)
 		return policy.Plan{}, err
 	case err != nil:
-		c.record(ctx, AuditAgent, nil, "request refused: agent state unavailable", map[string]any{"error": errorMessage(err)})
+		c.record(ctx, contract.AuditAgent, nil, "request refused: agent state unavailable", map[string]any{"error": errorMessage(err)})
 		if appErr != nil {
 			return policy.Plan{}, err
 		}
-		return policy.Plan{}, temporal.NewNonRetryableApplicationError("agent state unavailable: "+errorMessage(err), activities.ErrTypeAgentUnavailable, err)
+		return policy.Plan{}, temporal.NewNonRetryableApplicationError("agent state unavailable: "+errorMessage(err), contract.ErrTypeAgentUnavailable, err)
 	}
 	st := out.Agent
-	if st.Status != AgentActive || out.Plan == nil {
+	if st.Status != contract.AgentActive || out.Plan == nil {
 		c.agentRefused = true
 		msg := fmt.Sprintf("agent %s is %s", c.req.AgentID, st.Status)
 		if st.Why != "" {
 			msg += ": " + st.Why
 		}
-		c.record(ctx, AuditAgent, nil, "request refused: "+msg, map[string]any{"status": st.Status, "why": st.Why})
-		c.report(ctx, func(m CycleMetrics) { m.PolicyDenial(context.Background(), c.req.AgentID, "agent "+string(st.Status)) })
-		return policy.Plan{}, temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeInvalidRequest, nil)
+		c.record(ctx, contract.AuditAgent, nil, "request refused: "+msg, map[string]any{"status": st.Status, "why": st.Why})
+		policyDenial(ctx, c.req.AgentID, "agent "+string(st.Status))
+		return policy.Plan{}, temporal.NewNonRetryableApplicationError(msg, contract.ErrTypeInvalidRequest, nil)
 	}
-	c.record(ctx, AuditAgent, nil, "agent active", map[string]any{"status": st.Status, "phases": st.Phases})
+	c.record(ctx, contract.AuditAgent, nil, "agent active", map[string]any{"status": st.Status, "phases": st.Phases})
 	return *out.Plan, nil
 }
 
@@ -85,14 +82,14 @@ func (c *cycle) planForAgent(ctx workflow.Context) (policy.Plan, error) {
 // disconnected context (a cancelled cycle reports too). A report that
 // cannot be delivered is logged: it never changes the cycle's outcome.
 func (c *cycle) reportToAgent(ctx workflow.Context, err error) {
-	r := CycleReport{WorkflowID: c.res.WorkflowID, AgentID: c.req.AgentID, Outcome: string(c.res.Outcome), Actions: map[string]int{}}
+	r := contract.CycleReport{WorkflowID: c.res.WorkflowID, AgentID: c.req.AgentID, Outcome: string(c.res.Outcome), Actions: map[string]int{}}
 	var appErr *temporal.ApplicationError
 	var canceled *temporal.CanceledError
 	switch {
 	case err == nil:
 	case ctx.Err() != nil || errors.As(err, &canceled):
 		r.Outcome = "canceled"
-	case errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeInvalidRequest:
+	case errors.As(err, &appErr) && appErr.Type() == contract.ErrTypeInvalidRequest:
 		r.Outcome, r.Reason = "refused", appErr.Message()
 		switch {
 		case c.agentRefused:
@@ -102,11 +99,11 @@ func (c *cycle) reportToAgent(ctx workflow.Context, err error) {
 			r.Violation = true
 		}
 	default:
-		r.Outcome, r.Reason = string(OutcomeFailed), errorMessage(err)
+		r.Outcome, r.Reason = string(contract.OutcomeFailed), errorMessage(err)
 	}
 	for _, a := range c.res.Actions {
 		o := string(a.Outcome)
-		if r.Outcome == "canceled" && a.Outcome == OutcomeFailed && strings.HasSuffix(a.Error, "canceled") {
+		if r.Outcome == "canceled" && a.Outcome == contract.OutcomeFailed && strings.HasSuffix(a.Error, "canceled") {
 			o = "canceled" // stopped by the cancellation, not a failure of the agent's
 		}
 		r.Actions[o]++
@@ -116,7 +113,7 @@ func (c *cycle) reportToAgent(ctx workflow.Context, err error) {
 				r.Refusals = map[string]int{}
 			}
 			r.Refusals[a.Budget]++
-		case a.Outcome == OutcomeDenied:
+		case a.Outcome == contract.OutcomeDenied:
 			r.Denials++
 		case a.Decision.Mode == policy.ModeApprove && len(a.Decisions) > 0:
 			r.Approvals++
@@ -124,7 +121,7 @@ func (c *cycle) reportToAgent(ctx workflow.Context, err error) {
 	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	var a *activities.Activities
-	var out ReportCycleResult
+	var out contract.ReportCycleResult
 	lctx := workflow.WithLocalActivityOptions(dctx, reportOptions)
 	if err := workflow.ExecuteLocalActivity(lctx, a.ReportCycle, r).Get(dctx, &out); err != nil {
 		workflow.GetLogger(ctx).Warn("report cycle to agent", "agent", c.req.AgentID, "error", err)
@@ -133,13 +130,13 @@ func (c *cycle) reportToAgent(ctx workflow.Context, err error) {
 
 // notifyDone tells humans after an autonomous write ran (NoticeDone), and
 // what became of it if it failed.
-func (c *cycle) notifyDone(ctx workflow.Context, act policy.RenderedAction, r ActionResult) {
-	if ctx.Err() != nil || (r.Outcome != OutcomeSucceeded && r.Outcome != OutcomeFailed) {
+func (c *cycle) notifyDone(ctx workflow.Context, act policy.RenderedAction, r contract.ActionResult) {
+	if ctx.Err() != nil || (r.Outcome != contract.OutcomeSucceeded && r.Outcome != contract.OutcomeFailed) {
 		return
 	}
-	g := &gate{act: act, notice: NoticeDone, closed: true, status: string(r.Outcome)}
+	g := &gate{act: act, notice: contract.NoticeDone, closed: true, status: string(r.Outcome)}
 	ref := c.notify(ctx, g)
-	if r.Outcome == OutcomeFailed {
+	if r.Outcome == contract.OutcomeFailed {
 		detail := r.Error
 		if r.Rollback != nil {
 			detail += fmt.Sprintf("; rollback %s: %s", r.Rollback.Type, r.Rollback.Outcome)

@@ -1,13 +1,12 @@
 package workflows
 
 import (
-	"context"
 	"errors"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
 )
 
@@ -16,7 +15,7 @@ import (
 // the message naming it.
 func budgetRefusal(err error) (*policy.BudgetError, string) {
 	var appErr *temporal.ApplicationError
-	if err == nil || !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeBudgetExhausted {
+	if err == nil || !errors.As(err, &appErr) || appErr.Type() != contract.ErrTypeBudgetExhausted {
 		return nil, ""
 	}
 	var be policy.BudgetError
@@ -31,8 +30,8 @@ func budgetRefusal(err error) (*policy.BudgetError, string) {
 
 // refuse records an approval the agent's budget refused.
 func (c *cycle) refuse(ctx workflow.Context, act policy.RenderedAction, msg string, be *policy.BudgetError) {
-	c.record(ctx, AuditResult, idx(act.Index), msg, map[string]any{
-		"outcome": OutcomeDenied, "status": statusRefused, "budget": be.Budget, "used": be.Used, "limit": be.Limit,
+	c.record(ctx, contract.AuditResult, idx(act.Index), msg, map[string]any{
+		"outcome": contract.OutcomeDenied, "status": statusRefused, "budget": be.Budget, "used": be.Used, "limit": be.Limit,
 	})
-	c.report(ctx, func(m CycleMetrics) { m.PolicyDenial(context.Background(), c.plan.AgentID, "budget "+be.Budget) })
+	policyDenial(ctx, c.plan.AgentID, "budget "+be.Budget)
 }

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/workflows"
 )
@@ -95,30 +96,34 @@ type cycleSuite struct {
 	// agent is what the (mocked) Agent workflow answers; reports are what
 	// cycles reported to it (mockAgent).
 	agent   activities.AgentStateOutput
-	reports []workflows.CycleReport
+	reports []contract.CycleReport
 }
 
 func newEnv(t *testing.T) *cycleSuite { return newEnvWith(t, nil) }
 
-// newEnvWith registers AgentCycle reporting to m (nil: no metrics).
-func newEnvWith(t *testing.T, m workflows.CycleMetrics) *cycleSuite {
+// newEnvWith registers AgentCycle with m as the SDK's metrics handler
+// (nil: the SDK's default).
+func newEnvWith(t *testing.T, m client.MetricsHandler) *cycleSuite {
 	t.Helper()
 	cat, err := policy.Parse("test.yaml", []byte(catalogYAML))
 	require.NoError(t, err)
 	s := &cycleSuite{acts: &activities.Activities{Catalog: cat, Identity: fakeVerifier{}}}
+	if m != nil {
+		s.SetMetricsHandler(m)
+	}
 	s.env = s.NewTestWorkflowEnvironment()
-	s.env.RegisterWorkflowWithOptions(workflows.NewAgentCycle(m), workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
-	s.env.RegisterWorkflowWithOptions(workflows.ShadowFeedback, workflow.RegisterOptions{Name: workflows.FeedbackWorkflowName})
+	s.env.RegisterWorkflowWithOptions(workflows.AgentCycle, workflow.RegisterOptions{Name: contract.CycleWorkflowName})
+	s.env.RegisterWorkflowWithOptions(workflows.ShadowFeedback, workflow.RegisterOptions{Name: contract.FeedbackWorkflowName})
 	s.env.RegisterActivity(s.acts)
 	// The Slack activities are registered by name by the worker; here they
 	// only need to exist so tests can mock them.
-	s.env.RegisterActivityWithOptions(func(context.Context, workflows.Notice) (workflows.MessageRef, error) {
-		return workflows.MessageRef{}, nil
-	}, activity.RegisterOptions{Name: workflows.ActivityPostApproval})
-	s.env.RegisterActivityWithOptions(func(context.Context, workflows.NoticeUpdate) error { return nil },
-		activity.RegisterOptions{Name: workflows.ActivityUpdateApproval})
+	s.env.RegisterActivityWithOptions(func(context.Context, contract.Notice) (contract.MessageRef, error) {
+		return contract.MessageRef{}, nil
+	}, activity.RegisterOptions{Name: contract.ActivityPostApproval})
+	s.env.RegisterActivityWithOptions(func(context.Context, contract.NoticeUpdate) error { return nil },
+		activity.RegisterOptions{Name: contract.ActivityUpdateApproval})
 	s.mockAgent()
-	s.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflows.CycleWorkflowID("auto", "c1")})
+	s.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: contract.CycleWorkflowID("auto", "c1")})
 	s.env.SetTestTimeout(20 * time.Second)
 	return s
 }
@@ -126,22 +131,22 @@ func newEnvWith(t *testing.T, m workflows.CycleMetrics) *cycleSuite {
 // execute runs a cycle as an agent would start it: as workflow
 // cycle/<agent>/<cycle>, signed with the agent's (fake) key unless the
 // request already carries a signature.
-func (s *cycleSuite) execute(req workflows.CycleRequest) {
-	s.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflows.CycleWorkflowID(req.AgentID, req.CycleID)})
+func (s *cycleSuite) execute(req contract.CycleRequest) {
+	s.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: contract.CycleWorkflowID(req.AgentID, req.CycleID)})
 	if req.Signature == nil {
 		req = signAs(req.AgentID, req, s.env.Now())
 	}
-	s.env.ExecuteWorkflow(workflows.CycleWorkflowName, req)
+	s.env.ExecuteWorkflow(contract.CycleWorkflowName, req)
 }
 
 func stageOK(_ context.Context, in activities.StageInput) (activities.StageOutput, error) {
 	return activities.StageOutput{Namespace: in.Namespace, JobName: "job", LeaseAccessor: "acc-" + in.Action.Type, LeaseTTL: 3 * time.Minute}, nil
 }
 
-func request(agent string, actions ...policy.Proposal) workflows.CycleRequest {
-	return workflows.CycleRequest{
+func request(agent string, actions ...policy.Proposal) contract.CycleRequest {
+	return contract.CycleRequest{
 		AgentID: agent, CycleID: "c1",
-		Thoughts: []workflows.Thought{{Step: 1, Content: "look first", Confidence: 0.9}},
+		Thoughts: []contract.Thought{{Step: 1, Content: "look first", Confidence: 0.9}},
 		Actions:  actions,
 	}
 }
@@ -166,13 +171,13 @@ func TestAutonomousCycleRunsEveryActionAndReleasesEachLease(t *testing.T) {
 	s.execute(request("auto", inspect, scale))
 	require.True(t, s.env.IsWorkflowCompleted())
 	require.NoError(t, s.env.GetWorkflowError())
-	var res workflows.CycleResult
+	var res contract.CycleResult
 	require.NoError(t, s.env.GetWorkflowResult(&res))
 
-	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+	assert.Equal(t, contract.OutcomeSucceeded, res.Outcome)
 	require.Len(t, res.Actions, 2)
 	for i, a := range res.Actions {
-		assert.Equal(t, workflows.OutcomeSucceeded, a.Outcome, "action %d", i)
+		assert.Equal(t, contract.OutcomeSucceeded, a.Outcome, "action %d", i)
 		assert.Equal(t, "ok", a.Output)
 		assert.Equal(t, "agents-auto", a.Job.Namespace)
 		assert.Regexp(t, `^airlock-[a-z0-9]+-`+string(rune('0'+i))+`$`, a.Job.Name)
@@ -201,17 +206,17 @@ func TestFailedJobRollsBackSkipsTheRestAndStillReleases(t *testing.T) {
 		})
 
 	s.execute(request("auto", scale, inspect))
-	var res workflows.CycleResult
+	var res contract.CycleResult
 	require.NoError(t, s.env.GetWorkflowResult(&res))
 
-	assert.Equal(t, workflows.OutcomeFailed, res.Outcome)
-	assert.Equal(t, workflows.OutcomeFailed, res.Actions[0].Outcome)
+	assert.Equal(t, contract.OutcomeFailed, res.Outcome)
+	assert.Equal(t, contract.OutcomeFailed, res.Actions[0].Outcome)
 	assert.Contains(t, res.Actions[0].Error, "exit code 1")
 	require.NotNil(t, res.Actions[0].Rollback, "autonomous failure runs the rollback action")
 	assert.Equal(t, "unscale", res.Actions[0].Rollback.Type)
-	assert.Equal(t, workflows.OutcomeSucceeded, res.Actions[0].Rollback.Outcome)
+	assert.Equal(t, contract.OutcomeSucceeded, res.Actions[0].Rollback.Outcome)
 	assert.NotEqual(t, res.Actions[0].Job.Name, res.Actions[0].Rollback.Job.Name)
-	assert.Equal(t, workflows.OutcomeSkipped, res.Actions[1].Outcome)
+	assert.Equal(t, contract.OutcomeSkipped, res.Actions[1].Outcome)
 	assert.Len(t, ran, 2, "the failed action and its rollback ran; the skipped one did not")
 	assert.Equal(t, []string{"acc-scale", "acc-unscale"}, released)
 }
@@ -219,7 +224,7 @@ func TestFailedJobRollsBackSkipsTheRestAndStillReleases(t *testing.T) {
 func TestStageFailureRunsNothingAndReleasesByJobName(t *testing.T) {
 	s := newEnv(t)
 	s.env.OnActivity(s.acts.StageAction, mock.Anything, mock.Anything).Return(activities.StageOutput{},
-		temporal.NewNonRetryableApplicationError("image not pinned", activities.ErrTypeInvalidAction, nil))
+		temporal.NewNonRetryableApplicationError("image not pinned", contract.ErrTypeInvalidAction, nil))
 	var rel activities.ReleaseInput
 	s.env.OnActivity(s.acts.ReleaseAction, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.ReleaseInput) (activities.ReleaseOutput, error) {
@@ -228,9 +233,9 @@ func TestStageFailureRunsNothingAndReleasesByJobName(t *testing.T) {
 		})
 
 	s.execute(request("auto", inspect))
-	var res workflows.CycleResult
+	var res contract.CycleResult
 	require.NoError(t, s.env.GetWorkflowResult(&res))
-	assert.Equal(t, workflows.OutcomeFailed, res.Outcome)
+	assert.Equal(t, contract.OutcomeFailed, res.Outcome)
 	assert.Contains(t, res.Actions[0].Error, "image not pinned")
 	assert.Equal(t, res.Actions[0].Job.Name, rel.JobName, "release still targets the job, to revoke a lease made before the failure")
 	assert.Empty(t, rel.LeaseAccessor)
@@ -269,10 +274,10 @@ func TestShadowWriteIsRecordedNeverRun(t *testing.T) {
 	s.env.OnActivity(s.acts.DryRunAction, mock.Anything, mock.Anything).Return(activities.DryRunOutput{Admitted: true}, nil)
 
 	s.execute(request("shadowy", inspect, scale))
-	var res workflows.CycleResult
+	var res contract.CycleResult
 	require.NoError(t, s.env.GetWorkflowResult(&res))
-	assert.Equal(t, workflows.OutcomeSucceeded, res.Actions[0].Outcome, "shadow reads run")
-	assert.Equal(t, workflows.OutcomeWouldDo, res.Actions[1].Outcome)
+	assert.Equal(t, contract.OutcomeSucceeded, res.Actions[0].Outcome, "shadow reads run")
+	assert.Equal(t, contract.OutcomeWouldDo, res.Actions[1].Outcome)
 	require.NotNil(t, res.Actions[1].Rendered)
 	assert.Equal(t, []string{"scale", "3"}, res.Actions[1].Rendered.Command)
 	assert.Equal(t, "admitted", res.Actions[1].DryRun)
@@ -281,14 +286,14 @@ func TestShadowWriteIsRecordedNeverRun(t *testing.T) {
 
 func TestInvalidRequestFailsNonRetryablyBeforeAnythingRuns(t *testing.T) {
 	tests := map[string]struct {
-		req  workflows.CycleRequest
+		req  contract.CycleRequest
 		want string
 	}{
-		"missing cycle id":  {workflows.CycleRequest{AgentID: "auto", Actions: []policy.Proposal{inspect}}, "cycle_id: required"},
+		"missing cycle id":  {contract.CycleRequest{AgentID: "auto", Actions: []policy.Proposal{inspect}}, "cycle_id: required"},
 		"unknown agent":     {request("ghost", inspect), `agent_id: unknown agent "ghost"`},
 		"unknown action":    {request("auto", policy.Proposal{Type: "drop-db"}), `actions[0].type: unknown action type "drop-db"`},
 		"params do not fit": {request("auto", policy.Proposal{Type: "scale", Params: map[string]any{"replicas": "many"}}), "actions[0].params.replicas: got string, want integer"},
-		"confidence > 1":    {workflows.CycleRequest{AgentID: "auto", CycleID: "x", Thoughts: []workflows.Thought{{Content: "x", Confidence: 2}}, Actions: []policy.Proposal{inspect}}, "thoughts[0].confidence"},
+		"confidence > 1":    {contract.CycleRequest{AgentID: "auto", CycleID: "x", Thoughts: []contract.Thought{{Content: "x", Confidence: 2}}, Actions: []policy.Proposal{inspect}}, "thoughts[0].confidence"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -298,7 +303,7 @@ func TestInvalidRequestFailsNonRetryablyBeforeAnythingRuns(t *testing.T) {
 			require.Error(t, err)
 			var appErr *temporal.ApplicationError
 			require.True(t, errors.As(err, &appErr), "got %v", err)
-			assert.Equal(t, activities.ErrTypeInvalidRequest, appErr.Type())
+			assert.Equal(t, contract.ErrTypeInvalidRequest, appErr.Type())
 			assert.True(t, appErr.NonRetryable())
 			assert.Contains(t, err.Error(), tc.want)
 			s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)

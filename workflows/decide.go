@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
 )
 
@@ -31,10 +32,10 @@ const (
 // gate is an action open to human decisions.
 type gate struct {
 	act       policy.RenderedAction
-	notice    NoticeMode
+	notice    contract.NoticeMode
 	needed    int
 	approved  []string
-	decisions []DecisionRecord
+	decisions []contract.DecisionRecord
 	closed    bool
 	status    string
 	deadline  time.Time
@@ -44,16 +45,15 @@ type gate struct {
 }
 
 func (g *gate) decidedBy(approver string) bool {
-	return slices.ContainsFunc(g.decisions, func(d DecisionRecord) bool { return d.Approver == approver })
+	return slices.ContainsFunc(g.decisions, func(d contract.DecisionRecord) bool { return d.Approver == approver })
 }
 
 // cycle is the state a running AgentCycle shares with its handlers.
 type cycle struct {
-	req     CycleRequest
-	plan    *policy.Plan
-	res     CycleResult
-	gates   map[int]*gate
-	metrics CycleMetrics
+	req   contract.CycleRequest
+	plan  *policy.Plan
+	res   contract.CycleResult
+	gates map[int]*gate
 	// identity is who the request was verified to come from; nil for
 	// cycles started before verification (their histories still replay).
 	identity *identity
@@ -66,10 +66,10 @@ type cycle struct {
 	agentRefused bool
 }
 
-var allowedKinds = map[NoticeMode][]DecisionKind{
-	NoticeApproval: {DecisionApprove, DecisionDeny},
-	NoticeVeto:     {DecisionStop},
-	NoticeShadow:   {DecisionAgree, DecisionDisagree},
+var allowedKinds = map[contract.NoticeMode][]contract.DecisionKind{
+	contract.NoticeApproval: {contract.DecisionApprove, contract.DecisionDeny},
+	contract.NoticeVeto:     {contract.DecisionStop},
+	contract.NoticeShadow:   {contract.DecisionAgree, contract.DecisionDisagree},
 }
 
 // validate refuses a decision before it reaches history: unknown action,
@@ -77,7 +77,7 @@ var allowedKinds = map[NoticeMode][]DecisionKind{
 // allowed, stale hash, wrong kind, or a decision on an action another human
 // already closed. The same approver repeating a decision passes: apply
 // answers "already decided".
-func (c *cycle) validate(d Decision) error {
+func (c *cycle) validate(d contract.Decision) error {
 	if c.plan == nil {
 		return errors.New("cycle is not planned yet")
 	}
@@ -124,50 +124,52 @@ func (c *cycle) selves() []string {
 }
 
 // apply records a validated decision.
-func (c *cycle) apply(ctx workflow.Context, d Decision) DecisionResult {
+func (c *cycle) apply(ctx workflow.Context, d contract.Decision) contract.DecisionResult {
 	g := c.gates[d.ActionIndex]
-	if g.decidedBy(d.Approver) || (g.closed && g.notice != NoticeShadow) {
-		return DecisionResult{Status: statusAlready, ApprovedBy: slices.Clone(g.approved)}
+	if g.decidedBy(d.Approver) || (g.closed && g.notice != contract.NoticeShadow) {
+		return contract.DecisionResult{Status: statusAlready, ApprovedBy: slices.Clone(g.approved)}
 	}
 	now := workflow.Now(ctx)
-	g.decisions = append(g.decisions, DecisionRecord{Approver: d.Approver, Kind: d.Kind, Via: d.Via, At: now, Comment: d.Comment})
+	g.decisions = append(g.decisions, contract.DecisionRecord{Approver: d.Approver, Kind: d.Kind, Via: d.Via, At: now, Comment: d.Comment})
 	switch d.Kind {
-	case DecisionApprove:
+	case contract.DecisionApprove:
 		g.approved = append(g.approved, d.Approver)
 		g.status = statusWaiting
 		if len(g.approved) >= g.needed {
 			g.closed, g.status = true, statusApproved
 		}
-	case DecisionDeny:
+	case contract.DecisionDeny:
 		g.closed, g.status = true, statusDenied
-	case DecisionStop:
+	case contract.DecisionStop:
 		g.closed, g.status = true, statusStopped
-	case DecisionAgree, DecisionDisagree:
+	case contract.DecisionAgree, contract.DecisionDisagree:
 		g.status = statusRecorded // feedback only: never changes what runs
 	}
-	c.record(ctx, AuditDecision, idx(d.ActionIndex), fmt.Sprintf("%s by %s via %s", d.Kind, d.Approver, d.Via), map[string]any{
+	c.record(ctx, contract.AuditDecision, idx(d.ActionIndex), fmt.Sprintf("%s by %s via %s", d.Kind, d.Approver, d.Via), map[string]any{
 		"approver": d.Approver, "decision": d.Kind, "via": d.Via, "comment": d.Comment, "status": g.status, "hash": d.ActionHash,
 	})
 	workflow.GetLogger(ctx).Info("decision", "action", d.ActionIndex, "approver", d.Approver, "decision", d.Kind, "via", d.Via, "status", g.status)
-	return DecisionResult{Status: g.status, ApprovedBy: slices.Clone(g.approved), DecidedBy: d.Approver, DecidedAt: now}
+	return contract.DecisionResult{Status: g.status, ApprovedBy: slices.Clone(g.approved), DecidedBy: d.Approver, DecidedAt: now}
 }
 
 // registerHandlers installs the decision Update (with its validator), the
 // signal fallback and the pending query.
 func (c *cycle) registerHandlers(ctx workflow.Context) error {
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateDecide,
-		func(ctx workflow.Context, d Decision) (DecisionResult, error) { return c.apply(ctx, d), nil },
-		workflow.UpdateHandlerOptions{Validator: func(_ workflow.Context, d Decision) error { return c.validate(d) }},
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateDecide,
+		func(ctx workflow.Context, d contract.Decision) (contract.DecisionResult, error) {
+			return c.apply(ctx, d), nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(_ workflow.Context, d contract.Decision) error { return c.validate(d) }},
 	); err != nil {
 		return err
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryPending, c.pending); err != nil {
+	if err := workflow.SetQueryHandler(ctx, contract.QueryPending, c.pending); err != nil {
 		return err
 	}
-	ch := workflow.GetSignalChannel(ctx, SignalDecide)
+	ch := workflow.GetSignalChannel(ctx, contract.SignalDecide)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
-			var d Decision
+			var d contract.Decision
 			if !ch.Receive(ctx, &d) {
 				return
 			}
@@ -183,11 +185,11 @@ func (c *cycle) registerHandlers(ctx workflow.Context) error {
 }
 
 // pending lists actions waiting for humans.
-func (c *cycle) pending() ([]PendingAction, error) {
-	var out []PendingAction
+func (c *cycle) pending() ([]contract.PendingAction, error) {
+	var out []contract.PendingAction
 	for _, i := range sortedGates(c.gates) {
 		g := c.gates[i]
-		if g.closed || g.notice == NoticeShadow {
+		if g.closed || g.notice == contract.NoticeShadow {
 			continue
 		}
 		out = append(out, c.pendingFor(g))
@@ -195,8 +197,8 @@ func (c *cycle) pending() ([]PendingAction, error) {
 	return out, nil
 }
 
-func (c *cycle) pendingFor(g *gate) PendingAction {
-	return PendingAction{
+func (c *cycle) pendingFor(g *gate) contract.PendingAction {
+	return contract.PendingAction{
 		WorkflowID: c.res.WorkflowID, AgentID: c.plan.AgentID, Principal: c.req.Principal,
 		Action: g.act, Approvers: c.plan.Approvers, Needed: g.needed,
 		ApprovedBy: slices.Clone(g.approved), Deadline: g.deadline, Thoughts: c.req.Thoughts,
@@ -234,11 +236,11 @@ func (c *cycle) notice(ctx workflow.Context, name string, arg any) workflow.Futu
 
 // notify posts a message about a gate. A failure to post is logged, never
 // fatal: the decision can still come from the CLI, and a timeout denies.
-func (c *cycle) notify(ctx workflow.Context, g *gate) MessageRef {
+func (c *cycle) notify(ctx workflow.Context, g *gate) contract.MessageRef {
 	return c.notifyTo(ctx, g, c.plan.SlackChannel)
 }
 
-func (c *cycle) notifyTo(ctx workflow.Context, g *gate, channel string) MessageRef {
+func (c *cycle) notifyTo(ctx workflow.Context, g *gate, channel string) contract.MessageRef {
 	ref, err := c.post(ctx, g, channel)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("post approval message", "action", g.act.Index, "error", err)
@@ -249,22 +251,22 @@ func (c *cycle) notifyTo(ctx workflow.Context, g *gate, channel string) MessageR
 // post runs the message activity. For an approval the worker first takes a
 // hold on the agent's budgets: over budget it fails with
 // ErrTypeBudgetExhausted and nothing is posted.
-func (c *cycle) post(ctx workflow.Context, g *gate, channel string) (MessageRef, error) {
-	var ref MessageRef
-	n := Notice{Mode: g.notice, Channel: channel, Pending: c.pendingFor(g)}
-	err := c.notice(ctx, ActivityPostApproval, n).Get(ctx, &ref)
+func (c *cycle) post(ctx workflow.Context, g *gate, channel string) (contract.MessageRef, error) {
+	var ref contract.MessageRef
+	n := contract.Notice{Mode: g.notice, Channel: channel, Pending: c.pendingFor(g)}
+	err := c.notice(ctx, contract.ActivityPostApproval, n).Get(ctx, &ref)
 	return ref, err
 }
 
 // settle rewrites the gate's messages (first post, reminders, escalation)
 // with its final state.
-func (c *cycle) settle(ctx workflow.Context, g *gate, refs []MessageRef, detail string) {
+func (c *cycle) settle(ctx workflow.Context, g *gate, refs []contract.MessageRef, detail string) {
 	for _, ref := range refs {
 		c.settleOne(ctx, g, ref, detail)
 	}
 }
 
-func (c *cycle) settleOne(ctx workflow.Context, g *gate, ref MessageRef, detail string) {
+func (c *cycle) settleOne(ctx workflow.Context, g *gate, ref contract.MessageRef, detail string) {
 	if ref.TS == "" {
 		return
 	}
@@ -274,15 +276,15 @@ func (c *cycle) settleOne(ctx workflow.Context, g *gate, ref MessageRef, detail 
 		by = append(by, d.Approver)
 		at = d.At
 	}
-	u := NoticeUpdate{Ref: ref, WorkflowID: c.res.WorkflowID, Index: g.act.Index, Status: g.status, DecidedBy: by, DecidedAt: at, Detail: detail}
-	if err := c.notice(ctx, ActivityUpdateApproval, u).Get(ctx, nil); err != nil {
+	u := contract.NoticeUpdate{Ref: ref, WorkflowID: c.res.WorkflowID, Index: g.act.Index, Status: g.status, DecidedBy: by, DecidedAt: at, Detail: detail}
+	if err := c.notice(ctx, contract.ActivityUpdateApproval, u).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("update approval message", "action", g.act.Index, "error", err)
 	}
 }
 
 // await opens a gate for an action, posts its message and waits until the
 // gate closes or the window ends. It returns the gate's final status.
-func (c *cycle) await(ctx workflow.Context, act policy.RenderedAction, notice NoticeMode, needed int, window time.Duration) (*gate, []MessageRef) {
+func (c *cycle) await(ctx workflow.Context, act policy.RenderedAction, notice contract.NoticeMode, needed int, window time.Duration) (*gate, []contract.MessageRef) {
 	g := &gate{act: act, notice: notice, needed: needed, status: statusWaiting, deadline: workflow.Now(ctx).Add(window)}
 	c.gates[act.Index] = g
 	if c.localNotices {
@@ -300,8 +302,8 @@ func (c *cycle) await(ctx workflow.Context, act policy.RenderedAction, notice No
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("post approval message", "action", g.act.Index, "error", err)
 	}
-	refs := []MessageRef{ref}
-	if notice == NoticeApproval {
+	refs := []contract.MessageRef{ref}
+	if notice == contract.NoticeApproval {
 		// Optional reminder, then escalation, while nobody has decided.
 		for _, n := range []struct {
 			after   time.Duration
@@ -319,7 +321,7 @@ func (c *cycle) await(ctx workflow.Context, act policy.RenderedAction, notice No
 					return
 				}
 				refs = append(refs, c.notifyTo(ctx, g, n.channel))
-				c.record(ctx, AuditPolicy, idx(act.Index), n.what+" sent: still no decision", map[string]any{"channel": n.channel})
+				c.record(ctx, contract.AuditPolicy, idx(act.Index), n.what+" sent: still no decision", map[string]any{"channel": n.channel})
 			})
 		}
 	}
@@ -329,7 +331,7 @@ func (c *cycle) await(ctx workflow.Context, act policy.RenderedAction, notice No
 		switch {
 		case err != nil:
 			g.status = statusDenied // cancelled while waiting: nothing runs
-		case notice == NoticeVeto:
+		case notice == contract.NoticeVeto:
 			g.status = statusPassed
 		default:
 			g.status = statusExpired // a timeout is a denial

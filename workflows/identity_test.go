@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os/exec"
 	"sync"
@@ -20,10 +21,11 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
+	"github.com/airlockhq/airlock/telemetry"
 	"github.com/airlockhq/airlock/vault"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // fakeKeys stands in for Vault Transit: agent X's "signature" over data is
@@ -45,15 +47,15 @@ func (fakeVerifier) Verify(_ context.Context, agent string, data []byte, sig str
 // fakeSigner signs as agent `as`, whatever the request claims.
 type fakeSigner struct{ as string }
 
-func (f fakeSigner) Sign(_ context.Context, agent string, data []byte) (vault.Signature, error) {
+func (f fakeSigner) Sign(_ context.Context, agent string, data []byte) (contract.Signature, error) {
 	if f.as != "" {
 		agent = f.as
 	}
-	return vault.Signature{Key: vault.AgentKeyName(agent), KeyVersion: 1, Value: fakeSignature(agent, data)}, nil
+	return contract.Signature{Key: vault.AgentKeyName(agent), KeyVersion: 1, Value: fakeSignature(agent, data)}, nil
 }
 
 // signAs signs req with signer's (fake) key at the given time.
-func signAs(signer string, req workflows.CycleRequest, at time.Time) workflows.CycleRequest {
+func signAs(signer string, req contract.CycleRequest, at time.Time) contract.CycleRequest {
 	signed, err := starter.SignRequest(context.Background(), fakeSigner{as: signer}, req, at)
 	if err != nil {
 		panic(err)
@@ -61,30 +63,55 @@ func signAs(signer string, req workflows.CycleRequest, at time.Time) workflows.C
 	return signed
 }
 
-// recordingMetrics keeps the policy denials a cycle reports.
+// recordingMetrics is a metrics handler (what the SDK hands workflow code)
+// that keeps the cycles finished and the policy denials recorded.
 type recordingMetrics struct {
-	mu       sync.Mutex
-	denials  []string
-	finished []string
+	mu       *sync.Mutex
+	tags     map[string]string
+	denials  *[]string
+	finished *[]string
 }
 
-func (m *recordingMetrics) CycleFinished(_ context.Context, agent, phase, outcome string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.finished = append(m.finished, agent+"/"+outcome)
+func newRecordingMetrics() *recordingMetrics {
+	return &recordingMetrics{mu: &sync.Mutex{}, tags: map[string]string{}, denials: new([]string), finished: new([]string)}
 }
-func (m *recordingMetrics) ApprovalWait(context.Context, string, time.Duration, string) {}
-func (m *recordingMetrics) PolicyDenial(_ context.Context, agent, rule string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.denials = append(m.denials, agent+": "+rule)
+
+func (m *recordingMetrics) WithTags(tags map[string]string) client.MetricsHandler {
+	c := *m
+	c.tags = maps.Clone(m.tags)
+	maps.Copy(c.tags, tags)
+	return &c
 }
+
+func (m *recordingMetrics) Counter(name string) client.MetricsCounter {
+	return counterFunc(func(int64) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		switch name {
+		case telemetry.MetricPolicyDenials:
+			*m.denials = append(*m.denials, m.tags["agent"]+": "+m.tags["rule"])
+		case telemetry.MetricCycles:
+			*m.finished = append(*m.finished, m.tags["agent"]+"/"+m.tags["outcome"])
+		}
+	})
+}
+
+func (m *recordingMetrics) Gauge(string) client.MetricsGauge {
+	return client.MetricsNopHandler.Gauge("")
+}
+func (m *recordingMetrics) Timer(string) client.MetricsTimer {
+	return client.MetricsNopHandler.Timer("")
+}
+
+type counterFunc func(int64)
+
+func (f counterFunc) Inc(n int64) { f(n) }
 
 // The canonical bytes are the contract with agents in every language:
 // they must never change for a given request (golden bytes).
 func TestCanonicalRequestIsStable(t *testing.T) {
 	req := goldenRequest()
-	got, err := workflows.CanonicalRequest(req)
+	got, err := contract.CanonicalRequest(req)
 	require.NoError(t, err)
 	const want = `{"actions":[{"params":{"10":"ten","9":"nine","a":{"y":2,"z":1},"b":[1e+21,1e-7,0.1,0,123.456,-5,true,null],"replicas":5},"rationale":"absorb the spike","type":"scale"},{"params":{},"rationale":"","type":"inspect"}],"agent_id":"sample","cycle_id":"c-1","format":"airlock.cycle-request.v1","principal":"agent:sample","signed_at":"2026-11-25T14:03:07Z","thoughts":[{"confidence":0.9,"content":"p99 <900ms> & \"rising\"\n\t\u0001\\ ` + "\u2028é😀" + `","step":1},{"confidence":1,"content":"x","step":2}]}`
 	assert.Equal(t, want, string(got))
@@ -92,35 +119,35 @@ func TestCanonicalRequestIsStable(t *testing.T) {
 	t.Run("the signature itself is not signed, signed_at is", func(t *testing.T) {
 		other := goldenRequest()
 		other.Signature.Signature, other.Signature.Key, other.Signature.KeyVersion = "vault:v9:xyz", "k", 9
-		b, err := workflows.CanonicalRequest(other)
+		b, err := contract.CanonicalRequest(other)
 		require.NoError(t, err)
 		assert.Equal(t, string(got), string(b))
 		other.Signature.SignedAt = "2026-11-25T14:03:08Z"
-		b, err = workflows.CanonicalRequest(other)
+		b, err = contract.CanonicalRequest(other)
 		require.NoError(t, err)
 		assert.NotEqual(t, string(got), string(b))
 	})
 	t.Run("what the worker decodes canonicalizes to the same bytes", func(t *testing.T) {
 		raw, err := json.Marshal(req)
 		require.NoError(t, err)
-		var decoded workflows.CycleRequest
+		var decoded contract.CycleRequest
 		require.NoError(t, json.Unmarshal(raw, &decoded))
-		b, err := workflows.CanonicalRequest(decoded)
+		b, err := contract.CanonicalRequest(decoded)
 		require.NoError(t, err)
 		assert.Equal(t, string(got), string(b))
 	})
 	t.Run("NaN is refused", func(t *testing.T) {
 		bad := goldenRequest()
 		bad.Thoughts[0].Confidence = math.NaN()
-		_, err := workflows.CanonicalRequest(bad)
+		_, err := contract.CanonicalRequest(bad)
 		assert.Error(t, err)
 	})
 }
 
-func goldenRequest() workflows.CycleRequest {
-	return workflows.CycleRequest{
+func goldenRequest() contract.CycleRequest {
+	return contract.CycleRequest{
 		AgentID: "sample", CycleID: "c-1", Principal: "agent:sample",
-		Thoughts: []workflows.Thought{
+		Thoughts: []contract.Thought{
 			{Step: 1, Content: "p99 <900ms> & \"rising\"\n\t\x01\\ \u2028é😀", Confidence: 0.9},
 			{Step: 2, Content: "x", Confidence: 1},
 		},
@@ -131,7 +158,7 @@ func goldenRequest() workflows.CycleRequest {
 			}},
 			{Type: "inspect"},
 		},
-		Signature: &workflows.RequestSignature{SignedAt: "2026-11-25T14:03:07Z", Signature: "vault:v1:abc", KeyVersion: 1},
+		Signature: &contract.RequestSignature{SignedAt: "2026-11-25T14:03:07Z", Signature: "vault:v1:abc", KeyVersion: 1},
 	}
 }
 
@@ -140,9 +167,9 @@ func goldenRequest() workflows.CycleRequest {
 func TestCanonicalRequestMatchesJavaScript(t *testing.T) {
 	node, err := exec.LookPath("node")
 	require.NoError(t, err, "node (20, on every machine of this project) runs the JavaScript signing check")
-	for name, req := range map[string]workflows.CycleRequest{
+	for name, req := range map[string]contract.CycleRequest{
 		"golden":         goldenRequest(),
-		"omitted fields": {AgentID: "a", CycleID: "b", Actions: []policy.Proposal{{Type: "t"}}, Signature: &workflows.RequestSignature{SignedAt: "2026-01-01T00:00:00Z"}},
+		"omitted fields": {AgentID: "a", CycleID: "b", Actions: []policy.Proposal{{Type: "t"}}, Signature: &contract.RequestSignature{SignedAt: "2026-01-01T00:00:00Z"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			raw, err := json.Marshal(req)
@@ -153,7 +180,7 @@ func TestCanonicalRequestMatchesJavaScript(t *testing.T) {
 			cmd.Dir = ".."
 			out, err := cmd.CombinedOutput()
 			require.NoError(t, err, "%s", out)
-			want, err := workflows.CanonicalRequest(req)
+			want, err := contract.CanonicalRequest(req)
 			require.NoError(t, err)
 			assert.Equal(t, string(want), string(out))
 		})
@@ -168,7 +195,7 @@ func refused(t *testing.T, s *cycleSuite) *temporal.ApplicationError {
 	require.Error(t, err)
 	var appErr *temporal.ApplicationError
 	require.True(t, errors.As(err, &appErr), "got %v", err)
-	assert.Equal(t, activities.ErrTypeInvalidRequest, appErr.Type())
+	assert.Equal(t, contract.ErrTypeInvalidRequest, appErr.Type())
 	assert.True(t, appErr.NonRetryable())
 	return appErr
 }
@@ -176,22 +203,22 @@ func refused(t *testing.T, s *cycleSuite) *temporal.ApplicationError {
 func TestUnverifiedRequestsAreRefusedBeforeAnythingIsPlannedOrLeased(t *testing.T) {
 	ask := request("adv", inspect, scale)
 	tests := map[string]struct {
-		prepare func(s *cycleSuite) workflows.CycleRequest
+		prepare func(s *cycleSuite) contract.CycleRequest
 		// workflowID overrides cycle/<agent>/<cycle>.
 		workflowID string
 		reason     string
 		detail     string
 	}{
 		"unsigned": {
-			prepare: func(*cycleSuite) workflows.CycleRequest { return ask },
+			prepare: func(*cycleSuite) contract.CycleRequest { return ask },
 			reason:  activities.UnverifiedUnsigned, detail: "agent_id alone proves nothing",
 		},
 		"signed by another agent's key": {
-			prepare: func(s *cycleSuite) workflows.CycleRequest { return signAs("auto", ask, s.env.Now()) },
+			prepare: func(s *cycleSuite) contract.CycleRequest { return signAs("auto", ask, s.env.Now()) },
 			reason:  activities.UnverifiedOtherAgent, detail: "request claims agent adv but was signed by agent auto",
 		},
 		"signed by another agent's key, lying about the key": {
-			prepare: func(s *cycleSuite) workflows.CycleRequest {
+			prepare: func(s *cycleSuite) contract.CycleRequest {
 				r := signAs("auto", ask, s.env.Now())
 				r.Signature.Key = vault.AgentKeyName("adv")
 				return r
@@ -199,7 +226,7 @@ func TestUnverifiedRequestsAreRefusedBeforeAnythingIsPlannedOrLeased(t *testing.
 			reason: activities.UnverifiedBadSignature, detail: "not signed by agent adv",
 		},
 		"altered after signing": {
-			prepare: func(s *cycleSuite) workflows.CycleRequest {
+			prepare: func(s *cycleSuite) contract.CycleRequest {
 				r := signAs("adv", ask, s.env.Now())
 				r.Actions = []policy.Proposal{inspect, {Type: "scale", Params: map[string]any{"replicas": 30}}}
 				return r
@@ -207,7 +234,7 @@ func TestUnverifiedRequestsAreRefusedBeforeAnythingIsPlannedOrLeased(t *testing.
 			reason: activities.UnverifiedBadSignature, detail: "not signed by agent adv",
 		},
 		"principal changed after signing": {
-			prepare: func(s *cycleSuite) workflows.CycleRequest {
+			prepare: func(s *cycleSuite) contract.CycleRequest {
 				r := signAs("adv", ask, s.env.Now())
 				r.Principal = "U9"
 				return r
@@ -215,19 +242,19 @@ func TestUnverifiedRequestsAreRefusedBeforeAnythingIsPlannedOrLeased(t *testing.
 			reason: activities.UnverifiedBadSignature,
 		},
 		"stale": {
-			prepare: func(s *cycleSuite) workflows.CycleRequest {
-				return signAs("adv", ask, s.env.Now().Add(-workflows.MaxSignatureSkew-time.Minute))
+			prepare: func(s *cycleSuite) contract.CycleRequest {
+				return signAs("adv", ask, s.env.Now().Add(-contract.MaxSignatureSkew-time.Minute))
 			},
 			reason: activities.UnverifiedStale, detail: "more than 5m0s apart",
 		},
 		"signed in the future": {
-			prepare: func(s *cycleSuite) workflows.CycleRequest {
-				return signAs("adv", ask, s.env.Now().Add(workflows.MaxSignatureSkew+time.Minute))
+			prepare: func(s *cycleSuite) contract.CycleRequest {
+				return signAs("adv", ask, s.env.Now().Add(contract.MaxSignatureSkew+time.Minute))
 			},
 			reason: activities.UnverifiedStale,
 		},
 		"signed_at not RFC 3339": {
-			prepare: func(s *cycleSuite) workflows.CycleRequest {
+			prepare: func(s *cycleSuite) contract.CycleRequest {
 				r := signAs("adv", ask, s.env.Now())
 				r.Signature.SignedAt = "yesterday"
 				return r
@@ -235,12 +262,12 @@ func TestUnverifiedRequestsAreRefusedBeforeAnythingIsPlannedOrLeased(t *testing.
 			reason: activities.UnverifiedMalformed, detail: `signed_at "yesterday" is not RFC 3339`,
 		},
 		"started under another workflow id": {
-			prepare:    func(s *cycleSuite) workflows.CycleRequest { return signAs("adv", ask, s.env.Now()) },
+			prepare:    func(s *cycleSuite) contract.CycleRequest { return signAs("adv", ask, s.env.Now()) },
 			workflowID: "cycle/adv/something-else",
 			reason:     activities.UnverifiedWorkflowID, detail: "a signed cycle runs as workflow cycle/adv/c1",
 		},
 		"worker without a verifier": {
-			prepare: func(s *cycleSuite) workflows.CycleRequest {
+			prepare: func(s *cycleSuite) contract.CycleRequest {
 				s.acts.Identity = nil
 				return signAs("adv", ask, s.env.Now())
 			},
@@ -249,15 +276,15 @@ func TestUnverifiedRequestsAreRefusedBeforeAnythingIsPlannedOrLeased(t *testing.
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			m := &recordingMetrics{}
+			m := newRecordingMetrics()
 			s := newEnvWith(t, m)
 			req := tc.prepare(s)
 			id := tc.workflowID
 			if id == "" {
-				id = workflows.CycleWorkflowID(req.AgentID, req.CycleID)
+				id = contract.CycleWorkflowID(req.AgentID, req.CycleID)
 			}
 			s.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: id})
-			s.env.ExecuteWorkflow(workflows.CycleWorkflowName, req)
+			s.env.ExecuteWorkflow(contract.CycleWorkflowName, req)
 
 			appErr := refused(t, s)
 			assert.Contains(t, appErr.Error(), "unverified: "+tc.reason)
@@ -265,28 +292,28 @@ func TestUnverifiedRequestsAreRefusedBeforeAnythingIsPlannedOrLeased(t *testing.
 			var reason string
 			require.NoError(t, appErr.Details(&reason))
 			assert.Equal(t, tc.reason, reason)
-			assert.Equal(t, []string{"adv: unverified: " + tc.reason}, m.denials, "reported as a policy denial")
-			assert.Empty(t, m.finished)
+			assert.Equal(t, []string{"adv: unverified: " + tc.reason}, *m.denials, "reported as a policy denial")
+			assert.Empty(t, *m.finished)
 			s.env.AssertNotCalled(t, "Plan", mock.Anything, mock.Anything)
 			s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
 			s.env.AssertNotCalled(t, "DryRunAction", mock.Anything, mock.Anything)
 
 			trail := auditOf(t, s)
 			last := trail[len(trail)-1]
-			assert.Equal(t, workflows.AuditIdentity, last.Kind)
+			assert.Equal(t, contract.AuditIdentity, last.Kind)
 			assert.Equal(t, "request refused: unverified: "+tc.reason, last.Summary)
 			assert.Equal(t, tc.reason, last.Data["reason"])
-			assert.Nil(t, workflows.VerifyAudit(trail))
+			assert.Nil(t, contract.VerifyAudit(trail))
 		})
 	}
 }
 
 // auditOf reads the trail of a closed cycle through its query.
-func auditOf(t *testing.T, s *cycleSuite) []workflows.AuditEntry {
+func auditOf(t *testing.T, s *cycleSuite) []contract.AuditEntry {
 	t.Helper()
-	v, err := s.env.QueryWorkflow(workflows.QueryAudit)
+	v, err := s.env.QueryWorkflow(contract.QueryAudit)
 	require.NoError(t, err)
-	var trail []workflows.AuditEntry
+	var trail []contract.AuditEntry
 	require.NoError(t, v.Get(&trail))
 	require.NotEmpty(t, trail)
 	return trail
@@ -296,25 +323,25 @@ func auditOf(t *testing.T, s *cycleSuite) []workflows.AuditEntry {
 // outlasts the retries (the cycle fails closed).
 func TestVerifyActivityAnswersMocked(t *testing.T) {
 	t.Run("refused by the verifier", func(t *testing.T) {
-		m := &recordingMetrics{}
+		m := newRecordingMetrics()
 		s := newEnvWith(t, m)
 		s.env.OnActivity(s.acts.VerifyRequest, mock.Anything, mock.Anything).Return(activities.VerifyOutput{},
 			activities.Unverified(activities.UnverifiedBadSignature, "signature does not verify"))
 		s.execute(request("auto", inspect))
 		appErr := refused(t, s)
 		assert.Equal(t, "unverified: bad signature: signature does not verify", appErr.Message(), "named once, not nested")
-		assert.Equal(t, []string{"auto: unverified: bad signature"}, m.denials)
+		assert.Equal(t, []string{"auto: unverified: bad signature"}, *m.denials)
 		s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
 	})
 	t.Run("vault down", func(t *testing.T) {
-		m := &recordingMetrics{}
+		m := newRecordingMetrics()
 		s := newEnvWith(t, m)
 		s.env.OnActivity(s.acts.VerifyRequest, mock.Anything, mock.Anything).Return(activities.VerifyOutput{},
 			fmt.Errorf("verify request: %w", vault.ErrUnavailable))
 		s.execute(request("auto", inspect))
 		appErr := refused(t, s)
 		assert.Contains(t, appErr.Error(), "unverified: verification unavailable")
-		assert.Equal(t, []string{"auto: unverified: verification unavailable"}, m.denials)
+		assert.Equal(t, []string{"auto: unverified: verification unavailable"}, *m.denials)
 		s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
 	})
 }
@@ -326,14 +353,14 @@ func TestVerifiedRequestRunsAndIsRecordedForNonRepudiation(t *testing.T) {
 	req.Principal = "agent:auto"
 	req = signAs("auto", req, s.env.Now().Add(-time.Minute))
 	res := runCycle(t, s, req)
-	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+	assert.Equal(t, contract.OutcomeSucceeded, res.Outcome)
 
-	var verified *workflows.AuditEntry
+	var verified *contract.AuditEntry
 	for i, e := range res.Audit {
-		if e.Kind == workflows.AuditIdentity {
+		if e.Kind == contract.AuditIdentity {
 			verified = &res.Audit[i]
 		}
-		if e.Kind == workflows.AuditPolicy {
+		if e.Kind == contract.AuditPolicy {
 			require.NotNil(t, verified, "verification comes before any policy decision")
 		}
 	}
@@ -344,7 +371,7 @@ func TestVerifiedRequestRunsAndIsRecordedForNonRepudiation(t *testing.T) {
 	assert.EqualValues(t, 1, verified.Data["key_version"])
 	assert.Equal(t, req.Signature.Signature, verified.Data["signature"])
 	assert.Equal(t, req.Signature.SignedAt, verified.Data["signed_at"])
-	assert.Nil(t, workflows.VerifyAudit(res.Audit))
+	assert.Nil(t, contract.VerifyAudit(res.Audit))
 }
 
 // Self-approval is checked against the verified signer and the principal
@@ -354,7 +381,7 @@ func TestVerifiedSignerAndSignedPrincipalCannotApprove(t *testing.T) {
 	s.mockRunOK()
 	var log decisionLog
 	h := hashOf(t, s, "adv", scale)
-	d := workflows.Decision{ActionIndex: 0, ActionHash: h, Kind: workflows.DecisionApprove, Via: "cli"}
+	d := contract.Decision{ActionIndex: 0, ActionHash: h, Kind: contract.DecisionApprove, Via: "cli"}
 	for i, who := range []string{"agent:adv", "U3", "U1"} {
 		d := d
 		d.Approver = who
@@ -367,7 +394,7 @@ func TestVerifiedSignerAndSignedPrincipalCannotApprove(t *testing.T) {
 	require.Len(t, log.rejected, 2, "%v", log.rejected)
 	assert.Contains(t, log.rejected[0], "agent:adv requested this cycle and cannot decide on it")
 	assert.Contains(t, log.rejected[1], "U3 requested this cycle and cannot decide on it")
-	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome, "U1 approved")
+	assert.Equal(t, contract.OutcomeSucceeded, res.Outcome, "U1 approved")
 	require.Len(t, res.Actions[0].Decisions, 1)
 	assert.Equal(t, "U1", res.Actions[0].Decisions[0].Approver)
 }

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/airlockhq/airlock/activities"
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/workflows"
 )
@@ -21,18 +22,18 @@ import (
 // decisionLog collects what the Update answered.
 type decisionLog struct {
 	rejected  []string
-	completed []workflows.DecisionResult
+	completed []contract.DecisionResult
 }
 
 // decideAt sends a decision Update after delay (workflow time).
-func (s *cycleSuite) decideAt(delay time.Duration, log *decisionLog, d workflows.Decision) {
+func (s *cycleSuite) decideAt(delay time.Duration, log *decisionLog, d contract.Decision) {
 	s.env.RegisterDelayedCallback(func() {
-		s.env.UpdateWorkflow(workflows.UpdateDecide, "", &testsuite.TestUpdateCallback{
+		s.env.UpdateWorkflow(contract.UpdateDecide, "", &testsuite.TestUpdateCallback{
 			OnAccept: func() {},
 			OnReject: func(err error) { log.rejected = append(log.rejected, err.Error()) },
 			OnComplete: func(v any, err error) {
 				if err == nil {
-					log.completed = append(log.completed, v.(workflows.DecisionResult))
+					log.completed = append(log.completed, v.(contract.DecisionResult))
 				}
 			},
 		}, d)
@@ -44,8 +45,8 @@ func (s *cycleSuite) mockRunOK() {
 	s.env.OnActivity(s.acts.StageAction, mock.Anything, mock.Anything).Return(stageOK)
 	s.env.OnActivity(s.acts.RunJob, mock.Anything, mock.Anything).Return(activities.RunOutput{Succeeded: true}, nil)
 	s.env.OnActivity(s.acts.ReleaseAction, mock.Anything, mock.Anything).Return(activities.ReleaseOutput{}, nil)
-	s.env.OnActivity(workflows.ActivityPostApproval, mock.Anything, mock.Anything).Return(workflows.MessageRef{Channel: "C1", TS: "1.1"}, nil)
-	s.env.OnActivity(workflows.ActivityUpdateApproval, mock.Anything, mock.Anything).Return(nil)
+	s.env.OnActivity(contract.ActivityPostApproval, mock.Anything, mock.Anything).Return(contract.MessageRef{Channel: "C1", TS: "1.1"}, nil)
+	s.env.OnActivity(contract.ActivityUpdateApproval, mock.Anything, mock.Anything).Return(nil)
 }
 
 func hashOf(t *testing.T, s *cycleSuite, agent string, p policy.Proposal) string {
@@ -55,12 +56,12 @@ func hashOf(t *testing.T, s *cycleSuite, agent string, p policy.Proposal) string
 	return plan.Actions[0].Hash
 }
 
-func runCycle(t *testing.T, s *cycleSuite, req workflows.CycleRequest) workflows.CycleResult {
+func runCycle(t *testing.T, s *cycleSuite, req contract.CycleRequest) contract.CycleResult {
 	t.Helper()
 	s.execute(req)
 	require.True(t, s.env.IsWorkflowCompleted())
 	require.NoError(t, s.env.GetWorkflowError())
-	var res workflows.CycleResult
+	var res contract.CycleResult
 	require.NoError(t, s.env.GetWorkflowResult(&res))
 	return res
 }
@@ -70,17 +71,17 @@ func TestAdvisoryWriteRunsOnlyAfterApproval(t *testing.T) {
 	s.mockRunOK()
 	var log decisionLog
 	h := hashOf(t, s, "adv", scale)
-	var pending []workflows.PendingAction
+	var pending []contract.PendingAction
 	s.env.RegisterDelayedCallback(func() {
-		v, err := s.env.QueryWorkflow(workflows.QueryPending)
+		v, err := s.env.QueryWorkflow(contract.QueryPending)
 		require.NoError(t, err)
 		require.NoError(t, v.Get(&pending))
 		s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
 	}, time.Minute)
-	s.decideAt(2*time.Minute, &log, workflows.Decision{ActionIndex: 0, ActionHash: h, Kind: workflows.DecisionApprove, Approver: "U1", Via: "cli"})
+	s.decideAt(2*time.Minute, &log, contract.Decision{ActionIndex: 0, ActionHash: h, Kind: contract.DecisionApprove, Approver: "U1", Via: "cli"})
 
 	res := runCycle(t, s, request("adv", scale))
-	assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+	assert.Equal(t, contract.OutcomeSucceeded, res.Outcome)
 	require.Len(t, pending, 1, "the write waited, visible to the pending query")
 	assert.Equal(t, h, pending[0].Action.Hash)
 	assert.Equal(t, 1, pending[0].Needed)
@@ -95,10 +96,10 @@ func TestAdvisoryTimeoutIsADenialAndNothingIsLeased(t *testing.T) {
 	s := newEnv(t)
 	s.mockRunOK()
 	res := runCycle(t, s, request("adv", scale, inspect))
-	assert.Equal(t, workflows.OutcomeDenied, res.Outcome)
-	assert.Equal(t, workflows.OutcomeDenied, res.Actions[0].Outcome)
+	assert.Equal(t, contract.OutcomeDenied, res.Outcome)
+	assert.Equal(t, contract.OutcomeDenied, res.Actions[0].Outcome)
 	assert.Contains(t, res.Actions[0].Error, "no decision within 10m0s: a timeout is a denial")
-	assert.Equal(t, workflows.OutcomeSkipped, res.Actions[1].Outcome)
+	assert.Equal(t, contract.OutcomeSkipped, res.Actions[1].Outcome)
 	s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
 	s.env.AssertNotCalled(t, "ReleaseAction", mock.Anything, mock.Anything)
 }
@@ -108,9 +109,9 @@ func TestDenialEndsTheActionAndLeasesNothing(t *testing.T) {
 	s.mockRunOK()
 	var log decisionLog
 	h := hashOf(t, s, "adv", scale)
-	s.decideAt(time.Minute, &log, workflows.Decision{ActionIndex: 0, ActionHash: h, Kind: workflows.DecisionDeny, Approver: "U2", Via: "slack"})
+	s.decideAt(time.Minute, &log, contract.Decision{ActionIndex: 0, ActionHash: h, Kind: contract.DecisionDeny, Approver: "U2", Via: "slack"})
 	res := runCycle(t, s, request("adv", scale))
-	assert.Equal(t, workflows.OutcomeDenied, res.Outcome)
+	assert.Equal(t, contract.OutcomeDenied, res.Outcome)
 	assert.Equal(t, "denied by U2", res.Actions[0].Error)
 	s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
 }
@@ -120,17 +121,17 @@ func TestValidatorRefusesBadDecisionsWithoutTouchingTheAction(t *testing.T) {
 	s.mockRunOK()
 	var log decisionLog
 	h := hashOf(t, s, "adv", scale)
-	d := func(approver, hash string, kind workflows.DecisionKind, index int) workflows.Decision {
-		return workflows.Decision{ActionIndex: index, ActionHash: hash, Kind: kind, Approver: approver, Via: "slack"}
+	d := func(approver, hash string, kind contract.DecisionKind, index int) contract.Decision {
+		return contract.Decision{ActionIndex: index, ActionHash: hash, Kind: kind, Approver: approver, Via: "slack"}
 	}
-	s.decideAt(1*time.Minute, &log, d("U9", h, workflows.DecisionApprove, 0))          // not an approver
-	s.decideAt(2*time.Minute, &log, d("U3", h, workflows.DecisionApprove, 0))          // requested the cycle
-	s.decideAt(3*time.Minute, &log, d("U1", "deadbeef", workflows.DecisionApprove, 0)) // stale hash
-	s.decideAt(4*time.Minute, &log, d("U1", h, workflows.DecisionAgree, 0))            // wrong kind
-	s.decideAt(5*time.Minute, &log, d("U1", h, workflows.DecisionApprove, 7))          // no such action
-	s.decideAt(6*time.Minute, &log, d("U1", h, workflows.DecisionApprove, 0))          // valid
-	s.decideAt(7*time.Minute, &log, d("U1", h, workflows.DecisionApprove, 0))          // double click
-	s.decideAt(8*time.Minute, &log, d("U2", h, workflows.DecisionDeny, 0))             // too late
+	s.decideAt(1*time.Minute, &log, d("U9", h, contract.DecisionApprove, 0))          // not an approver
+	s.decideAt(2*time.Minute, &log, d("U3", h, contract.DecisionApprove, 0))          // requested the cycle
+	s.decideAt(3*time.Minute, &log, d("U1", "deadbeef", contract.DecisionApprove, 0)) // stale hash
+	s.decideAt(4*time.Minute, &log, d("U1", h, contract.DecisionAgree, 0))            // wrong kind
+	s.decideAt(5*time.Minute, &log, d("U1", h, contract.DecisionApprove, 7))          // no such action
+	s.decideAt(6*time.Minute, &log, d("U1", h, contract.DecisionApprove, 0))          // valid
+	s.decideAt(7*time.Minute, &log, d("U1", h, contract.DecisionApprove, 0))          // double click
+	s.decideAt(8*time.Minute, &log, d("U2", h, contract.DecisionDeny, 0))             // too late
 
 	// A second action keeps the cycle open (waiting) for the late clicks.
 	req := request("adv", scale, policy.Proposal{Type: "scale", Params: map[string]any{"replicas": 4}})
@@ -147,8 +148,8 @@ func TestValidatorRefusesBadDecisionsWithoutTouchingTheAction(t *testing.T) {
 	require.Len(t, log.completed, 2)
 	assert.Equal(t, "approved", log.completed[0].Status)
 	assert.Equal(t, "already decided", log.completed[1].Status, "a second click is harmless")
-	assert.Equal(t, workflows.OutcomeSucceeded, res.Actions[0].Outcome)
-	assert.Equal(t, workflows.OutcomeDenied, res.Actions[1].Outcome, "nobody approved the second one")
+	assert.Equal(t, contract.OutcomeSucceeded, res.Actions[0].Outcome)
+	assert.Equal(t, contract.OutcomeDenied, res.Actions[1].Outcome, "nobody approved the second one")
 	assert.Len(t, res.Actions[0].Decisions, 1, "only the valid decision is recorded")
 	s.env.AssertNumberOfCalls(t, "RunJob", 1)
 }
@@ -160,11 +161,11 @@ func TestCriticalNeedsTwoDistinctApprovers(t *testing.T) {
 		s.mockRunOK()
 		var log decisionLog
 		h := hashOf(t, s, "adv", drop)
-		approve := workflows.Decision{ActionIndex: 0, ActionHash: h, Kind: workflows.DecisionApprove, Approver: "U1", Via: "slack"}
+		approve := contract.Decision{ActionIndex: 0, ActionHash: h, Kind: contract.DecisionApprove, Approver: "U1", Via: "slack"}
 		s.decideAt(time.Minute, &log, approve)
 		s.decideAt(2*time.Minute, &log, approve)
 		res := runCycle(t, s, request("adv", drop))
-		assert.Equal(t, workflows.OutcomeDenied, res.Outcome, "even in advisory/autonomous, one approver is not enough")
+		assert.Equal(t, contract.OutcomeDenied, res.Outcome, "even in advisory/autonomous, one approver is not enough")
 		assert.Equal(t, "waiting", log.completed[0].Status)
 		assert.Equal(t, "already decided", log.completed[1].Status)
 		s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
@@ -174,10 +175,10 @@ func TestCriticalNeedsTwoDistinctApprovers(t *testing.T) {
 		s.mockRunOK()
 		var log decisionLog
 		h := hashOf(t, s, "adv", drop)
-		s.decideAt(time.Minute, &log, workflows.Decision{ActionIndex: 0, ActionHash: h, Kind: workflows.DecisionApprove, Approver: "U1", Via: "slack"})
-		s.decideAt(2*time.Minute, &log, workflows.Decision{ActionIndex: 0, ActionHash: h, Kind: workflows.DecisionApprove, Approver: "U2", Via: "cli"})
+		s.decideAt(time.Minute, &log, contract.Decision{ActionIndex: 0, ActionHash: h, Kind: contract.DecisionApprove, Approver: "U1", Via: "slack"})
+		s.decideAt(2*time.Minute, &log, contract.Decision{ActionIndex: 0, ActionHash: h, Kind: contract.DecisionApprove, Approver: "U2", Via: "cli"})
 		res := runCycle(t, s, request("adv", drop))
-		assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+		assert.Equal(t, contract.OutcomeSucceeded, res.Outcome)
 		assert.Equal(t, []string{"U1", "U2"}, log.completed[1].ApprovedBy)
 		assert.Equal(t, "approved", log.completed[1].Status)
 		s.env.AssertNumberOfCalls(t, "RunJob", 1)
@@ -188,7 +189,7 @@ func TestCriticalInAutonomousPhaseStillWaits(t *testing.T) {
 	s := newEnv(t)
 	s.mockRunOK()
 	res := runCycle(t, s, request("auto", policy.Proposal{Type: "drop"}))
-	assert.Equal(t, workflows.OutcomeDenied, res.Outcome)
+	assert.Equal(t, contract.OutcomeDenied, res.Outcome)
 	assert.Equal(t, 2, res.Actions[0].Decision.Approvals)
 	s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
 }
@@ -202,7 +203,7 @@ func TestSupervisedVeto(t *testing.T) {
 		var started time.Time
 		s.env.OnActivity(s.acts.RunJob, mock.Anything, mock.Anything).Return(activities.RunOutput{Succeeded: true}, nil)
 		s.env.OnActivity(s.acts.ReleaseAction, mock.Anything, mock.Anything).Return(activities.ReleaseOutput{}, nil)
-		s.env.OnActivity(workflows.ActivityPostApproval, mock.Anything, mock.Anything).Return(workflows.MessageRef{}, nil)
+		s.env.OnActivity(contract.ActivityPostApproval, mock.Anything, mock.Anything).Return(contract.MessageRef{}, nil)
 		s.env.OnActivity(s.acts.StageAction, mock.Anything, mock.Anything).Return(
 			func(ctx context.Context, in activities.StageInput) (activities.StageOutput, error) {
 				started = s.env.Now()
@@ -210,7 +211,7 @@ func TestSupervisedVeto(t *testing.T) {
 			})
 		begin := s.env.Now()
 		res := runCycle(t, s, request("sup", inBounds))
-		assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+		assert.Equal(t, contract.OutcomeSucceeded, res.Outcome)
 		assert.GreaterOrEqual(t, started.Sub(begin), 2*time.Minute, "ran only after the 2m veto window")
 	})
 	t.Run("stop during the window vetoes it", func(t *testing.T) {
@@ -218,9 +219,9 @@ func TestSupervisedVeto(t *testing.T) {
 		s.mockRunOK()
 		var log decisionLog
 		h := hashOf(t, s, "sup", inBounds)
-		s.decideAt(30*time.Second, &log, workflows.Decision{ActionIndex: 0, ActionHash: h, Kind: workflows.DecisionStop, Approver: "U2", Via: "slack"})
+		s.decideAt(30*time.Second, &log, contract.Decision{ActionIndex: 0, ActionHash: h, Kind: contract.DecisionStop, Approver: "U2", Via: "slack"})
 		res := runCycle(t, s, request("sup", inBounds))
-		assert.Equal(t, workflows.OutcomeDenied, res.Outcome)
+		assert.Equal(t, contract.OutcomeDenied, res.Outcome)
 		assert.Equal(t, "stopped by U2 during the veto window", res.Actions[0].Error)
 		s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
 	})
@@ -228,7 +229,7 @@ func TestSupervisedVeto(t *testing.T) {
 		s := newEnv(t)
 		s.mockRunOK()
 		res := runCycle(t, s, request("sup", outOfBounds))
-		assert.Equal(t, workflows.OutcomeDenied, res.Outcome)
+		assert.Equal(t, contract.OutcomeDenied, res.Outcome)
 		assert.Equal(t, policy.ModeApprove, res.Actions[0].Decision.Mode)
 		assert.Contains(t, res.Actions[0].Decision.Rule, "params.replicas outside bounds")
 		assert.Contains(t, res.Actions[0].Error, "a timeout is a denial")
@@ -240,7 +241,7 @@ func TestShadowRecordsTheDryRunAndNeverLeases(t *testing.T) {
 	s.mockRunOK()
 	s.env.OnActivity(s.acts.DryRunAction, mock.Anything, mock.Anything).Return(activities.DryRunOutput{Admitted: false, Reason: "pod refused: exceeded quota"}, nil)
 	res := runCycle(t, s, request("shadowy", scale))
-	assert.Equal(t, workflows.OutcomeWouldDo, res.Actions[0].Outcome)
+	assert.Equal(t, contract.OutcomeWouldDo, res.Actions[0].Outcome)
 	assert.Equal(t, "rejected: pod refused: exceeded quota", res.Actions[0].DryRun)
 	s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
 	s.env.AssertNotCalled(t, "RunJob", mock.Anything, mock.Anything)
@@ -249,55 +250,55 @@ func TestShadowRecordsTheDryRunAndNeverLeases(t *testing.T) {
 func TestShadowFeedbackIsRecordedAndNeverRunsAnything(t *testing.T) {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(workflows.ShadowFeedback, workflow.RegisterOptions{Name: workflows.FeedbackWorkflowName})
-	var posted []workflows.Notice
-	env.RegisterActivityWithOptions(func(_ context.Context, n workflows.Notice) (workflows.MessageRef, error) {
+	env.RegisterWorkflowWithOptions(workflows.ShadowFeedback, workflow.RegisterOptions{Name: contract.FeedbackWorkflowName})
+	var posted []contract.Notice
+	env.RegisterActivityWithOptions(func(_ context.Context, n contract.Notice) (contract.MessageRef, error) {
 		posted = append(posted, n)
-		return workflows.MessageRef{Channel: "C", TS: "1"}, nil
-	}, activity.RegisterOptions{Name: workflows.ActivityPostApproval})
-	var settled []workflows.NoticeUpdate
-	env.RegisterActivityWithOptions(func(_ context.Context, u workflows.NoticeUpdate) error {
+		return contract.MessageRef{Channel: "C", TS: "1"}, nil
+	}, activity.RegisterOptions{Name: contract.ActivityPostApproval})
+	var settled []contract.NoticeUpdate
+	env.RegisterActivityWithOptions(func(_ context.Context, u contract.NoticeUpdate) error {
 		settled = append(settled, u)
 		return nil
-	}, activity.RegisterOptions{Name: workflows.ActivityUpdateApproval})
+	}, activity.RegisterOptions{Name: contract.ActivityUpdateApproval})
 
 	act := policy.RenderedAction{Index: 1, Type: "scale", Hash: "h1"}
 	var log decisionLog
-	send := func(delay time.Duration, approver string, kind workflows.DecisionKind) {
+	send := func(delay time.Duration, approver string, kind contract.DecisionKind) {
 		env.RegisterDelayedCallback(func() {
-			env.UpdateWorkflow(workflows.UpdateDecide, "", &testsuite.TestUpdateCallback{
+			env.UpdateWorkflow(contract.UpdateDecide, "", &testsuite.TestUpdateCallback{
 				OnAccept: func() {},
 				OnReject: func(err error) { log.rejected = append(log.rejected, err.Error()) },
 				OnComplete: func(v any, err error) {
 					if err == nil {
-						log.completed = append(log.completed, v.(workflows.DecisionResult))
+						log.completed = append(log.completed, v.(contract.DecisionResult))
 					}
 				},
-			}, workflows.Decision{ActionIndex: 1, ActionHash: "h1", Kind: kind, Approver: approver, Via: "slack"})
+			}, contract.Decision{ActionIndex: 1, ActionHash: "h1", Kind: kind, Approver: approver, Via: "slack"})
 		}, delay)
 	}
-	send(time.Minute, "U1", workflows.DecisionAgree)
-	send(2*time.Minute, "U1", workflows.DecisionDisagree)   // second answer: already decided
-	send(3*time.Minute, "U3", workflows.DecisionApprove)    // feedback can never approve
-	send(4*time.Minute, "agent:x", workflows.DecisionAgree) // the requester
-	send(5*time.Minute, "U2", workflows.DecisionDisagree)
+	send(time.Minute, "U1", contract.DecisionAgree)
+	send(2*time.Minute, "U1", contract.DecisionDisagree)   // second answer: already decided
+	send(3*time.Minute, "U3", contract.DecisionApprove)    // feedback can never approve
+	send(4*time.Minute, "agent:x", contract.DecisionAgree) // the requester
+	send(5*time.Minute, "U2", contract.DecisionDisagree)
 
-	env.ExecuteWorkflow(workflows.FeedbackWorkflowName, workflows.FeedbackRequest{
+	env.ExecuteWorkflow(contract.FeedbackWorkflowName, contract.FeedbackRequest{
 		CycleWorkflowID: "cycle/a/c", AgentID: "a", Principal: "agent:x", Approvers: []string{"U1", "U2", "U3"},
 		Action: act, Window: time.Hour,
 	})
 	require.NoError(t, env.GetWorkflowError())
-	var res workflows.FeedbackResult
+	var res contract.FeedbackResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	require.Len(t, res.Decisions, 2)
-	assert.Equal(t, workflows.DecisionAgree, res.Decisions[0].Kind)
+	assert.Equal(t, contract.DecisionAgree, res.Decisions[0].Kind)
 	assert.Equal(t, "U2", res.Decisions[1].Approver)
 	require.Len(t, log.rejected, 2)
 	assert.Contains(t, log.rejected[0], `"approve" is not a valid decision`)
 	assert.Contains(t, log.rejected[1], "agent:x requested this cycle and cannot decide on it")
 	assert.Equal(t, "already decided", log.completed[1].Status)
 	require.Len(t, posted, 1)
-	assert.Equal(t, workflows.NoticeShadow, posted[0].Mode)
+	assert.Equal(t, contract.NoticeShadow, posted[0].Mode)
 	require.Len(t, settled, 1, "the message is updated once the window ends")
 }
 
@@ -323,26 +324,26 @@ agents:
     escalate_after: 20m
     escalation_channel: C-ONCALL
 `
-	run := func(t *testing.T, approveAt time.Duration) ([]workflows.Notice, []time.Duration, []workflows.NoticeUpdate, workflows.CycleResult) {
+	run := func(t *testing.T, approveAt time.Duration) ([]contract.Notice, []time.Duration, []contract.NoticeUpdate, contract.CycleResult) {
 		c, err := policy.Parse("t.yaml", []byte(cat))
 		require.NoError(t, err)
 		s := &cycleSuite{acts: &activities.Activities{Catalog: c, Identity: fakeVerifier{}}}
 		s.env = s.NewTestWorkflowEnvironment()
-		s.env.RegisterWorkflowWithOptions(workflows.AgentCycle, workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
+		s.env.RegisterWorkflowWithOptions(workflows.AgentCycle, workflow.RegisterOptions{Name: contract.CycleWorkflowName})
 		s.env.RegisterActivity(s.acts)
-		var posted []workflows.Notice
+		var posted []contract.Notice
 		var at []time.Duration
 		start := s.env.Now()
-		s.env.RegisterActivityWithOptions(func(_ context.Context, n workflows.Notice) (workflows.MessageRef, error) {
+		s.env.RegisterActivityWithOptions(func(_ context.Context, n contract.Notice) (contract.MessageRef, error) {
 			posted = append(posted, n)
 			at = append(at, s.env.Now().Sub(start).Round(time.Minute))
-			return workflows.MessageRef{Channel: n.Channel, TS: fmt.Sprint(len(posted))}, nil
-		}, activity.RegisterOptions{Name: workflows.ActivityPostApproval})
-		var settled []workflows.NoticeUpdate
-		s.env.RegisterActivityWithOptions(func(_ context.Context, u workflows.NoticeUpdate) error {
+			return contract.MessageRef{Channel: n.Channel, TS: fmt.Sprint(len(posted))}, nil
+		}, activity.RegisterOptions{Name: contract.ActivityPostApproval})
+		var settled []contract.NoticeUpdate
+		s.env.RegisterActivityWithOptions(func(_ context.Context, u contract.NoticeUpdate) error {
 			settled = append(settled, u)
 			return nil
-		}, activity.RegisterOptions{Name: workflows.ActivityUpdateApproval})
+		}, activity.RegisterOptions{Name: contract.ActivityUpdateApproval})
 		s.mockAgent()
 		s.env.OnActivity(s.acts.StageAction, mock.Anything, mock.Anything).Return(stageOK)
 		s.env.OnActivity(s.acts.RunJob, mock.Anything, mock.Anything).Return(activities.RunOutput{Succeeded: true}, nil)
@@ -351,7 +352,7 @@ agents:
 			plan, err := c.Plan("slow", []policy.Proposal{{Type: "scale"}})
 			require.NoError(t, err)
 			var log decisionLog
-			s.decideAt(approveAt, &log, workflows.Decision{ActionIndex: 0, ActionHash: plan.Actions[0].Hash, Kind: workflows.DecisionApprove, Approver: "U1", Via: "cli"})
+			s.decideAt(approveAt, &log, contract.Decision{ActionIndex: 0, ActionHash: plan.Actions[0].Hash, Kind: contract.DecisionApprove, Approver: "U1", Via: "cli"})
 		}
 		res := runCycle(t, s, request("slow", policy.Proposal{Type: "scale"}))
 		return posted, at, settled, res
@@ -362,13 +363,13 @@ agents:
 		require.Len(t, posted, 3)
 		assert.Equal(t, []string{"C-TEAM", "C-TEAM", "C-ONCALL"}, []string{posted[0].Channel, posted[1].Channel, posted[2].Channel})
 		assert.Equal(t, []time.Duration{0, 10 * time.Minute, 20 * time.Minute}, at)
-		assert.Equal(t, workflows.OutcomeDenied, res.Outcome)
+		assert.Equal(t, contract.OutcomeDenied, res.Outcome)
 		assert.Len(t, settled, 3, "every posted message shows the outcome")
 	})
 	t.Run("approved after the reminder: no escalation", func(t *testing.T) {
 		posted, _, settled, res := run(t, 15*time.Minute)
 		assert.Len(t, posted, 2)
-		assert.Equal(t, workflows.OutcomeSucceeded, res.Outcome)
+		assert.Equal(t, contract.OutcomeSucceeded, res.Outcome)
 		assert.Len(t, settled, 2)
 	})
 }

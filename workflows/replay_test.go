@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/workflows"
 )
 
@@ -26,7 +27,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	for _, f := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".json"), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(workflows.AgentCycle, workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
+			r.RegisterWorkflowWithOptions(workflows.AgentCycle, workflow.RegisterOptions{Name: contract.CycleWorkflowName})
 			fh, err := os.Open(f)
 			require.NoError(t, err)
 			defer fh.Close()
@@ -44,16 +45,16 @@ func TestReplayRecordedHistories(t *testing.T) {
 
 // changedAgentCycle is AgentCycle as a careless edit might leave it: it now
 // waits before planning. Replaying real histories must catch that.
-func changedAgentCycle(ctx workflow.Context, req workflows.CycleRequest) (workflows.CycleResult, error) {
+func changedAgentCycle(ctx workflow.Context, req contract.CycleRequest) (contract.CycleResult, error) {
 	if err := workflow.Sleep(ctx, time.Second); err != nil {
-		return workflows.CycleResult{}, err
+		return contract.CycleResult{}, err
 	}
 	return workflows.AgentCycle(ctx, req)
 }
 
 func TestReplayCatchesANonDeterministicChange(t *testing.T) {
 	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(changedAgentCycle, workflow.RegisterOptions{Name: workflows.CycleWorkflowName})
+	r.RegisterWorkflowWithOptions(changedAgentCycle, workflow.RegisterOptions{Name: contract.CycleWorkflowName})
 	err := r.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/advisory-approved.json")
 	require.Error(t, err, "the changed workflow must not replay")
 	// TMPRL1100 is the SDK's code for a non-determinism error.
@@ -70,7 +71,7 @@ func TestReplayRecordedAgentHistories(t *testing.T) {
 	for _, f := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".json"), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(workflows.Agent, workflow.RegisterOptions{Name: workflows.AgentWorkflowName})
+			r.RegisterWorkflowWithOptions(workflows.Agent, workflow.RegisterOptions{Name: contract.AgentWorkflowName})
 			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
 		})
 	}

@@ -12,9 +12,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // runAgent dispatches `airlock agent list|show|kill|resume`.
@@ -103,9 +103,9 @@ func runAgentShow(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 // printAgent prints an agent's state as `agent show` does.
-func printAgent(w io.Writer, s workflows.AgentState) {
+func printAgent(w io.Writer, s contract.AgentState) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "agent\t%s (workflow %s, run %d)\n", s.AgentID, workflows.AgentWorkflowID(s.AgentID), s.Runs+1)
+	fmt.Fprintf(tw, "agent\t%s (workflow %s, run %d)\n", s.AgentID, contract.AgentWorkflowID(s.AgentID), s.Runs+1)
 	status := string(s.Status)
 	if !s.Since.IsZero() {
 		status += " since " + s.Since.UTC().Format(time.RFC3339)
@@ -145,7 +145,7 @@ func printAgent(w io.Writer, s workflows.AgentState) {
 }
 
 // budgetList shows each budget's use against its limit at now.
-func budgetList(b workflows.AgentBudget, now time.Time) string {
+func budgetList(b contract.AgentBudget, now time.Time) string {
 	use, limits := b.Use(now), b.Limits.WithDefaults()
 	var parts []string
 	for _, name := range policy.BudgetNames {
@@ -192,7 +192,7 @@ func runAgentKill(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer done()
 	start := time.Now()
-	rep, err := st.Kill(ctx, id, workflows.KillRequest{Reason: *reason, By: *by, Via: "cli"})
+	rep, err := st.Kill(ctx, id, contract.KillRequest{Reason: *reason, By: *by, Via: "cli"})
 	total := time.Since(start)
 	if err != nil {
 		return fmt.Errorf("agent kill %s: %w", id, err)
@@ -221,7 +221,7 @@ func runAgentResume(ctx context.Context, args []string, stdout io.Writer) error 
 	fs := flag.NewFlagSet("agent resume", flag.ContinueOnError)
 	cf.register(fs)
 	var by multiFlag
-	fs.Var(&by, "by", fmt.Sprintf("an approver of the agent; repeat: %d distinct approvers are needed", workflows.ResumeApprovers))
+	fs.Var(&by, "by", fmt.Sprintf("an approver of the agent; repeat: %d distinct approvers are needed", contract.ResumeApprovers))
 	reason := fs.String("reason", "", "why (recorded in the agent's transitions)")
 	if err := fs.Parse(reorder(args)); err != nil {
 		return err
@@ -235,7 +235,7 @@ func runAgentResume(ctx context.Context, args []string, stdout io.Writer) error 
 		return err
 	}
 	defer done()
-	s, err := st.ResumeAgent(ctx, id, workflows.ResumeRequest{By: by, Reason: *reason, Via: "cli"})
+	s, err := st.ResumeAgent(ctx, id, contract.ResumeRequest{By: by, Reason: *reason, Via: "cli"})
 	if err != nil {
 		return fmt.Errorf("agent resume %s: %w", id, err)
 	}

@@ -14,7 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/airlockhq/airlock/workflows"
+	"github.com/airlockhq/airlock/contract"
 )
 
 // errAuditBroken makes `cycle audit` exit non-zero on a broken chain.
@@ -31,7 +31,7 @@ func runAudit(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(reorder(args)); err != nil {
 		return err
 	}
-	var trail []workflows.AuditEntry
+	var trail []contract.AuditEntry
 	var source string
 	switch {
 	case *file != "":
@@ -67,7 +67,7 @@ func runAudit(ctx context.Context, args []string, stdout io.Writer) error {
 		return nil
 	}
 	printTrail(stdout, source, trail)
-	if b := workflows.VerifyAudit(trail); b != nil {
+	if b := contract.VerifyAudit(trail); b != nil {
 		fmt.Fprintf(stdout, "\nBROKEN at entry %d: %s\nentries from %d on cannot be trusted\n", b.Seq, b.Reason, b.Seq)
 		return fmt.Errorf("%w: entry %d: %s", errAuditBroken, b.Seq, b.Reason)
 	}
@@ -79,20 +79,20 @@ func runAudit(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-func readTrail(path string) ([]workflows.AuditEntry, error) {
+func readTrail(path string) ([]contract.AuditEntry, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read trail: %w", err)
 	}
 	defer f.Close()
-	var out []workflows.AuditEntry
+	var out []contract.AuditEntry
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for line := 1; sc.Scan(); line++ {
 		if strings.TrimSpace(sc.Text()) == "" {
 			continue
 		}
-		var e workflows.AuditEntry
+		var e contract.AuditEntry
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
 		}
@@ -101,7 +101,7 @@ func readTrail(path string) ([]workflows.AuditEntry, error) {
 	return out, sc.Err()
 }
 
-func printTrail(w io.Writer, source string, trail []workflows.AuditEntry) {
+func printTrail(w io.Writer, source string, trail []contract.AuditEntry) {
 	fmt.Fprintf(w, "audit trail of %s\n\n", source)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tTIME\tKIND\tACTION\tWHAT\tDETAILS")

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/airlockhq/airlock/workflows"
+	"github.com/airlockhq/airlock/contract"
 )
 
 // FuzzAuditFile runs `airlock cycle audit --file` on fuzzed JSON-lines
@@ -25,11 +25,11 @@ import (
 func FuzzAuditFile(f *testing.F) {
 	at := time.Date(2030, 1, 2, 15, 4, 5, 123456789, time.UTC)
 	f.Add(seedExport(f,
-		workflows.AuditEntry{At: at, Kind: workflows.AuditCycle, Summary: "cycle started", Data: map[string]any{"agent": "sample", "cycle": "c-1"}},
-		workflows.AuditEntry{At: at, Kind: workflows.AuditThought, Summary: "p99 is high <&>", Data: map[string]any{"confidence": 0.8, "step": 1.0}},
-		workflows.AuditEntry{At: at.Add(time.Second), Kind: workflows.AuditDecision, Action: new(int), Summary: "approve", Data: map[string]any{"approver": "U2", "via": "slack"}},
+		contract.AuditEntry{At: at, Kind: contract.AuditCycle, Summary: "cycle started", Data: map[string]any{"agent": "sample", "cycle": "c-1"}},
+		contract.AuditEntry{At: at, Kind: contract.AuditThought, Summary: "p99 is high <&>", Data: map[string]any{"confidence": 0.8, "step": 1.0}},
+		contract.AuditEntry{At: at.Add(time.Second), Kind: contract.AuditDecision, Action: new(int), Summary: "approve", Data: map[string]any{"approver": "U2", "via": "slack"}},
 	), uint32(0x4321), byte(1))
-	f.Add(seedExport(f, workflows.AuditEntry{At: at, Kind: workflows.AuditResult, Summary: "ünïcødé\u2028", Data: map[string]any{"n": 1e21, "list": []any{nil, true, "x"}}}), uint32(9), byte(0x20))
+	f.Add(seedExport(f, contract.AuditEntry{At: at, Kind: contract.AuditResult, Summary: "ünïcødé\u2028", Data: map[string]any{"n": 1e21, "list": []any{nil, true, "x"}}}), uint32(9), byte(0x20))
 	f.Add([]byte("\n\n  \n"), uint32(0), byte(1))
 	f.Add([]byte(`{"seq":0,"hash":""}`+"\n"+`{"seq":"one"}`), uint32(0), byte(1))
 	f.Add([]byte(`{"seq":0,"at":"0000-01-01T00:00:00Z","prev":"","hash":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}`), uint32(3), byte(4))
@@ -65,7 +65,7 @@ func FuzzAuditFile(f *testing.F) {
 		if err != nil || sameEntries(trail, tampered) {
 			return // unreadable, or the same entries spelled differently
 		}
-		if workflows.VerifyAudit(tampered) == nil {
+		if contract.VerifyAudit(tampered) == nil {
 			t.Fatalf("a changed export still verifies:\n%s\nwas\n%s", changed, export)
 		}
 	})
@@ -73,7 +73,7 @@ func FuzzAuditFile(f *testing.F) {
 
 // auditFile writes data to path, runs `cycle audit --file` on it and
 // checks that its verdict agrees with readTrail and VerifyAudit.
-func auditFile(t *testing.T, path string, data []byte) ([]workflows.AuditEntry, bool) {
+func auditFile(t *testing.T, path string, data []byte) ([]contract.AuditEntry, bool) {
 	t.Helper()
 	trail, readErr := readTrailBytes(t, path, data)
 	var out bytes.Buffer
@@ -84,7 +84,7 @@ func auditFile(t *testing.T, path string, data []byte) ([]workflows.AuditEntry, 
 			t.Fatalf("an unreadable trail (%v) was accepted:\n%s", readErr, out.Bytes())
 		}
 		return nil, false
-	case workflows.VerifyAudit(trail) != nil:
+	case contract.VerifyAudit(trail) != nil:
 		if !errors.Is(runErr, errAuditBroken) {
 			t.Fatalf("a broken trail was not reported as broken: %v\n%s", runErr, out.Bytes())
 		}
@@ -95,7 +95,7 @@ func auditFile(t *testing.T, path string, data []byte) ([]workflows.AuditEntry, 
 	return trail, true
 }
 
-func readTrailBytes(t *testing.T, path string, data []byte) ([]workflows.AuditEntry, error) {
+func readTrailBytes(t *testing.T, path string, data []byte) ([]contract.AuditEntry, error) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
@@ -105,7 +105,7 @@ func readTrailBytes(t *testing.T, path string, data []byte) ([]workflows.AuditEn
 
 // sameEntries reports whether two trails say the same thing, entry by
 // entry, in their canonical JSON.
-func sameEntries(a, b []workflows.AuditEntry) bool {
+func sameEntries(a, b []contract.AuditEntry) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -122,7 +122,7 @@ func sameEntries(a, b []workflows.AuditEntry) bool {
 // seedExport chains entries the way the workflow does (each hash covers
 // the entry without its hash, as JSON) and exports them as JSON lines. It
 // fails if the result does not verify, so it cannot drift from VerifyAudit.
-func seedExport(f *testing.F, entries ...workflows.AuditEntry) []byte {
+func seedExport(f *testing.F, entries ...contract.AuditEntry) []byte {
 	var buf bytes.Buffer
 	prev := ""
 	for i, e := range entries {
@@ -138,7 +138,7 @@ func seedExport(f *testing.F, entries ...workflows.AuditEntry) []byte {
 			f.Fatal(err)
 		}
 	}
-	if b := workflows.VerifyAudit(entries); b != nil {
+	if b := contract.VerifyAudit(entries); b != nil {
 		f.Fatalf("seed trail does not verify: %v", b)
 	}
 	return buf.Bytes()

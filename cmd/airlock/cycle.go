@@ -12,11 +12,11 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
 	"github.com/airlockhq/airlock/vault"
 	"github.com/airlockhq/airlock/worker"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // clientFlags are shared by commands that talk to Temporal.
@@ -101,7 +101,7 @@ func runCycleStart(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("cycle %s: %w", run.WorkflowID, err)
 	}
 	printResult(stdout, res)
-	if res.Outcome != workflows.OutcomeSucceeded {
+	if res.Outcome != contract.OutcomeSucceeded {
 		return fmt.Errorf("cycle %s: %s", run.WorkflowID, res.Outcome)
 	}
 	return nil
@@ -120,8 +120,8 @@ func agentSigner(agentID string) (*vault.Signer, error) {
 	return vault.NewSigner(vault.Config{Address: os.Getenv("VAULT_ADDR"), Token: tok})
 }
 
-func readRequest(path string) (workflows.CycleRequest, error) {
-	var req workflows.CycleRequest
+func readRequest(path string) (contract.CycleRequest, error) {
+	var req contract.CycleRequest
 	var data []byte
 	var err error
 	if path == "-" {
@@ -173,7 +173,7 @@ func runCycleShow(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-func printResult(w io.Writer, res workflows.CycleResult) {
+func printResult(w io.Writer, res contract.CycleResult) {
 	outcome := string(res.Outcome)
 	if outcome == "" {
 		outcome = "running"

@@ -10,12 +10,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/airlockhq/airlock/workflows"
+	"github.com/airlockhq/airlock/contract"
 )
 
 // runDecide implements `airlock approve|deny <cycle> [--action N]`. It goes
 // through the same validated Update as a Slack click.
-func runDecide(ctx context.Context, kind workflows.DecisionKind, args []string, stdout io.Writer) error {
+func runDecide(ctx context.Context, kind contract.DecisionKind, args []string, stdout io.Writer) error {
 	var cf clientFlags
 	fs := flag.NewFlagSet(string(kind), flag.ContinueOnError)
 	cf.register(fs)
@@ -44,7 +44,7 @@ func runDecide(ctx context.Context, kind workflows.DecisionKind, args []string, 
 	if err != nil {
 		return err
 	}
-	var target *workflows.PendingAction
+	var target *contract.PendingAction
 	for i := range pending {
 		if *action == -1 || pending[i].Action.Index == *action {
 			if target != nil {
@@ -56,10 +56,10 @@ func runDecide(ctx context.Context, kind workflows.DecisionKind, args []string, 
 	if target == nil {
 		return fmt.Errorf("%s: no action of %s waits for a decision", kind, id)
 	}
-	if kind == workflows.DecisionDeny && target.Action.Decision.Mode == "veto" {
-		kind = workflows.DecisionStop
+	if kind == contract.DecisionDeny && target.Action.Decision.Mode == "veto" {
+		kind = contract.DecisionStop
 	}
-	res, err := st.Decide(ctx, id, workflows.Decision{
+	res, err := st.Decide(ctx, id, contract.Decision{
 		ActionIndex: target.Action.Index, ActionHash: target.Action.Hash, Kind: kind,
 		Approver: *approver, Via: "cli", Comment: *comment,
 	})

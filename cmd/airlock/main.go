@@ -13,7 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/airlockhq/airlock/workflows"
+	"github.com/airlockhq/airlock/contract"
 )
 
 const usage = `airlock — durable, approved, least-privilege actions for AI agents
@@ -82,9 +82,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return fmt.Errorf("cycle: unknown command %q (want start, show, pending, audit or list)", args[1])
 	case "approve":
-		return runDecide(ctx, workflows.DecisionApprove, args[1:], stdout)
+		return runDecide(ctx, contract.DecisionApprove, args[1:], stdout)
 	case "deny":
-		return runDecide(ctx, workflows.DecisionDeny, args[1:], stdout)
+		return runDecide(ctx, contract.DecisionDeny, args[1:], stdout)
 	case "agent":
 		return runAgent(ctx, args[1:], stdout)
 	case "bootstrap":

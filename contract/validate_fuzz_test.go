@@ -1,4 +1,4 @@
-package workflows_test
+package contract_test
 
 import (
 	"encoding/json"
@@ -9,8 +9,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
-	"github.com/airlockhq/airlock/workflows"
 )
 
 // paramRef is a template action that prints one param: the only kind the
@@ -43,17 +43,17 @@ func FuzzCycleRequest(f *testing.F) {
 	f.Add([]byte(`{}`), math.Float64bits(0.25))
 	f.Add([]byte(`{"agent_id":"sample","cycle_id":"nan","actions":[{"type":"cluster-read","params":{"service":"checkout"}}]}`), math.Float64bits(math.NaN()))
 	f.Fuzz(func(t *testing.T, raw []byte, confidenceBits uint64) {
-		var req workflows.CycleRequest
+		var req contract.CycleRequest
 		if err := json.Unmarshal(raw, &req); err != nil {
 			return
 		}
 		checkRequest(t, catalog, req)
-		req.Thoughts = append(req.Thoughts, workflows.Thought{Step: len(req.Thoughts) + 1, Content: "fuzzed", Confidence: math.Float64frombits(confidenceBits)})
+		req.Thoughts = append(req.Thoughts, contract.Thought{Step: len(req.Thoughts) + 1, Content: "fuzzed", Confidence: math.Float64frombits(confidenceBits)})
 		checkRequest(t, catalog, req)
 	})
 }
 
-func checkRequest(t *testing.T, catalog *policy.Catalog, req workflows.CycleRequest) {
+func checkRequest(t *testing.T, catalog *policy.Catalog, req contract.CycleRequest) {
 	t.Helper()
 	if err := req.Validate(); err != nil {
 		var rerr *policy.RequestError
@@ -71,7 +71,7 @@ func checkRequest(t *testing.T, catalog *policy.Catalog, req workflows.CycleRequ
 	if err != nil {
 		t.Fatalf("a valid request cannot be sent to the workflow: %v", err)
 	}
-	var back workflows.CycleRequest
+	var back contract.CycleRequest
 	if err := json.Unmarshal(wire, &back); err != nil {
 		t.Fatalf("a valid request does not decode from its own encoding %s: %v", wire, err)
 	}

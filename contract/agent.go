@@ -1,9 +1,10 @@
-package workflows
+package contract
 
 import (
+	"maps"
+	"slices"
 	"time"
 
-	"github.com/airlockhq/airlock/activities"
 	"github.com/airlockhq/airlock/policy"
 )
 
@@ -13,62 +14,149 @@ import (
 // state (status, current phases, counters, transitions).
 const (
 	// AgentWorkflowName is the registered name of the Agent workflow.
-	AgentWorkflowName = activities.AgentWorkflowName
+	AgentWorkflowName = "Agent"
 	// QueryAgentState returns the AgentState.
-	QueryAgentState = activities.AgentQueryState
+	QueryAgentState = "state"
 	// SignalReportCycle carries a CycleReport (counted once per cycle).
-	SignalReportCycle = activities.AgentSignalReportCycle
+	SignalReportCycle = "report-cycle"
 	// UpdateReportCycle takes a CycleReport as an Update, as workers sent
 	// it before reports became signals (idempotent per cycle).
-	UpdateReportCycle = activities.AgentUpdateReportCycle
+	UpdateReportCycle = "report-cycle"
 	// UpdateKill takes a KillRequest; it returns a KillReport once the
 	// agent's cycles, Jobs and credentials are gone.
 	UpdateKill = "kill"
 	// UpdateResume takes a ResumeRequest.
 	UpdateResume = "resume"
 	// SignalAgentCatalog carries a new AgentSeed when the catalog changed.
-	SignalAgentCatalog = activities.AgentSignalCatalog
+	SignalAgentCatalog = "catalog"
 	// UpdateReserve takes a ReserveRequest and answers a ReserveResult;
 	// over budget it fails with ErrTypeBudgetExhausted (details:
 	// policy.BudgetError).
-	UpdateReserve = activities.AgentUpdateReserve
+	UpdateReserve = "reserve"
 	// SignalRelease carries a BudgetHold to give back (releasing what is
 	// not held changes nothing).
-	SignalRelease = activities.AgentSignalRelease
+	SignalRelease = "release"
 )
 
 // AgentWorkflowID is the workflow id of an agent's Agent workflow.
-func AgentWorkflowID(agentID string) string { return activities.AgentWorkflowID(agentID) }
+func AgentWorkflowID(agentID string) string { return "agent/" + agentID }
 
 // AgentStatus is whether an agent may run cycles: only active agents do.
-type AgentStatus = activities.AgentStatus
+type AgentStatus string
 
 const (
-	AgentActive    = activities.AgentActive
-	AgentSuspended = activities.AgentSuspended
-	AgentKilled    = activities.AgentKilled
+	AgentActive    AgentStatus = "active"
+	AgentSuspended AgentStatus = "suspended"
+	AgentKilled    AgentStatus = "killed"
 )
 
-// AgentSeed is what the catalog says: first phases (and their caps),
-// approvers, namespace.
-type AgentSeed = activities.AgentSeed
+// ErrTypeAgentUnavailable: the agent's state could not be read; the cycle
+// fails closed.
+const ErrTypeAgentUnavailable = "AgentUnavailable"
+
+// AgentSeed is what the catalog says about an agent's state: its phases
+// (the first phases of its Agent workflow, and forever their caps), its
+// approvers (who may kill and resume it), its namespace and its budgets.
+type AgentSeed struct {
+	AgentID   string                        `json:"agent_id"`
+	Phases    map[policy.Class]policy.Phase `json:"phases"`
+	Approvers []string                      `json:"approvers,omitempty"`
+	Namespace string                        `json:"namespace"`
+	Budgets   policy.Budgets                `json:"budgets,omitzero"`
+}
+
+// SeedFor returns the catalog's seed of an agent.
+func SeedFor(ag *policy.Agent) AgentSeed {
+	return AgentSeed{AgentID: ag.ID, Phases: maps.Clone(ag.Phases), Approvers: slices.Clone(ag.Approvers), Namespace: ag.Namespace,
+		Budgets: ag.Budgets.WithDefaults()}
+}
+
+// Same reports whether two seeds say the same (approver order aside).
+func (s AgentSeed) Same(o AgentSeed) bool {
+	a, b := slices.Clone(s.Approvers), slices.Clone(o.Approvers)
+	slices.Sort(a)
+	slices.Sort(b)
+	return s.AgentID == o.AgentID && s.Namespace == o.Namespace && maps.Equal(s.Phases, o.Phases) && slices.Equal(a, b) &&
+		s.Budgets.WithDefaults() == o.Budgets.WithDefaults()
+}
 
 // CycleReport is what a cycle tells its agent when it ends.
-type CycleReport = activities.CycleReport
+type CycleReport struct {
+	WorkflowID string `json:"workflow_id"`
+	AgentID    string `json:"agent_id"`
+	// Outcome is succeeded, failed, denied, canceled or refused.
+	Outcome string `json:"outcome"`
+	// Actions counts the cycle's actions by outcome.
+	Actions map[string]int `json:"actions,omitempty"`
+	// Approvals and Denials count actions a human approved, and actions
+	// denied (by a human, a veto or a timeout).
+	Approvals int `json:"approvals,omitempty"`
+	Denials   int `json:"denials,omitempty"`
+	// Violation: a verified request the policy refused (an action the agent
+	// may not use, parameters that do not validate).
+	Violation bool `json:"violation,omitempty"`
+	// Unverified: a request claiming this agent that failed verification
+	// (counted apart: anyone can send one).
+	Unverified bool   `json:"unverified,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	// Refusals counts the cycle's actions refused over budget, by budget.
+	Refusals map[string]int `json:"refusals,omitempty"`
+}
 
 // ReportCycleResult says whether a report was counted or was a repeat.
-type ReportCycleResult = activities.ReportCycleOutput
+type ReportCycleResult struct {
+	Counted   bool `json:"counted"`
+	Duplicate bool `json:"duplicate,omitempty"`
+}
 
 // KillReport is what the kill switch stopped and when it was all gone.
-type KillReport = activities.KillAgentOutput
+type KillReport struct {
+	CyclesCanceled   []string  `json:"cycles_canceled,omitempty"`
+	JobsDeleted      []string  `json:"jobs_deleted,omitempty"`
+	RevokedAccessors []string  `json:"revoked_accessors,omitempty"`
+	StartedAt        time.Time `json:"started_at"`
+	// JobsGoneAt is when no Job or Pod of the agent was left.
+	JobsGoneAt time.Time `json:"jobs_gone_at"`
+	// RevokedAt is when the agent's token tree (every action token and the
+	// leases they took) was revoked, the last time it had anything left.
+	RevokedAt time.Time `json:"revoked_at"`
+	// Passes is how many sweeps it took until one found nothing new.
+	Passes int `json:"passes"`
+}
 
-// BudgetHold names a running Job or a pending approval held against the
-// agent's budgets; ReserveRequest asks for one, ReserveResult answers.
-type (
-	BudgetHold     = activities.BudgetHold
-	ReserveRequest = activities.ReserveRequest
-	ReserveResult  = activities.ReserveResult
-)
+// ErrTypeBudgetExhausted: the action would exceed one of its agent's
+// budgets; it is refused, not queued. The error's details hold the
+// policy.BudgetError naming the budget.
+const ErrTypeBudgetExhausted = "BudgetExhausted"
+
+// BudgetHold names one hold on an agent's budgets: a running Job or a
+// pending approval of one action of one cycle. Holds are idempotent by
+// (WorkflowID, Index, Kind): asking again for a held one changes nothing.
+type BudgetHold struct {
+	AgentID    string            `json:"agent_id"`
+	WorkflowID string            `json:"workflow_id"`
+	Index      int               `json:"index"`
+	Kind       policy.BudgetKind `json:"kind"`
+}
+
+// ReserveRequest asks the agent's workflow for a hold (Update "reserve");
+// over budget the Update fails with ErrTypeBudgetExhausted.
+type ReserveRequest struct {
+	BudgetHold
+	// Until is when the hold lapses if nobody releases it.
+	Until time.Time `json:"until"`
+	// Compensation (a rollback after an autonomous failure) is counted but
+	// never refused: refusing it would leave a failed write half done.
+	Compensation bool `json:"compensation,omitempty"`
+}
+
+// ReserveResult is what the agent's workflow granted.
+type ReserveResult struct {
+	// Held: the hold existed already (a retried staging or a reminder).
+	Held bool `json:"held,omitempty"`
+	// Use is the agent's budget use with this hold.
+	Use policy.BudgetUse `json:"use"`
+}
 
 // AgentInput is the Agent workflow's only input.
 type AgentInput struct {
@@ -88,6 +176,23 @@ type AgentLimits struct {
 	// MaxUpdates handled in one run (the server refuses more than 2000).
 	// Default: 500.
 	MaxUpdates int `json:"max_updates,omitempty"`
+}
+
+// Defaults of AgentLimits.
+const (
+	defaultAgentMaxHistory = 1000
+	defaultAgentMaxUpdates = 500
+)
+
+// WithDefaults fills the zero limits with their defaults.
+func (l AgentLimits) WithDefaults() AgentLimits {
+	if l.MaxHistory <= 0 {
+		l.MaxHistory = defaultAgentMaxHistory
+	}
+	if l.MaxUpdates <= 0 {
+		l.MaxUpdates = defaultAgentMaxUpdates
+	}
+	return l
 }
 
 // Bounds of what the state keeps.

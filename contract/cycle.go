@@ -1,7 +1,10 @@
-// Package workflows holds Airlock's deterministic Temporal workflows and their
-// contract: task queue, workflow names, inputs and outputs. Agents in other
-// languages start AgentCycle by name with a JSON CycleRequest.
-package workflows
+// Package contract is the Temporal contract of Airlock's workflows: task
+// queue, workflow, query, signal and update names, their inputs and outputs,
+// the canonical encoding agents sign and the audit trail's verifier. It is a
+// leaf: agents, the Slack handler and the CLI import it without linking the
+// worker's Kubernetes and Vault clients. Agents in other languages start
+// AgentCycle by name with a JSON CycleRequest (schema/).
+package contract
 
 import (
 	"fmt"
@@ -16,6 +19,15 @@ const (
 	TaskQueue = "airlock"
 	// CycleWorkflowName is the registered name of AgentCycle.
 	CycleWorkflowName = "AgentCycle"
+	// QueryStatus returns the cycle's CycleResult so far.
+	QueryStatus = "status"
+)
+
+// Error types of the failures a cycle treats as permanent: the request or an
+// action is invalid (the message names why).
+const (
+	ErrTypeInvalidRequest = "InvalidRequest"
+	ErrTypeInvalidAction  = "InvalidAction"
 )
 
 // CycleWorkflowID is the workflow id of a cycle: starting the same cycle

@@ -1,0 +1,33 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/airlockhq/airlock/telemetry"
+)
+
+// Cycle metrics go through the SDK's metrics handler (the worker's client
+// gives it Airlock's meter, telemetry.TemporalMetricsHandler). The handler a
+// workflow gets drops whatever is recorded during a replay, so a history
+// replayed on another worker never counts twice, and workflow code needs no
+// sink of its own. It adds the namespace, task queue and workflow type tags.
+
+func cycleFinished(ctx workflow.Context, agent, phase, outcome string) {
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{
+		telemetry.AttrAgent: agent, telemetry.AttrPhase: phase, telemetry.AttrOutcome: outcome,
+	}).Counter(telemetry.MetricCycles).Inc(1)
+}
+
+func approvalWait(ctx workflow.Context, agent string, d time.Duration, outcome string) {
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{
+		telemetry.AttrAgent: agent, telemetry.AttrOutcome: outcome,
+	}).Timer(telemetry.MetricApprovalWait).Record(d)
+}
+
+func policyDenial(ctx workflow.Context, agent, rule string) {
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{
+		telemetry.AttrAgent: agent, telemetry.AttrRule: rule,
+	}).Counter(telemetry.MetricPolicyDenials).Inc(1)
+}
