@@ -100,17 +100,17 @@ func (w workflowAgents) AgentState(ctx context.Context, in AgentStateInput) (Age
 	}
 	seed := contract.SeedFor(ag)
 	id := contract.AgentWorkflowID(ag.ID)
-	v, err := a.queryAgent(ctx, id)
+	v, err := a.readAgent(ctx, id)
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
 		if err = a.startAgent(ctx, seed); err == nil {
-			v, err = a.queryAgent(ctx, id)
+			v, err = a.readAgent(ctx, id)
 		}
 	}
 	if err != nil {
 		return AgentStateOutput{}, fmt.Errorf("agent state %s: %w", id, err)
 	}
-	if !seed.Same(contract.AgentSeed{AgentID: ag.ID, Phases: v.Caps, Approvers: v.Approvers, Namespace: v.Namespace, Budgets: v.Budget.Limits}) {
+	if !seed.Same(contract.AgentSeed{AgentID: ag.ID, Phases: v.Caps, Approvers: v.Approvers, Namespace: v.Namespace, Budgets: v.Budgets}) {
 		// The catalog changed: the workflow clamps its phases to the new caps
 		// and takes the new approvers. Best effort: this cycle is capped below
 		// in any case.
@@ -119,6 +119,25 @@ func (w workflowAgents) AgentState(ctx context.Context, in AgentStateInput) (Age
 		}
 	}
 	return AgentStateOutput{Status: v.Status, Phases: ag.CappedPhases(v.Phases), Why: v.Why}, nil
+}
+
+// readAgent reads what the agent's workflow published in its memo (one
+// DescribeWorkflowExecution, answered by the server without waiting for the
+// agent's workflow task). An agent workflow from before the memo, or one
+// that is not running, is queried instead.
+func (a *Activities) readAgent(ctx context.Context, id string) (contract.AgentView, error) {
+	d, err := a.Temporal.DescribeWorkflow(ctx, id, "")
+	if err != nil {
+		return contract.AgentView{}, err
+	}
+	if d.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		var v contract.AgentView
+		if err := d.GetMemoValue(contract.AgentMemoKey, &v); err == nil && v.Status != "" {
+			return v, nil
+		}
+	}
+	st, err := a.queryAgent(ctx, id)
+	return st.View(), err
 }
 
 func (a *Activities) queryAgent(ctx context.Context, id string) (contract.AgentState, error) {

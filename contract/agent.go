@@ -3,6 +3,7 @@ package contract
 import (
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/airlockhq/airlock/policy"
@@ -27,6 +28,10 @@ const (
 	UpdateKill = "kill"
 	// UpdateResume takes a ResumeRequest.
 	UpdateResume = "resume"
+	// UpdateFeedback takes a FeedbackDecision: a human's Agree/Disagree
+	// on one of the agent's shadow proposals (ShadowProposal), recorded as
+	// evidence; it answers a DecisionResult. Feedback never runs anything.
+	UpdateFeedback = "feedback"
 	// SignalAgentCatalog carries a new AgentSeed when the catalog changed.
 	SignalAgentCatalog = "catalog"
 	// UpdateReserve takes a ReserveRequest and answers a ReserveResult;
@@ -99,6 +104,9 @@ type CycleReport struct {
 	// (counted apart: anyone can send one).
 	Unverified bool   `json:"unverified,omitempty"`
 	Reason     string `json:"reason,omitempty"`
+	// Shadow are the cycle's shadow proposals, open to feedback on the
+	// agent's workflow until their Until.
+	Shadow []ShadowProposal `json:"shadow,omitempty"`
 	// Refusals counts the cycle's actions refused over budget, by budget.
 	Refusals map[string]int `json:"refusals,omitempty"`
 }
@@ -197,6 +205,9 @@ func (l AgentLimits) WithDefaults() AgentLimits {
 
 // Bounds of what the state keeps.
 const (
+	// AgentShadowKept is how many shadow proposals awaiting feedback
+	// AgentState keeps (the oldest go first; expired ones always go).
+	AgentShadowKept = 500
 	// AgentTransitionsKept is how many transitions AgentState keeps.
 	AgentTransitionsKept = 50
 	// AgentRecentCyclesKept is how many reported cycle ids are remembered
@@ -223,6 +234,9 @@ type AgentState struct {
 	Transitions []AgentTransition `json:"transitions,omitempty"`
 	// LastKill is what the last kill stopped.
 	LastKill *KillReport `json:"last_kill,omitempty"`
+	// Shadow are the agent's shadow proposals still open to feedback,
+	// oldest first.
+	Shadow []ShadowProposal `json:"shadow,omitempty"`
 	// Budget is what the agent holds against its budgets.
 	Budget AgentBudget `json:"budget"`
 	// RecentCycles are the last reported cycle ids (idempotent reports).
@@ -246,6 +260,9 @@ type AgentCounters struct {
 	// Unverified counts requests claiming this agent that failed
 	// verification: anyone can send one, so they are not violations.
 	Unverified int `json:"unverified"`
+	// Feedback counts the Agree/Disagree given on shadow proposals, by
+	// action class.
+	Feedback map[policy.Class]FeedbackCount `json:"feedback,omitempty"`
 	// BudgetRefusals counts actions refused over budget, by budget.
 	BudgetRefusals map[string]int `json:"budget_refusals,omitempty"`
 }
@@ -317,3 +334,79 @@ type ResumeRequest struct {
 
 // ResumeApprovers is how many distinct approvers a resume needs.
 const ResumeApprovers = 2
+
+// ShadowProposal is a shadow action a cycle recorded (never ran), open to
+// Agree/Disagree from the agent's approvers on the agent's workflow: it
+// outlives its cycle, which ends at once.
+type ShadowProposal struct {
+	WorkflowID string       `json:"workflow_id"`
+	Index      int          `json:"index"`
+	Type       string       `json:"type"`
+	Class      policy.Class `json:"class"`
+	// Hash is the rendered action's hash that the message showed.
+	Hash string `json:"hash"`
+	// Selves may not give feedback: the verified signer and its principal.
+	Selves []string `json:"selves,omitempty"`
+	// Until is when the feedback window closes.
+	Until    time.Time        `json:"until"`
+	Feedback []DecisionRecord `json:"feedback,omitempty"`
+}
+
+// FeedbackCount counts feedback on shadow proposals.
+type FeedbackCount struct {
+	Agree    int `json:"agree"`
+	Disagree int `json:"disagree"`
+}
+
+// FeedbackDecision is a human's feedback on one shadow proposal of one
+// cycle (UpdateFeedback). Decision.Kind is agree or disagree.
+type FeedbackDecision struct {
+	CycleWorkflowID string `json:"cycle_workflow_id"`
+	Decision
+}
+
+// ErrTypeUnknownProposal: feedback named a shadow proposal the agent's
+// workflow does not hold (never reported, or from a cycle that kept its
+// feedback in the cycle itself).
+const ErrTypeUnknownProposal = "UnknownProposal"
+
+// AgentOfCycle returns the agent of a cycle workflow id
+// ("cycle/<agent>/<cycle>").
+func AgentOfCycle(workflowID string) (string, bool) {
+	rest, ok := strings.CutPrefix(workflowID, "cycle/")
+	if !ok {
+		return "", false
+	}
+	agent, cycle, ok := strings.Cut(rest, "/")
+	return agent, ok && agent != "" && cycle != ""
+}
+
+// AgentMemoKey is the Agent workflow's memo entry holding its AgentView.
+// Cycles read it with DescribeWorkflowExecution, which the server answers
+// from the workflow's state: unlike a query it never waits for the agent's
+// workflow task, which every cycle's report competes for.
+const AgentMemoKey = "airlock.agent"
+
+// AgentView is what a cycle plans with, published by the Agent workflow in
+// its memo whenever it changes (a kill is in it before the kill returns).
+type AgentView struct {
+	Status    AgentStatus                   `json:"status"`
+	Why       string                        `json:"why,omitempty"`
+	Phases    map[policy.Class]policy.Phase `json:"phases"`
+	Caps      map[policy.Class]policy.Phase `json:"caps"`
+	Approvers []string                      `json:"approvers,omitempty"`
+	Namespace string                        `json:"namespace"`
+	Budgets   policy.Budgets                `json:"budgets,omitzero"`
+}
+
+// View is the part of the state a cycle plans with.
+func (s AgentState) View() AgentView {
+	return AgentView{Status: s.Status, Why: s.Why, Phases: maps.Clone(s.Phases), Caps: maps.Clone(s.Caps),
+		Approvers: slices.Clone(s.Approvers), Namespace: s.Namespace, Budgets: s.Budget.Limits}
+}
+
+// Same reports whether two views say the same.
+func (v AgentView) Same(o AgentView) bool {
+	return v.Status == o.Status && v.Why == o.Why && maps.Equal(v.Phases, o.Phases) && maps.Equal(v.Caps, o.Caps) &&
+		slices.Equal(v.Approvers, o.Approvers) && v.Namespace == o.Namespace && v.Budgets == o.Budgets
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -245,16 +246,26 @@ func TestShadowFeedbackFromSlackIsRecordedAndRunsNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	endpoint := approvalEndpoint(t)
+	before, err := env.starter.AgentState(ctx, "e2e-shadow")
+	require.NoError(t, err)
 	res, err := env.starter.RunCycle(ctx, contract.CycleRequest{AgentID: "e2e-shadow", CycleID: cycleID(t), Principal: "agent:e2e-shadow",
 		Actions: []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "db"}}}})
 	require.NoError(t, err, "the shadow cycle returns at once")
-	fb := res.Actions[0].FeedbackWorkflowID
-	require.NotEmpty(t, fb, "feedback lives on in its own workflow")
-	msg := waitPosted(t, fb)
+	assert.Empty(t, res.Actions[0].FeedbackWorkflowID, "feedback lands on the agent's workflow, not a workflow of its own")
+	msg := waitPosted(t, res.WorkflowID)
 	agree := buttonValue(t, msg.Get("blocks"), approval.ActionID(contract.DecisionAgree))
+	// The cycle's report (which opens the proposal to feedback) reaches the
+	// agent's workflow just after the cycle closed.
+	require.Eventually(t, func() bool {
+		st, err := env.starter.AgentState(ctx, "e2e-shadow")
+		return err == nil && slices.ContainsFunc(st.Shadow, func(p contract.ShadowProposal) bool { return p.WorkflowID == res.WorkflowID })
+	}, 30*time.Second, 50*time.Millisecond)
 	assert.Equal(t, http.StatusOK, click(t, endpoint, "U1", approval.ActionID(contract.DecisionAgree), agree, msg.Get("ts"), time.Now(), signingSecret).StatusCode)
+	assert.Equal(t, http.StatusOK, click(t, endpoint, "U1", approval.ActionID(contract.DecisionAgree), agree, msg.Get("ts"), time.Now().Add(time.Second), signingSecret).StatusCode,
+		"a second click is harmless")
 
-	// A forged "approve" on the shadow action is refused by the validator.
+	// A forged "approve" on the shadow action is refused (the cycle is
+	// closed; nothing can make a shadow proposal run).
 	_, value, _ := strings.Cut(agree, "\x00")
 	bv, err := approval.ParseButtonValue(value)
 	require.NoError(t, err)
@@ -264,12 +275,14 @@ func TestShadowFeedbackFromSlackIsRecordedAndRunsNothing(t *testing.T) {
 	blockID, _, _ := strings.Cut(agree, "\x00")
 	assert.Equal(t, http.StatusForbidden, click(t, endpoint, "U2", approval.ActionID(contract.DecisionApprove), blockID+"\x00"+forged, msg.Get("ts"), time.Now(), signingSecret).StatusCode)
 
-	v, err := env.tc.QueryWorkflow(ctx, fb, "", contract.QueryFeedback)
+	st, err := env.starter.AgentState(ctx, "e2e-shadow")
 	require.NoError(t, err)
-	var got []contract.DecisionRecord
-	require.NoError(t, v.Get(&got))
+	i := slices.IndexFunc(st.Shadow, func(p contract.ShadowProposal) bool { return p.WorkflowID == res.WorkflowID })
+	require.GreaterOrEqual(t, i, 0)
+	got := st.Shadow[i].Feedback
 	require.Len(t, got, 1)
 	assert.Equal(t, "U1", got[0].Approver)
 	assert.Equal(t, contract.DecisionAgree, got[0].Kind)
+	assert.Equal(t, before.Counters.Feedback[policy.ClassWrite].Agree+1, st.Counters.Feedback[policy.ClassWrite].Agree, "counted as the agent's evidence")
 	assert.Empty(t, jobsOf(ctx, t, "airlock-e2e-shadow", res.WorkflowID), "feedback never runs anything")
 }

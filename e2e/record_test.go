@@ -47,7 +47,7 @@ func TestRecordHistories(t *testing.T) {
 			func(id string) { decide(id, contract.DecisionApprove, "U1") }, contract.OutcomeSucceeded},
 		{"advisory-denied", contract.CycleRequest{AgentID: "e2e-adv", Actions: []policy.Proposal{write}},
 			func(id string) { decide(id, contract.DecisionDeny, "U2") }, contract.OutcomeDenied},
-		{"shadow", contract.CycleRequest{AgentID: "e2e-shadow", Actions: []policy.Proposal{read, write}}, nil, contract.OutcomeSucceeded},
+		{"shadow-agent-feedback", contract.CycleRequest{AgentID: "e2e-shadow", Actions: []policy.Proposal{read, write}}, nil, contract.OutcomeSucceeded},
 		{"supervised-veto-passed", contract.CycleRequest{AgentID: "e2e-sup", Actions: []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "db"}}}}, nil, contract.OutcomeSucceeded},
 		{"supervised-stopped", contract.CycleRequest{AgentID: "e2e-sup", Actions: []policy.Proposal{write}},
 			func(id string) { decide(id, contract.DecisionStop, "U2") }, contract.OutcomeDenied},

@@ -176,7 +176,10 @@ func (c *Client) Cancel(ctx context.Context, workflowID string) error {
 
 // RefusedError is a decision the workflow's validator refused (not an
 // approver, own request, stale hash, already closed). Nothing was recorded.
-type RefusedError struct{ Reason string }
+type RefusedError struct {
+	Reason  string
+	errType string
+}
 
 func (e *RefusedError) Error() string { return "refused: " + e.Reason }
 
@@ -184,12 +187,30 @@ func (e *RefusedError) Error() string { return "refused: " + e.Reason }
 func (e *RefusedError) Refused() bool { return true }
 
 // Decide sends a human decision to a cycle through the validated Update.
+// Agree/Disagree on a shadow proposal go to the agent's workflow, which
+// keeps shadow proposals open to feedback after their cycle ended (cycles
+// from before that keep it themselves, and get it there).
 func (c *Client) Decide(ctx context.Context, workflowID string, d contract.Decision) (contract.DecisionResult, error) {
+	if d.Kind == contract.DecisionAgree || d.Kind == contract.DecisionDisagree {
+		if agent, ok := contract.AgentOfCycle(workflowID); ok {
+			res, err := c.update(ctx, contract.AgentWorkflowID(agent), contract.UpdateFeedback,
+				contract.FeedbackDecision{CycleWorkflowID: workflowID, Decision: d})
+			var refused *RefusedError
+			if !errors.As(err, &refused) || refused.errType != contract.ErrTypeUnknownProposal {
+				return res, err
+			}
+		}
+	}
+	return c.update(ctx, workflowID, contract.UpdateDecide, d)
+}
+
+// update runs a validated decision Update and waits for its answer.
+func (c *Client) update(ctx context.Context, workflowID, name string, arg any) (contract.DecisionResult, error) {
 	var res contract.DecisionResult
 	h, err := c.tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflowID,
-		UpdateName:   contract.UpdateDecide,
-		Args:         []any{d},
+		UpdateName:   name,
+		Args:         []any{arg},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err == nil {
@@ -198,11 +219,11 @@ func (c *Client) Decide(ctx context.Context, workflowID string, d contract.Decis
 	if err != nil {
 		var appErr *temporal.ApplicationError
 		if errors.As(err, &appErr) {
-			return res, &RefusedError{Reason: appErr.Message()}
+			return res, &RefusedError{Reason: appErr.Message(), errType: appErr.Type()}
 		}
 		var nf *serviceerror.NotFound
 		if errors.As(err, &nf) {
-			return res, &RefusedError{Reason: "cycle " + workflowID + " is not running"}
+			return res, &RefusedError{Reason: workflowID + " is not running"}
 		}
 		return res, fmt.Errorf("decide on %s: %w", workflowID, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/mocks"
+	"go.temporal.io/sdk/temporal"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/airlockhq/airlock/contract"
@@ -146,4 +147,48 @@ func TestAllPendingOrdersByRiskThenAge(t *testing.T) {
 		"cycle/a/old-medium#0 medium",
 		"cycle/a/new-low#0 low",
 	}, order)
+}
+
+// Shadow feedback goes to the agent's workflow; a cycle from before that
+// (the agent holds no such proposal) still gets it itself. Approvals always
+// go to the cycle.
+func TestDecideRoutesShadowFeedbackToTheAgent(t *testing.T) {
+	var calls []string
+	tc := &mocks.Client{}
+	tc.On("UpdateWorkflow", mock.Anything, mock.Anything).Return(
+		func(_ context.Context, o client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {
+			calls = append(calls, o.WorkflowID+" "+o.UpdateName)
+			h := &mocks.WorkflowUpdateHandle{}
+			switch {
+			case o.WorkflowID == "agent/old":
+				h.On("Get", mock.Anything, mock.Anything).Return(
+					temporal.NewNonRetryableApplicationError("no shadow proposal 0 of cycle/old/c1 awaits feedback", contract.ErrTypeUnknownProposal, nil))
+			case o.WorkflowID == "agent/a":
+				h.On("Get", mock.Anything, mock.Anything).Return(temporal.NewApplicationError("U9 is not an approver of agent a", ""))
+			default:
+				h.On("Get", mock.Anything, mock.Anything).Return(nil)
+			}
+			return h, nil
+		})
+	st := starter.New(tc)
+	agree := contract.Decision{ActionIndex: 0, ActionHash: "h", Kind: contract.DecisionAgree, Approver: "U9", Via: "slack"}
+
+	_, err := st.Decide(t.Context(), "cycle/a/c1", agree)
+	var refused *starter.RefusedError
+	require.ErrorAs(t, err, &refused, "the agent's refusal is the answer")
+	assert.Equal(t, "U9 is not an approver of agent a", refused.Reason)
+
+	_, err = st.Decide(t.Context(), "cycle/old/c1", agree)
+	require.NoError(t, err)
+
+	approve := agree
+	approve.Kind = contract.DecisionApprove
+	_, err = st.Decide(t.Context(), "cycle/a/c2", approve)
+	require.NoError(t, err)
+
+	assert.Equal(t, []string{
+		"agent/a feedback",
+		"agent/old feedback", "cycle/old/c1 decide",
+		"cycle/a/c2 decide",
+	}, calls)
 }

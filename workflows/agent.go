@@ -48,6 +48,10 @@ type agent struct {
 	handled  int                     // updates handled in this run
 	releases workflow.ReceiveChannel // budget holds given back (SignalRelease)
 	reports  workflow.ReceiveChannel // cycle reports (SignalReportCycle)
+	// memo: this run publishes its AgentView in its memo (version
+	// "agent-memo"); published is the last view it wrote.
+	memo      bool
+	published *contract.AgentView
 }
 
 // Agent is the long-running workflow holding one agent's live state
@@ -69,6 +73,8 @@ func Agent(ctx workflow.Context, in contract.AgentInput) (contract.AgentState, e
 	if err := workflow.SetQueryHandler(ctx, contract.QueryAgentState, query); err != nil {
 		return contract.AgentState{}, err
 	}
+	// Runs recorded before the memo existed replay without it.
+	ag.memo = workflow.GetVersion(ctx, "agent-memo", workflow.DefaultVersion, 1) >= 1
 	switch {
 	case in.State != nil:
 		ag.st = *in.State
@@ -87,6 +93,7 @@ func Agent(ctx workflow.Context, in contract.AgentInput) (contract.AgentState, e
 		}
 		ag.seed(ctx, seed)
 	}
+	ag.publish(ctx)
 	if err := ag.registerHandlers(ctx); err != nil {
 		return contract.AgentState{}, err
 	}
@@ -135,6 +142,11 @@ func (ag *agent) snapshot() contract.AgentState {
 	s.RecentCycles = slices.Clone(s.RecentCycles)
 	s.Counters = cloneCounters(s.Counters)
 	s.Budget = s.Budget.Clone()
+	s.Shadow = slices.Clone(s.Shadow)
+	for i := range s.Shadow {
+		s.Shadow[i].Feedback = slices.Clone(s.Shadow[i].Feedback)
+		s.Shadow[i].Selves = slices.Clone(s.Shadow[i].Selves)
+	}
 	return s
 }
 
@@ -170,6 +182,24 @@ func (ag *agent) transition(ctx workflow.Context, t contract.AgentTransition) {
 		ag.st.Transitions = slices.Delete(ag.st.Transitions, 0, n)
 	}
 	workflow.GetLogger(ctx).Info("agent transition", "agent", ag.st.AgentID, "kind", t.Kind, "to", t.To, "by", t.By, "why", t.Why)
+	ag.publish(ctx)
+}
+
+// publish writes the agent's view to its memo when it changed, where
+// cycles read it (contract.AgentMemoKey).
+func (ag *agent) publish(ctx workflow.Context) {
+	if !ag.memo || ag.st.Status == "" {
+		return
+	}
+	v := ag.st.View()
+	if ag.published != nil && ag.published.Same(v) {
+		return
+	}
+	if err := workflow.UpsertMemo(ctx, map[string]any{contract.AgentMemoKey: v}); err != nil {
+		workflow.GetLogger(ctx).Error("publish agent view", "error", err)
+		return
+	}
+	ag.published = &v
 }
 
 // applyCatalog takes a changed catalog: new caps (phases above them come
@@ -186,6 +216,7 @@ func (ag *agent) applyCatalog(ctx workflow.Context, s contract.AgentSeed) {
 	if changed {
 		ag.transition(ctx, contract.AgentTransition{Kind: contract.TransitionCatalog, To: ag.st.Status, Why: "catalog changed the phase caps"})
 	}
+	ag.publish(ctx)
 }
 
 func (ag *agent) registerHandlers(ctx workflow.Context) error {
@@ -194,6 +225,10 @@ func (ag *agent) registerHandlers(ctx workflow.Context) error {
 		return err
 	}
 	if err := ag.registerBudgetHandlers(ctx); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateFeedback, ag.feedback,
+		workflow.UpdateHandlerOptions{Validator: ag.validateFeedback}); err != nil {
 		return err
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateKill, ag.kill,
@@ -251,6 +286,7 @@ func (ag *agent) report(ctx workflow.Context, r contract.CycleReport) (contract.
 		c.Unverified++
 	}
 	c.CountRefusals(r.Refusals)
+	ag.addShadow(ctx, r.Shadow)
 	return contract.ReportCycleResult{Counted: true}, nil
 }
 

@@ -117,6 +117,6 @@ func (ag *agent) releaseCycle(ctx workflow.Context, workflowID string) {
 
 func cloneCounters(c contract.AgentCounters) contract.AgentCounters {
 	c.Outcomes, c.Actions = maps.Clone(c.Outcomes), maps.Clone(c.Actions)
-	c.BudgetRefusals = maps.Clone(c.BudgetRefusals)
+	c.BudgetRefusals, c.Feedback = maps.Clone(c.BudgetRefusals), maps.Clone(c.Feedback)
 	return c
 }

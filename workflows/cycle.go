@@ -286,17 +286,30 @@ func (c *cycle) shadow(ctx workflow.Context, act policy.RenderedAction) contract
 		base.DryRun = "rejected: " + dry.Reason
 	}
 	c.record(ctx, contract.AuditResult, idx(act.Index), "would do (shadow): dry-run "+base.DryRun, map[string]any{"outcome": base.Outcome, "dry_run": base.DryRun})
-	// Feedback (Agree/Disagree) is collected by a workflow of its own that
-	// outlives this cycle; it can never make anything run. Cycles started
-	// before that change keep their in-cycle gate on replay.
-	if workflow.GetVersion(ctx, "shadow-feedback-workflow", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	// Feedback (Agree/Disagree) can never make anything run, and it
+	// outlives this cycle, which ends at once. Version 2: the message is
+	// posted here and the proposal goes to the agent's workflow with the
+	// cycle's report, where feedback lands as evidence (agent_feedback.go).
+	// Cycles started before keep, on replay, a ShadowFeedback child
+	// workflow (version 1) or an in-cycle gate (default).
+	switch workflow.GetVersion(ctx, "shadow-feedback-workflow", workflow.DefaultVersion, 2) {
+	case workflow.DefaultVersion:
 		g := &gate{act: act, notice: contract.NoticeShadow, status: statusRecorded}
 		c.gates[act.Index] = g
 		c.notify(ctx, g)
-	} else if id, err := c.startFeedback(ctx, act); err != nil {
-		workflow.GetLogger(ctx).Warn("start shadow feedback", "action", act.Index, "error", err)
-	} else {
-		base.FeedbackWorkflowID = id
+	case 1:
+		if id, err := c.startFeedback(ctx, act); err != nil {
+			workflow.GetLogger(ctx).Warn("start shadow feedback", "action", act.Index, "error", err)
+		} else {
+			base.FeedbackWorkflowID = id
+		}
+	default:
+		until := workflow.Now(ctx).Add(time.Duration(plan.ApprovalTimeout))
+		c.notify(ctx, &gate{act: act, notice: contract.NoticeShadow, status: statusRecorded, closed: true, deadline: until})
+		c.shadowed = append(c.shadowed, contract.ShadowProposal{
+			WorkflowID: c.res.WorkflowID, Index: act.Index, Type: act.Type, Class: act.Class, Hash: act.Hash,
+			Selves: c.selves(), Until: until,
+		})
 	}
 	return base
 }

@@ -82,7 +82,8 @@ func (c *cycle) planForAgent(ctx workflow.Context) (policy.Plan, error) {
 // disconnected context (a cancelled cycle reports too). A report that
 // cannot be delivered is logged: it never changes the cycle's outcome.
 func (c *cycle) reportToAgent(ctx workflow.Context, err error) {
-	r := contract.CycleReport{WorkflowID: c.res.WorkflowID, AgentID: c.req.AgentID, Outcome: string(c.res.Outcome), Actions: map[string]int{}}
+	r := contract.CycleReport{WorkflowID: c.res.WorkflowID, AgentID: c.req.AgentID, Outcome: string(c.res.Outcome), Actions: map[string]int{},
+		Shadow: c.shadowed}
 	var appErr *temporal.ApplicationError
 	var canceled *temporal.CanceledError
 	switch {

@@ -64,6 +64,9 @@ type cycle struct {
 	agentState bool
 	// agentRefused: the agent was not active, the cycle was refused.
 	agentRefused bool
+	// shadowed are the shadow proposals reported to the agent's workflow,
+	// where their feedback lands.
+	shadowed []contract.ShadowProposal
 }
 
 var allowedKinds = map[contract.NoticeMode][]contract.DecisionKind{

@@ -238,13 +238,34 @@ func TestSupervisedVeto(t *testing.T) {
 
 func TestShadowRecordsTheDryRunAndNeverLeases(t *testing.T) {
 	s := newEnv(t)
-	s.mockRunOK()
 	s.env.OnActivity(s.acts.DryRunAction, mock.Anything, mock.Anything).Return(activities.DryRunOutput{Admitted: false, Reason: "pod refused: exceeded quota"}, nil)
+	var posted []contract.Notice
+	s.env.OnActivity(contract.ActivityPostApproval, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, n contract.Notice) (contract.MessageRef, error) {
+			posted = append(posted, n)
+			return contract.MessageRef{Channel: "C1", TS: "1.1"}, nil
+		})
+	start := s.env.Now()
 	res := runCycle(t, s, request("shadowy", scale))
 	assert.Equal(t, contract.OutcomeWouldDo, res.Actions[0].Outcome)
 	assert.Equal(t, "rejected: pod refused: exceeded quota", res.Actions[0].DryRun)
 	s.env.AssertNotCalled(t, "StageAction", mock.Anything, mock.Anything)
 	s.env.AssertNotCalled(t, "RunJob", mock.Anything, mock.Anything)
+
+	// The cycle ends at once: its "would do" message is posted from the
+	// cycle, and the proposal goes to the agent's workflow, where feedback
+	// lands (no workflow per proposal).
+	assert.Empty(t, res.Actions[0].FeedbackWorkflowID)
+	require.Len(t, posted, 1)
+	assert.Equal(t, contract.NoticeShadow, posted[0].Mode)
+	assert.Equal(t, res.WorkflowID, posted[0].Pending.WorkflowID)
+	require.Len(t, s.reports, 1)
+	require.Len(t, s.reports[0].Shadow, 1)
+	p := s.reports[0].Shadow[0]
+	assert.Equal(t, contract.ShadowProposal{WorkflowID: res.WorkflowID, Index: 0, Type: "scale", Class: policy.ClassWrite,
+		Hash: res.Actions[0].Hash, Selves: []string{"agent:shadowy"}, Until: p.Until}, p)
+	assert.WithinDuration(t, start.Add(15*time.Minute), p.Until, time.Second, "open for the catalog's approval timeout (15m)")
+	assert.Equal(t, posted[0].Pending.Deadline, p.Until)
 }
 
 func TestShadowFeedbackIsRecordedAndNeverRunsAnything(t *testing.T) {

@@ -46,6 +46,8 @@ func (s *Stack) temporalProcess(ports []int) (*process, error) {
 		// Eager activities: a worker that schedules an activity may run it at
 		// once instead of polling for it, as production servers allow.
 		"--dynamic-config-value", "system.enableActivityEagerExecution=true",
+		"--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
+		"--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
 		// A dev server need not fsync every history write; WAL keeps
 		// readers and the writer apart. Data still survives a restart.
 		"--sqlite-pragma", "journal_mode=wal",
