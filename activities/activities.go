@@ -40,6 +40,21 @@ type Activities struct {
 	// to while its Job runs; a token nobody renews dies this long after its
 	// last renewal. Default: DefaultActionTokenTTL.
 	ActionTokenTTL time.Duration
+	// CredentialMaxTTL caps the explicit max TTL of one action credential
+	// (Vault's token role may cap it lower). An action whose deadline +
+	// margin exceeds what its credential may live has it rotated while its
+	// Job runs (rotation.go). It must exceed 3 × RotationGrace for the
+	// container to switch in time. Default: 0, no cap of Airlock's own.
+	CredentialMaxTTL time.Duration
+	// RotateAt is the share of a credential's maximum life after which the
+	// next one is issued, in (0, 1). Default: DefaultRotateAt (2/3).
+	RotateAt float64
+	// RotationGrace is how long a replaced credential stays valid after the
+	// Job's Secret holds the next one. Default: DefaultRotationGrace.
+	RotationGrace time.Duration
+	// rotationHook, set by tests, is called at named steps of a rotation;
+	// true stops it there as if the worker had been killed.
+	rotationHook func(step string) (kill bool)
 	// Metrics records leases and Jobs. Nil records nothing.
 	Metrics *telemetry.Metrics
 	// Identity verifies that a cycle request was signed by the agent it

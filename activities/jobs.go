@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -152,21 +151,39 @@ func (a *Activities) issueToken(ctx context.Context, agentID string, req vault.T
 func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutput, error) {
 	hb := startHeartbeat(ctx)
 	defer hb.stop()
-	log := actionLogger(ctx, in.AgentID, in.WorkflowID, in.Action.Index)
 	annotateSpan(ctx, in)
-	if err := a.reserve(ctx, contract.ReserveRequest{
-		BudgetHold:   contract.BudgetHold{AgentID: in.AgentID, WorkflowID: in.WorkflowID, Index: in.Action.Index, Kind: policy.BudgetRun},
-		Until:        time.Now().Add(time.Duration(in.Action.Deadline) + HoldGrace),
-		Compensation: in.Compensation,
-	}); err != nil {
-		return StageOutput{}, err
-	}
 	if in.TraceParent == "" {
 		// The Job continues this activity's trace (TRACEPARENT + annotation).
 		in.TraceParent = telemetry.TraceParent(ctx)
 	}
 	spec := JobSpec(in, a.JobVaultAddr)
+	// The budget hold is asked for while the suspended Job (which runs
+	// nothing) is created; nothing is leased before both are in place, and a
+	// refusal removes the Job, so an action over budget leaves nothing.
+	reserved := make(chan error, 1)
+	go func() {
+		reserved <- a.reserve(ctx, contract.ReserveRequest{
+			BudgetHold:   contract.BudgetHold{AgentID: in.AgentID, WorkflowID: in.WorkflowID, Index: in.Action.Index, Kind: policy.BudgetRun},
+			Until:        time.Now().Add(time.Duration(in.Action.Deadline) + HoldGrace),
+			Compensation: in.Compensation,
+		})
+	}()
 	job, err := a.Jobs.CreateJob(ctx, spec)
+	if rerr := <-reserved; rerr != nil {
+		// Refused or not answered: the Job goes unless an earlier attempt
+		// recorded a lease on it (then it stays for the retry to revoke or
+		// reuse). Without one it is an empty suspended object.
+		if err == nil && job.Annotations[AnnotationLeaseAccessor] == "" {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if derr := a.Jobs.Delete(dctx, job.Namespace, job.Name); derr != nil {
+				// Suspended and lease-less, it runs nothing; the refusal
+				// (its error type decides retries) is what the cycle needs.
+				actionLogger(ctx, in.AgentID, in.WorkflowID, in.Action.Index).Warn("remove the job of an action without a budget hold", "job", job.Name, "error", derr)
+			}
+		}
+		return StageOutput{}, rerr
+	}
 	if err != nil {
 		if errors.Is(err, k8s.ErrImageNotPinned) {
 			return StageOutput{}, permanent(contract.ErrTypeInvalidAction, err)
@@ -183,22 +200,35 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 	}
 	out := StageOutput{Namespace: job.Namespace, JobName: job.Name, SecretName: k8s.SecretName(job.Name), LeasePolicies: in.Action.VaultPolicies}
 
-	reused, err := a.reuseLease(ctx, job, &out)
-	if err != nil {
+	// The Job's NetworkPolicy does not depend on its lease: written meanwhile.
+	netpol := make(chan error, 1)
+	go func() { netpol <- a.Jobs.CreateNetworkPolicy(ctx, job, spec.Egress) }()
+	if err := a.leaseOnce(ctx, in, job, &out); err != nil {
+		<-netpol
 		return StageOutput{}, err
 	}
-	if reused {
-		log.Info("reusing lease from a previous attempt", "job", job.Name, "accessor", out.LeaseAccessor)
-	} else {
-		if err := a.lease(ctx, in, job, &out); err != nil {
-			return StageOutput{}, err
-		}
-		log.Info("leased credentials", "job", job.Name, "accessor", out.LeaseAccessor, "ttl", out.LeaseTTL)
-	}
-	if err := a.Jobs.CreateNetworkPolicy(ctx, job, spec.Egress); err != nil {
+	if err := <-netpol; err != nil {
 		return StageOutput{}, err
 	}
 	return out, nil
+}
+
+// leaseOnce reuses what an earlier attempt leased for the Job, or leases.
+func (a *Activities) leaseOnce(ctx context.Context, in StageInput, job *batchv1.Job, out *StageOutput) error {
+	log := actionLogger(ctx, in.AgentID, in.WorkflowID, in.Action.Index)
+	reused, err := a.reuseLease(ctx, job, out)
+	if err != nil {
+		return err
+	}
+	if reused {
+		log.Info("reusing lease from a previous attempt", "job", job.Name, "accessor", out.LeaseAccessor)
+		return nil
+	}
+	if err := a.lease(ctx, in, job, out); err != nil {
+		return err
+	}
+	log.Info("leased credentials", "job", job.Name, "accessor", out.LeaseAccessor, "ttl", out.LeaseTTL)
+	return nil
 }
 
 // reuseLease looks for what an earlier attempt leased for this Job. A
@@ -248,13 +278,20 @@ func (a *Activities) reuseLease(ctx context.Context, job *batchv1.Job, out *Stag
 // it) or one that dies within the fuse. On any error the token is revoked
 // (and with it every lease it took) before returning.
 func (a *Activities) lease(ctx context.Context, in StageInput, job *batchv1.Job, out *StageOutput) (err error) {
+	// Read actions (all that ever runs in shadow) get the read-only role.
+	req := leaseRequest{
+		Policies: in.Action.VaultPolicies,
+		ReadOnly: in.Action.Class == policy.ClassRead || in.Action.Decision.Phase == policy.PhaseShadow,
+		KV:       in.Action.VaultKV,
+		DBRole:   in.Action.VaultDBRole,
+	}
 	cred, err := a.issueToken(ctx, in.AgentID, vault.TokenRequest{
-		Policies:    in.Action.VaultPolicies,
-		TTL:         time.Duration(in.Action.Deadline) + a.leaseMargin(),
+		Policies: req.Policies,
+		// Capped: a Job that outlives it gets its credentials rotated.
+		TTL:         a.credentialTTL(time.Duration(in.Action.Deadline) + a.leaseMargin()),
 		InitialTTL:  a.leaseFuse(),
 		DisplayName: "airlock-" + in.AgentID,
-		// Read actions (all that ever runs in shadow) get the read-only role.
-		ReadOnly: in.Action.Class == policy.ClassRead || in.Action.Decision.Phase == policy.PhaseShadow,
+		ReadOnly:    req.ReadOnly,
 		Metadata: map[string]string{
 			"agent": in.AgentID, "workflow_id": in.WorkflowID,
 			"action_index": strconv.Itoa(in.Action.Index), "job": job.Name,
@@ -285,36 +322,20 @@ func (a *Activities) lease(ctx context.Context, in StageInput, job *batchv1.Job,
 	if err != nil {
 		return fmt.Errorf("extend lease: %w", err)
 	}
-	data := map[string][]byte{tokenEnv: []byte(cred.Value())}
-	ann := map[string]string{AnnotationLeaseAccessor: cred.Accessor, AnnotationLeaseTTL: ttl.String()}
-	// Secrets are read with the action's own token: its policy decides what
-	// it may read, and leases die with the token.
-	as, err := a.Broker.As(cred)
+	data, dbLease, err := a.readCredentials(ctx, cred, req.KV, req.DBRole)
+	var missing *missingKeyError
+	if errors.As(err, &missing) {
+		return permanent(contract.ErrTypeInvalidAction, err)
+	}
 	if err != nil {
 		return err
 	}
-	for _, env := range slices.Sorted(maps.Keys(in.Action.VaultKV)) {
-		path, key, _ := strings.Cut(in.Action.VaultKV[env], "#")
-		kv, err := as.ReadKV(ctx, path)
-		if err != nil {
-			return fmt.Errorf("read %s for %s: %w", path, env, err)
-		}
-		v, ok := kv.Get(key)
-		if !ok {
-			return permanent(contract.ErrTypeInvalidAction, fmt.Errorf("read %s for %s: no key %q", path, env, key))
-		}
-		data[env] = []byte(v)
-	}
-	if in.Action.VaultDBRole != "" {
-		db, err := as.DatabaseCredential(ctx, in.Action.VaultDBRole)
-		if err != nil {
-			a.Metrics.LeaseFailed(ctx, "database")
-			return fmt.Errorf("lease database credentials: %w", err)
-		}
-		a.Metrics.LeaseIssued(ctx, "database")
-		data[dbUserEnv], data[dbPasswordEnv] = []byte(db.Username()), []byte(db.Password())
-		ann[AnnotationDBLease] = db.LeaseID
-		out.DBLeaseID = db.LeaseID
+	// The request lets RunJob issue the next credentials of a Job that
+	// outlives these (rotation.go).
+	ann := map[string]string{AnnotationLeaseAccessor: cred.Accessor, AnnotationLeaseTTL: ttl.String(), AnnotationLeaseRequest: req.annotation()}
+	if dbLease != "" {
+		ann[AnnotationDBLease] = dbLease
+		out.DBLeaseID = dbLease
 	}
 	sec, err := a.Jobs.CreateSecret(ctx, job, data, ann)
 	if err != nil {
@@ -366,20 +387,11 @@ func (a *Activities) RunJob(ctx context.Context, in RunInput) (RunOutput, error)
 		return RunOutput{}, err
 	}
 	// Keep the action's credentials alive (about every third of their TTL)
-	// while the Job runs: a Job may outlive the token's initial TTL.
-	var refs []vault.LeaseRef
-	if in.LeaseAccessor != "" {
-		refs = append(refs, vault.TokenLease(in.LeaseAccessor))
-	}
-	if in.DBLeaseID != "" {
-		refs = append(refs, vault.SecretLease(in.DBLeaseID))
-	}
-	if len(refs) > 0 {
-		log := activity.GetLogger(ctx)
-		r := a.Broker.KeepAlive(ctx, vault.RenewOptions{Increment: a.actionTokenTTL(), OnError: func(ref vault.LeaseRef, err error) {
-			log.Warn("renew lease", "kind", ref.Kind, "id", ref.ID, "error", err)
-		}}, refs...)
-		defer r.Stop()
+	// while the Job runs, and rotate them if the Job outlives what they may
+	// live (rotation.go).
+	if in.LeaseAccessor != "" || in.DBLeaseID != "" {
+		stop := a.keepCredentials(ctx, in)
+		defer stop()
 	}
 	o, err := a.Jobs.Wait(ctx, in.Namespace, in.JobName, nil)
 	if err != nil {
@@ -428,35 +440,53 @@ type ReleaseOutput struct {
 func (a *Activities) ReleaseAction(ctx context.Context, in ReleaseInput) (ReleaseOutput, error) {
 	hb := startHeartbeat(ctx)
 	defer hb.stop()
-	accessor, dbLease := in.LeaseAccessor, in.DBLeaseID
-	if accessor == "" {
-		// Staging did not report back: its Secret, or failing that the
-		// accessor it recorded on the Job first, names the lease.
-		sec, err := a.Jobs.GetSecret(ctx, in.Namespace, k8s.SecretName(in.JobName))
-		if err != nil {
+	// The Job no longer runs: its budget hold goes back while the lease is
+	// revoked (best effort, a signal; the cycle's report releases it too).
+	// (A cancelled Job is deleted first, below.)
+	hold := contract.BudgetHold{AgentID: in.AgentID, WorkflowID: in.WorkflowID, Index: in.Index, Kind: policy.BudgetRun}
+	released := make(chan struct{})
+	if in.DeleteJob {
+		close(released)
+	} else {
+		go func() {
+			defer close(released)
+			a.release(ctx, hold)
+		}()
+	}
+	defer func() { <-released }()
+	// The Secret lists every credential of the action that may be alive
+	// (staging's, and rotation's: current, being issued, in grace); without
+	// a Secret, the accessor staging recorded on the Job first names it.
+	sec, err := a.Jobs.GetSecret(ctx, in.Namespace, k8s.SecretName(in.JobName))
+	if err != nil {
+		return ReleaseOutput{}, err
+	}
+	var job *batchv1.Job
+	if sec == nil {
+		if job, err = a.Jobs.GetJob(ctx, in.Namespace, in.JobName); err != nil {
 			return ReleaseOutput{}, err
-		}
-		if sec != nil {
-			accessor, dbLease = sec.Annotations[AnnotationLeaseAccessor], sec.Annotations[AnnotationDBLease]
-		} else if job, err := a.Jobs.GetJob(ctx, in.Namespace, in.JobName); err != nil {
-			return ReleaseOutput{}, err
-		} else if job != nil {
-			accessor = job.Annotations[AnnotationLeaseAccessor]
 		}
 	}
-	if dbLease != "" {
+	accessors, dbLeases := recordedLeases(sec, job)
+	accessors = splitList(joinList(append([]string{in.LeaseAccessor}, accessors...)...))
+	dbLeases = splitList(joinList(append([]string{in.DBLeaseID}, dbLeases...)...))
+	for _, l := range dbLeases {
 		// Revoking the token revokes it too; this makes it explicit and
 		// covers a token revoked earlier by other means.
-		if err := a.Broker.RevokeLease(ctx, dbLease); err != nil {
+		if err := a.Broker.RevokeLease(ctx, l); err != nil {
 			return ReleaseOutput{}, err
 		}
 		a.Metrics.LeaseRevoked(ctx, "database")
 	}
-	if accessor != "" {
-		if err := a.Broker.Revoke(ctx, accessor); err != nil {
+	for _, acc := range accessors {
+		if err := a.Broker.Revoke(ctx, acc); err != nil {
 			return ReleaseOutput{}, err
 		}
 		a.Metrics.LeaseRevoked(ctx, "token")
+	}
+	var accessor string
+	if len(accessors) > 0 {
+		accessor = accessors[0]
 	}
 	if in.DeleteJob {
 		if err := a.Jobs.Delete(ctx, in.Namespace, in.JobName); err != nil {
@@ -466,7 +496,9 @@ func (a *Activities) ReleaseAction(ctx context.Context, in ReleaseInput) (Releas
 	if err := a.Jobs.Cleanup(ctx, in.Namespace, in.JobName); err != nil {
 		return ReleaseOutput{}, err
 	}
-	a.release(ctx, contract.BudgetHold{AgentID: in.AgentID, WorkflowID: in.WorkflowID, Index: in.Index, Kind: policy.BudgetRun})
+	if in.DeleteJob {
+		a.release(ctx, hold)
+	}
 	return ReleaseOutput{RevokedAccessor: accessor}, nil
 }
 

@@ -289,7 +289,7 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "  DB leases still valid             %d\n", r.dbLeasesLeft)
 	fmt.Fprintf(w, "  activity results refused         %d\n", r.rejected)
 	fmt.Fprintf(w, "  heartbeat timeouts                %d\n", r.heartbeatTimeouts)
-	fmt.Fprintf(w, "  activity retries                  %d\n", r.retries())
+	fmt.Fprintf(w, "  retries (activity, workflow task) %d\n", r.retries())
 	causes := make([]string, 0, len(r.retryCauses))
 	for k := range r.retryCauses {
 		causes = append(causes, k)
@@ -372,7 +372,8 @@ func collect(ctx context.Context, t *testing.T, stamp string, ids []string, f *f
 }
 
 // countRetries reads a cycle's history: an activity's started event
-// carries its attempt and the failure that made the attempt before fail.
+// carries its attempt and the failure that made the attempt before fail;
+// workflow tasks that timed out or failed are counted too.
 func countRetries(ctx context.Context, t *testing.T, id string, r *report) {
 	it := env.tc.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	types := map[int64]string{}
@@ -384,6 +385,15 @@ func countRetries(ctx context.Context, t *testing.T, id string, r *report) {
 		}
 		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
 			types[ev.GetEventId()] = a.GetActivityType().GetName()
+		}
+		// Staging and release run as local activities inside workflow
+		// tasks: a worker killed in one shows as a timed-out (or failed)
+		// workflow task, which another worker retries.
+		if a := ev.GetWorkflowTaskTimedOutEventAttributes(); a != nil {
+			r.retryCauses["workflow task: timeout "+strings.TrimPrefix(a.GetTimeoutType().String(), "TIMEOUT_TYPE_")]++
+		}
+		if a := ev.GetWorkflowTaskFailedEventAttributes(); a != nil && a.GetCause() != enumspb.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND {
+			r.retryCauses["workflow task: failed "+strings.TrimPrefix(a.GetCause().String(), "WORKFLOW_TASK_FAILED_CAUSE_")]++
 		}
 		a := ev.GetActivityTaskStartedEventAttributes()
 		if a == nil || a.GetAttempt() <= 1 {

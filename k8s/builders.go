@@ -36,6 +36,23 @@ const (
 	tmpSizeLimit = "256Mi"
 )
 
+// CredentialsDir is where an action's container finds its credentials as
+// files, one per Secret key (CredentialFile), read-only. Unlike the env vars
+// (set once, when the container starts), the kubelet refreshes these files
+// when Airlock rotates the credentials of a long Job: a long-running action
+// must re-read its token from CredentialsDir/vault-token, not from
+// $VAULT_TOKEN.
+const CredentialsDir = "/var/run/airlock"
+
+// credentialsVolume names the volume of the Job's Secret.
+const credentialsVolume = "credentials"
+
+// CredentialFile is the file name of a Secret key under CredentialsDir:
+// lower case, "-" for "_" (VAULT_TOKEN is vault-token).
+func CredentialFile(key string) string {
+	return strings.ReplaceAll(strings.ToLower(key), "_", "-")
+}
+
 // ClusterDNS is a special EgressRule.CIDR: it allows DNS (UDP and TCP port 53)
 // to the cluster DNS Pods (k8s-app=kube-dns in kube-system). DNS is not
 // allowed unless an action asks for it, because it is an exfiltration channel
@@ -57,7 +74,8 @@ type Spec struct {
 	// Env is plain, non-secret environment.
 	Env map[string]string
 	// SecretEnv names env vars taken from the action's Secret (SecretName of
-	// the Job), under the same key names, e.g. VAULT_TOKEN.
+	// the Job), under the same key names, e.g. VAULT_TOKEN. The same keys are
+	// mounted as files under CredentialsDir (CredentialFile).
 	SecretEnv []string
 	Egress    []EgressRule
 	// CPU and Memory are both requests and limits. Default: "100m", "64Mi".
@@ -99,6 +117,10 @@ func JobFor(s Spec) (*batchv1.Job, error) {
 		return nil, fmt.Errorf("job spec: memory: %w", err)
 	}
 	env, err := s.env()
+	if err != nil {
+		return nil, fmt.Errorf("job spec: %w", err)
+	}
+	volumes, mounts, err := s.volumes()
 	if err != nil {
 		return nil, fmt.Errorf("job spec: %w", err)
 	}
@@ -174,23 +196,59 @@ func JobFor(s Spec) (*batchv1.Job, error) {
 							ReadOnlyRootFilesystem:   ptr.To(true),
 							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 						},
-						VolumeMounts: []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
+						VolumeMounts: mounts,
 					}},
-					Volumes: []corev1.Volume{{
-						Name: "tmp",
-						VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
-							SizeLimit: ptr.To(resource.MustParse(tmpSizeLimit)),
-						}},
-					}},
+					Volumes: volumes,
 				},
 			},
 		},
 	}, nil
 }
 
+// volumes are the Pod's volumes and the container's mounts: a writable /tmp
+// and, when the Pod reads the Job's Secret, that Secret's keys as read-only
+// files under CredentialsDir. Two keys with the same file name are an error.
+func (s Spec) volumes() ([]corev1.Volume, []corev1.VolumeMount, error) {
+	volumes := []corev1.Volume{{
+		Name: "tmp",
+		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+			SizeLimit: ptr.To(resource.MustParse(tmpSizeLimit)),
+		}},
+	}}
+	mounts := []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}}
+	if len(s.SecretEnv) == 0 {
+		return volumes, mounts, nil
+	}
+	files := map[string]string{}
+	var items []corev1.KeyToPath
+	for _, key := range s.SecretEnv {
+		f := CredentialFile(key)
+		if other, ok := files[f]; ok {
+			return nil, nil, fmt.Errorf("secret env %s and %s share the credential file %s", other, key, f)
+		}
+		files[f] = key
+		items = append(items, corev1.KeyToPath{Key: key, Path: f})
+	}
+	volumes = append(volumes, corev1.Volume{
+		Name: credentialsVolume,
+		VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: SecretName(JobName(s.WorkflowID, s.ActionIndex)),
+			Items:      items,
+			// Owner-only; the kubelet adds group read for the Pod's fsGroup
+			// (the non-root uid's group), so only the action reads them.
+			DefaultMode: ptr.To(int32(0o400)),
+			Optional:    ptr.To(false),
+		}},
+	})
+	mounts = append(mounts, corev1.VolumeMount{Name: credentialsVolume, MountPath: CredentialsDir, ReadOnly: true})
+	return volumes, mounts, nil
+}
+
 // SecretFor builds the Secret holding a Job's credentials. It is owned by the
-// Job, so it goes when the Job goes, and immutable, so a running action's
-// credentials cannot be swapped under it.
+// Job, so it goes when the Job goes. It is mutable: only the worker may
+// write it (least-privilege RBAC), and it does so to rotate the credentials
+// of a Job that outlives them (Runner.UpdateSecret); the kubelet then
+// refreshes the files under CredentialsDir.
 func SecretFor(job *batchv1.Job, data map[string][]byte, annotations map[string]string) *corev1.Secret {
 	ann := maps.Clone(annotations)
 	if ann == nil {
@@ -205,9 +263,8 @@ func SecretFor(job *batchv1.Job, data map[string][]byte, annotations map[string]
 			Annotations:     ann,
 			OwnerReferences: []metav1.OwnerReference{ownerRef(job)},
 		},
-		Type:      corev1.SecretTypeOpaque,
-		Immutable: ptr.To(true),
-		Data:      maps.Clone(data),
+		Type: corev1.SecretTypeOpaque,
+		Data: maps.Clone(data),
 	}
 }
 

@@ -142,6 +142,21 @@ func TestJobFor(t *testing.T) {
 					{Name: "VAULT_TOKEN", ValueFrom: secretRef("VAULT_TOKEN")},
 					{Name: "DB_PASSWORD", ValueFrom: secretRef("DB_PASSWORD")},
 				}
+				// The same keys as read-only files the kubelet refreshes.
+				j.Spec.Template.Spec.Containers[0].VolumeMounts = append(j.Spec.Template.Spec.Containers[0].VolumeMounts,
+					corev1.VolumeMount{Name: "credentials", MountPath: "/var/run/airlock", ReadOnly: true})
+				j.Spec.Template.Spec.Volumes = append(j.Spec.Template.Spec.Volumes, corev1.Volume{
+					Name: "credentials",
+					VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+						SecretName: SecretName(JobName(testWorkflowID, 2)),
+						Items: []corev1.KeyToPath{
+							{Key: "VAULT_TOKEN", Path: "vault-token"},
+							{Key: "DB_PASSWORD", Path: "db-password"},
+						},
+						DefaultMode: ptr.To(int32(0o400)),
+						Optional:    ptr.To(false),
+					}},
+				})
 			},
 		},
 		"pod annotations cannot override the workflow id": {
@@ -218,7 +233,11 @@ func TestJobForRefuses(t *testing.T) {
 			wantMsg: "TRACEPARENT is set twice",
 		},
 		"secret env that is no secret key": {spec: func(s *Spec) { s.SecretEnv = []string{"A B"} }, wantMsg: `secret env "A B"`},
-		"bad egress cidr":                  {spec: func(s *Spec) { s.Egress = []EgressRule{{CIDR: "example.com", Port: 443}} }, wantMsg: "egress rule 0"},
+		"two secret keys, one credential file": {
+			spec:    func(s *Spec) { s.SecretEnv = []string{"API_KEY", "api-key"} },
+			wantMsg: "secret env API_KEY and api-key share the credential file api-key",
+		},
+		"bad egress cidr": {spec: func(s *Spec) { s.Egress = []EgressRule{{CIDR: "example.com", Port: 443}} }, wantMsg: "egress rule 0"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -295,7 +314,7 @@ func TestSecretFor(t *testing.T) {
 		annotations map[string]string
 		want        *corev1.Secret
 	}{
-		"owned, immutable, labelled like the job": {
+		"owned, mutable (rotation), labelled like the job": {
 			data:        map[string][]byte{"VAULT_TOKEN": []byte("s.secret")},
 			annotations: map[string]string{"airlock.dev/lease-accessor": "acc123"},
 			want: &corev1.Secret{
@@ -310,9 +329,8 @@ func TestSecretFor(t *testing.T) {
 					},
 					OwnerReferences: owner,
 				},
-				Type:      corev1.SecretTypeOpaque,
-				Immutable: ptr.To(true),
-				Data:      map[string][]byte{"VAULT_TOKEN": []byte("s.secret")},
+				Type: corev1.SecretTypeOpaque,
+				Data: map[string][]byte{"VAULT_TOKEN": []byte("s.secret")},
 			},
 		},
 		"no annotations": {
@@ -323,8 +341,7 @@ func TestSecretFor(t *testing.T) {
 					Annotations:     job.Annotations,
 					OwnerReferences: owner,
 				},
-				Type:      corev1.SecretTypeOpaque,
-				Immutable: ptr.To(true),
+				Type: corev1.SecretTypeOpaque,
 			},
 		},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"time"
 
@@ -49,6 +50,7 @@ type Runner struct {
 	pollInterval      time.Duration
 	resyncInterval    time.Duration
 	deleteGracePeriod time.Duration
+	resolver          Resolver
 }
 
 // Option configures a Runner. Non-positive durations keep the default.
@@ -85,6 +87,16 @@ func WithDeleteGracePeriod(d time.Duration) Option {
 	}
 }
 
+// WithResolver sets how the host name of a Job's VAULT_ADDR is resolved
+// into the egress rules that let it reach Vault. Default: net.DefaultResolver.
+func WithResolver(res Resolver) Option {
+	return func(r *Runner) {
+		if res != nil {
+			r.resolver = res
+		}
+	}
+}
+
 // NewRunner returns a Runner using cs.
 func NewRunner(cs kubernetes.Interface, opts ...Option) *Runner {
 	r := &Runner{
@@ -92,6 +104,7 @@ func NewRunner(cs kubernetes.Interface, opts ...Option) *Runner {
 		pollInterval:      10 * time.Second,
 		resyncInterval:    time.Minute,
 		deleteGracePeriod: 5 * time.Second,
+		resolver:          net.DefaultResolver,
 	}
 	for _, o := range opts {
 		o(r)
@@ -147,8 +160,8 @@ func (r *Runner) GetSecret(ctx context.Context, namespace, name string) (*corev1
 }
 
 // CreateSecret creates the Job's Secret (SecretFor). It is idempotent: an
-// existing Secret owned by this Job is returned as it is (Secrets are
-// immutable); one owned by anything else is an error.
+// existing Secret owned by this Job is returned as it is (what it holds is
+// recorded in its annotations); one owned by anything else is an error.
 func (r *Runner) CreateSecret(ctx context.Context, job *batchv1.Job, data map[string][]byte, annotations map[string]string) (*corev1.Secret, error) {
 	if job.UID == "" {
 		return nil, fmt.Errorf("create secret for job %s/%s: job has no uid (not created yet?)", job.Namespace, job.Name)
@@ -173,8 +186,11 @@ func (r *Runner) CreateSecret(ctx context.Context, job *batchv1.Job, data map[st
 }
 
 // CreateNetworkPolicy creates the Job's NetworkPolicy (NetworkPolicyFor) after
-// validating the rules. It is idempotent: an existing policy owned by this Job
-// is updated to the given rules; one owned by anything else is an error.
+// validating the rules. A Job that carries a Vault token also gets egress to
+// its VAULT_ADDR (vaultEgress): without it the default-deny policy would cut
+// the action off from its own credentials. It is idempotent: an existing
+// policy owned by this Job is updated to the given rules; one owned by
+// anything else is an error.
 func (r *Runner) CreateNetworkPolicy(ctx context.Context, job *batchv1.Job, egress []EgressRule) error {
 	if job.UID == "" {
 		return fmt.Errorf("create network policy for job %s/%s: job has no uid (not created yet?)", job.Namespace, job.Name)
@@ -182,7 +198,7 @@ func (r *Runner) CreateNetworkPolicy(ctx context.Context, job *batchv1.Job, egre
 	if err := validateEgress(egress); err != nil {
 		return fmt.Errorf("create network policy for job %s/%s: %w", job.Namespace, job.Name, err)
 	}
-	want := NetworkPolicyFor(job, egress)
+	want := NetworkPolicyFor(job, withVaultEgress(egress, vaultEgress(ctx, r.resolver, job)))
 	policies := r.cs.NetworkingV1().NetworkPolicies(job.Namespace)
 	_, err := policies.Create(ctx, want, metav1.CreateOptions{})
 	if err == nil {

@@ -166,7 +166,7 @@ func TestIntegrationRunAction(t *testing.T) {
 	assert.Equal(t, job.Name, owner.Name)
 	assert.Equal(t, job.UID, owner.UID)
 	assert.True(t, ptr.Deref(owner.Controller, false))
-	assert.True(t, ptr.Deref(secret.Immutable, false))
+	assert.False(t, ptr.Deref(secret.Immutable, false), "rotation updates the secret")
 
 	// Cleanup drops the credentials and the policy now, keeps the Job.
 	require.NoError(t, r.Cleanup(ctx, ns, job.Name))
@@ -344,4 +344,30 @@ func TestIntegrationWaitSurvivesAPIServerRestart(t *testing.T) {
 	assert.True(t, res.out.Succeeded)
 	assert.Equal(t, "after restart", res.out.Message)
 	assert.True(t, sawOutage.Load(), "Wait went through the outage, reporting it as progress")
+}
+
+// The real apiserver refuses a rotation's write to a Secret that changed
+// since it was read, and the error carries no value.
+func TestIntegrationStaleSecretWritesAreRefused(t *testing.T) {
+	ctx := t.Context()
+	cs := clientset(t)
+	r := k8s.NewRunner(cs)
+	ns := agentNamespace(t, r, "rotate")
+	job := prepare(t, r, actionSpec(ns, "cycle/rotate/1", 0, nil))
+	sec, err := r.GetSecret(ctx, ns, k8s.SecretName(job.Name))
+	require.NoError(t, err)
+	v := "acc,acc2"
+	fresh, err := r.PatchSecretAnnotations(ctx, sec, map[string]*string{"airlock.dev/lease-accessors": &v})
+	require.NoError(t, err)
+
+	_, err = r.PatchSecretAnnotations(ctx, sec, map[string]*string{"airlock.dev/lease-accessors": nil})
+	assert.ErrorIs(t, err, k8s.ErrSecretChanged)
+	_, err = r.UpdateSecret(ctx, sec, map[string][]byte{"VAULT_TOKEN": []byte("s.stale-value")}, nil)
+	assert.ErrorIs(t, err, k8s.ErrSecretChanged)
+	assert.NotContains(t, err.Error(), "s.stale-value")
+
+	got, err := r.UpdateSecret(ctx, fresh, map[string][]byte{"VAULT_TOKEN": []byte("s.next")}, map[string]string{"airlock.dev/lease-accessor": "acc2"})
+	require.NoError(t, err)
+	assert.Equal(t, "s.next", string(got.Data["VAULT_TOKEN"]))
+	assert.Equal(t, "acc,acc2", got.Annotations["airlock.dev/lease-accessors"])
 }

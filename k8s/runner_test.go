@@ -321,6 +321,12 @@ func TestWaitOutcome(t *testing.T) {
 			cond: batchv1.JobFailed, reason: batchv1.JobReasonDeadlineExceeded,
 			want: Outcome{Reason: "DeadlineExceeded", StartedAt: time.Unix(100, 0), FinishedAt: time.Unix(200, 0)},
 		},
+		"completed without a termination message: the log is the result": {
+			cond: batchv1.JobComplete, reason: batchv1.JobReasonCompletionsReached,
+			term: &corev1.ContainerStateTerminated{ExitCode: 0, StartedAt: started, FinishedAt: ended},
+			// The fake clientset serves every log as "fake logs".
+			want: Outcome{Succeeded: true, Reason: "Completed", Message: "fake logs", FromLogs: true, PodName: "p", StartedAt: started.Time, FinishedAt: ended.Time},
+		},
 		"message capped at 4096 bytes on a rune boundary": {
 			cond: batchv1.JobComplete,
 			term: &corev1.ContainerStateTerminated{Message: long, StartedAt: started, FinishedAt: ended},
@@ -537,4 +543,31 @@ func TestLogs(t *testing.T) {
 	logs, err := r.Logs(ctx, job.Namespace, job.Name, 4)
 	require.NoError(t, err)
 	assert.Equal(t, "fake", logs, "the fake apiserver's log, cut at the limit")
+}
+
+// Rotation writes a Job's Secret in two steps: annotations first (the new
+// accessor, a nil value removes one), then the data.
+func TestSecretWritesAreConditional(t *testing.T) {
+	ctx := t.Context()
+	cs := fakeClientset()
+	r := fastRunner(cs)
+	job, err := r.CreateJob(ctx, baseSpec())
+	require.NoError(t, err)
+	sec, err := r.CreateSecret(ctx, job, map[string][]byte{"VAULT_TOKEN": []byte("one")}, map[string]string{"a": "1"})
+	require.NoError(t, err)
+
+	v := "listed"
+	annotated, err := r.PatchSecretAnnotations(ctx, sec, map[string]*string{"b": &v, "a": nil})
+	require.NoError(t, err)
+	assert.Equal(t, "listed", annotated.Annotations["b"])
+	assert.NotContains(t, annotated.Annotations, "a")
+
+	updated, err := r.UpdateSecret(ctx, annotated, map[string][]byte{"VAULT_TOKEN": []byte("two")}, map[string]string{"c": "3"})
+	require.NoError(t, err)
+	assert.Equal(t, []byte("two"), updated.Data["VAULT_TOKEN"])
+	assert.Equal(t, "listed", updated.Annotations["b"])
+	assert.Equal(t, "3", updated.Annotations["c"])
+
+	// (The fake apiserver does not enforce resourceVersion; the real one
+	// refuses a stale write with ErrSecretChanged: runner_integration_test.)
 }

@@ -26,10 +26,14 @@ type Outcome struct {
 	// reason: BackoffLimitExceeded (the Pod failed), DeadlineExceeded, ...
 	Reason   string
 	ExitCode int32
-	// Message is the container's termination message (the action's result),
-	// at most MaxMessageBytes. On failure without one, the Job's condition
-	// message (e.g. "Job was active longer than specified deadline").
-	Message               string
+	// Message is the action's result, at most MaxMessageBytes: the
+	// container's termination message, or, when it wrote none and succeeded,
+	// the start of its log (what a real container prints; simulated Pods have
+	// no log). On failure without either, the Job's condition message (e.g.
+	// "Job was active longer than specified deadline").
+	Message string
+	// FromLogs says Message was read from the container's log.
+	FromLogs              bool
 	PodName               string
 	StartedAt, FinishedAt time.Time
 }
@@ -210,6 +214,17 @@ func (r *Runner) outcome(ctx context.Context, job *batchv1.Job) Outcome {
 			if t.Message != "" || o.Succeeded {
 				o.Message = t.Message
 			}
+			if t.Message == "" && o.Succeeded {
+				// Most programs print their result rather than write
+				// /dev/termination-log, and FallbackToLogsOnError only
+				// falls back on failure.
+				lctx, cancel := context.WithTimeout(ctx, logsTimeout)
+				logs, err := r.podLogs(lctx, pod, MaxMessageBytes)
+				cancel()
+				if err == nil && logs != "" {
+					o.Message, o.FromLogs = logs, true
+				}
+			}
 			if !t.StartedAt.IsZero() {
 				o.StartedAt = t.StartedAt.Time
 			}
@@ -259,6 +274,15 @@ func (r *Runner) Logs(ctx context.Context, namespace, jobName string, limitBytes
 	if pod == nil {
 		return "", fmt.Errorf("logs of job %s/%s: no pod", namespace, jobName)
 	}
+	return r.podLogs(ctx, pod, limitBytes)
+}
+
+// logsTimeout bounds reading a finished container's log for its result: a
+// node that cannot serve logs (a simulated one) must not hold the outcome up.
+const logsTimeout = 3 * time.Second
+
+func (r *Runner) podLogs(ctx context.Context, pod *corev1.Pod, limitBytes int64) (string, error) {
+	namespace := pod.Namespace
 	opts := &corev1.PodLogOptions{Container: ContainerName}
 	if limitBytes > 0 {
 		opts.LimitBytes = ptr.To(limitBytes)

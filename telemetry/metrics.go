@@ -22,7 +22,17 @@ const (
 	MetricLeasesIssued  = "airlock_leases_issued_total"   // counter{kind}
 	MetricLeasesRevoked = "airlock_leases_revoked_total"  // counter{kind}
 	MetricLeasesFailed  = "airlock_leases_failed_total"   // counter{kind}
-	MetricPolicyDenials = "airlock_policy_denials_total"  // counter{agent, rule}
+	MetricPolicyDenials = "airlock_policy_denials_total"  // counter{agent, rule}; budget refusals: rule="budget <name>"
+	MetricClickToRun    = "airlock_click_to_run_seconds"  // histogram{agent}: approving decision → container started
+
+	// Recorded from activities (operate.go).
+	MetricKillSwitch = "airlock_kill_switch_total" // counter{agent}: kills carried out
+
+	// Observed when scraped, from Temporal (operate.go): what is true now.
+	MetricApprovalsPending = "airlock_approvals_pending"                // gauge{agent}: cycles waiting for a human
+	MetricApprovalsOldest  = "airlock_approvals_pending_oldest_seconds" // gauge{agent}: age of the oldest, since its cycle started
+	MetricAgentPhase       = "airlock_agent_phase"                      // gauge{agent, class, phase}: 1 for the current phase, else 0
+	MetricAgentStatus      = "airlock_agent_status"                     // gauge{agent, status}: 1 for the current status, else 0
 )
 
 // Attribute keys (Prometheus labels) the helpers set.
@@ -33,6 +43,8 @@ const (
 	AttrActionType = "action_type"
 	AttrKind       = "kind"
 	AttrRule       = "rule"
+	AttrClass      = "class"
+	AttrStatus     = "status"
 )
 
 // Outcomes JobDuration records.
@@ -46,6 +58,9 @@ const (
 var (
 	approvalWaitBuckets = []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400}
 	jobDurationBuckets  = []float64{0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}
+	// Click to run: staging and scheduling take seconds; minutes mean
+	// something is stuck. Container start times have 1 s resolution.
+	clickToRunBuckets = []float64{1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600}
 )
 
 // Metrics are Airlock's own instruments behind helpers that name the
@@ -56,6 +71,9 @@ var (
 // workflow.GetMetricsHandler (TemporalMetricsHandler), which drops what a
 // replay records; WorkflowViews describes those instruments.
 type Metrics struct {
+	meter metric.Meter
+
+	killSwitch    metric.Int64Counter
 	actions       metric.Int64Counter
 	jobDuration   metric.Float64Histogram
 	leasesIssued  metric.Int64Counter
@@ -77,13 +95,17 @@ func WorkflowViews() []sdkmetric.View {
 			Description: "Time an action waited for a human decision.",
 			Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: approvalWaitBuckets},
 		}),
+		sdkmetric.NewView(sdkmetric.Instrument{Name: MetricClickToRun}, sdkmetric.Stream{
+			Description: "Time from the decision that approved an action to its container starting.",
+			Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: clickToRunBuckets},
+		}),
 	}
 }
 
 // NewMetrics creates the instruments on meter. Setup calls it; tests of other
 // packages may call it with a meter of their own (sdkmetric.NewManualReader).
 func NewMetrics(meter metric.Meter) (*Metrics, error) {
-	var m Metrics
+	m := Metrics{meter: meter}
 	var errs []error
 	counter := func(name, desc string) metric.Int64Counter {
 		c, err := meter.Int64Counter(name, metric.WithDescription(desc))
@@ -101,6 +123,7 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 	m.leasesIssued = counter(MetricLeasesIssued, "Credential leases issued, by kind.")
 	m.leasesRevoked = counter(MetricLeasesRevoked, "Credential leases revoked, by kind.")
 	m.leasesFailed = counter(MetricLeasesFailed, "Credential lease operations that failed, by kind.")
+	m.killSwitch = counter(MetricKillSwitch, "Kill switch uses carried out (cycles cancelled, Jobs deleted, token tree revoked), by agent.")
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("create metrics: %w", err)
 	}

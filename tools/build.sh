@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real development and test servers (Temporal, etcd, Kubernetes
-# control plane, kwok, Vault) from the Go modules pinned under tools/.
+# control plane and kubelet, kwok, kube-router, Vault) and promtool (which
+# checks and unit-tests the Prometheus alert rules) from the Go modules
+# pinned under tools/.
 #
 # Each server is cached under $AIRLOCK_CACHE/tools/<name>-<key>, where key is a
 # hash of that module's go.mod, go.sum and local sources, so a version bump
@@ -55,10 +57,28 @@ build_kwok() { go build "${flags[@]}" -o "$1/kwok" sigs.k8s.io/kwok/cmd/kwok; }
 build_kube() {
 	local v=v1.36.3 pkg=k8s.io/component-base/version
 	local ld="-s -w -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=36"
-	for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+	for c in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet; do
 		echo "building $c"
 		go build -trimpath -ldflags="$ld" -o "$1/$c" "k8s.io/kubernetes/cmd/$c"
 	done
+}
+build_kuberouter() {
+	# The NetworkPolicy enforcer of the real node (firewall only). v2.1.0 is
+	# the only release the module proxy serves; its two advisories concern
+	# modes the node never runs (see tools/kuberouter/README.md).
+	local v=v2.1.0 pkg=github.com/cloudnativelabs/kube-router/v2/pkg/version
+	go build -trimpath -ldflags="-s -w -X $pkg.Version=$v -X $pkg.BuildDate=reproducible" \
+		-o "$1/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+}
+build_prometheus() {
+	# promtool: `promtool check rules` and `promtool test rules` run the
+	# alert rules in deploy/prometheus/ (deploy/prometheus_test.go).
+	local v=3.16.0 pkg=github.com/prometheus/common/version
+	go build -trimpath -ldflags="-s -w -X $pkg.Version=$v -X $pkg.Branch=release-3.16 -X $pkg.BuildDate=reproducible" \
+		-o "$1/promtool" github.com/prometheus/prometheus/cmd/promtool
+	# promql-names: the metric names PromQL expressions select, with
+	# Prometheus's parser (e2e/dashboard_test.go).
+	go build "${flags[@]}" -o "$1/promql-names" .
 }
 build_vault() {
 	# No released vault/sdk compiles with vault v1.21.4: patch v0.21.0.
@@ -78,16 +98,18 @@ if [ ! -d "$here/vault/.sdk-patched" ]; then
 	(cd "$here/vault/.sdk-patched" && patch -p1 -s <../sdk.patch)
 fi
 
-all=(temporal etcd kube kwok vault)
+all=(temporal etcd kube kwok kuberouter vault prometheus)
 want=("${@:-${all[@]}}")
 total=$SECONDS
 for s in "${want[@]}"; do
 	case $s in
 	temporal) build temporal temporal ;;
 	etcd) build etcd etcd ;;
-	kube) build kube kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
+	kube) build kube kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet ;;
 	kwok) build kwok kwok ;;
+	kuberouter) build kuberouter kube-router ;;
 	vault) build vault vault ;;
+	prometheus) build prometheus promtool promql-names ;;
 	*) echo "unknown server $s (known: ${all[*]})" >&2; exit 2 ;;
 	esac
 done

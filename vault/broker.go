@@ -102,8 +102,20 @@ type Lease struct {
 	TTL      time.Duration `json:"ttl"`
 	Policies []string      `json:"policies"`
 	// MaxTTL is the token's explicit max TTL (set by Lookup), the bound
-	// renewal can never pass.
+	// renewal can never pass: the smaller of what was asked for and the
+	// token role's token_explicit_max_ttl.
 	MaxTTL time.Duration `json:"max_ttl,omitempty"`
+	// IssuedAt is when the token was created (set by Lookup).
+	IssuedAt time.Time `json:"issued_at,omitzero"`
+}
+
+// MaxExpiry is the time no renewal can take the token past (IssuedAt +
+// MaxTTL), or zero when it has no explicit max TTL (or it is unknown).
+func (l Lease) MaxExpiry() time.Time {
+	if l.MaxTTL <= 0 || l.IssuedAt.IsZero() {
+		return time.Time{}
+	}
+	return l.IssuedAt.Add(l.MaxTTL)
 }
 
 // Credential is an issued token. Its value is hidden from fmt, slog and JSON
@@ -229,13 +241,21 @@ func (b *Broker) Lookup(ctx context.Context, accessor string) (Lease, error) {
 	}
 	ttl, _ := s.TokenTTL()
 	pols, _ := s.TokenPolicies()
-	var maxTTL time.Duration
+	var (
+		maxTTL time.Duration
+		issued time.Time
+	)
 	if n, ok := s.Data["explicit_max_ttl"].(json.Number); ok {
 		if v, err := n.Int64(); err == nil {
 			maxTTL = time.Duration(v) * time.Second
 		}
 	}
-	return Lease{Accessor: accessor, TTL: ttl, Policies: pols, MaxTTL: maxTTL}, nil
+	if n, ok := s.Data["creation_time"].(json.Number); ok {
+		if v, err := n.Int64(); err == nil {
+			issued = time.Unix(v, 0)
+		}
+	}
+	return Lease{Accessor: accessor, TTL: ttl, Policies: pols, MaxTTL: maxTTL, IssuedAt: issued}, nil
 }
 
 func isInvalidAccessor(err error) bool {

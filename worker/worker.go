@@ -14,6 +14,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"k8s.io/client-go/kubernetes"
@@ -76,6 +77,15 @@ type Config struct {
 	// recorded its accessor on the Job (AIRLOCK_LEASE_FUSE): a worker killed
 	// in between leaves a token that dies this soon. Default: 10s.
 	LeaseFuse time.Duration
+	// CredentialMaxTTL caps what one action credential may live
+	// (AIRLOCK_CREDENTIAL_MAX_TTL); a Job that outlives it has its
+	// credentials rotated. RotateAt (AIRLOCK_ROTATE_AT, a share of the
+	// credential's life) and RotationGrace (AIRLOCK_ROTATION_GRACE) tune
+	// rotation. Defaults: no cap of Airlock's own (the token role's max TTL
+	// still applies), activities.DefaultRotateAt, DefaultRotationGrace.
+	CredentialMaxTTL time.Duration
+	RotateAt         float64
+	RotationGrace    time.Duration
 }
 
 // KubeLimits is the client-side rate limit of the worker's Kubernetes
@@ -126,6 +136,9 @@ func FromEnv() Config {
 		WorkflowCacheSize:       int(envFloat("AIRLOCK_WORKFLOW_CACHE_SIZE")),
 		ActionTokenTTL:          envDuration("AIRLOCK_ACTION_TOKEN_TTL"),
 		LeaseFuse:               envDuration("AIRLOCK_LEASE_FUSE"),
+		CredentialMaxTTL:        envDuration("AIRLOCK_CREDENTIAL_MAX_TTL"),
+		RotateAt:                envFloat("AIRLOCK_ROTATE_AT"),
+		RotationGrace:           envDuration("AIRLOCK_ROTATION_GRACE"),
 	}
 }
 
@@ -266,7 +279,8 @@ func newActivities(cfg Config) (*activities.Activities, error) {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	return &activities.Activities{Catalog: cat, Jobs: k8s.NewRunner(cs), JobVaultAddr: cfg.JobVaultAddr,
-		LeaseFuse: cfg.LeaseFuse, ActionTokenTTL: cfg.ActionTokenTTL}, nil
+		LeaseFuse: cfg.LeaseFuse, ActionTokenTTL: cfg.ActionTokenTTL,
+		CredentialMaxTTL: cfg.CredentialMaxTTL, RotateAt: cfg.RotateAt, RotationGrace: cfg.RotationGrace}, nil
 }
 
 // New registers Airlock's workflows and activities on a worker. A nil
@@ -284,9 +298,15 @@ func New(c client.Client, cfg Config, acts *activities.Activities, n Notifier) s
 		// SDK otherwise sends only every 0.8 × the heartbeat timeout, which
 		// leaves 2 s for a heartbeat to land under a 10 s timeout.
 		MaxHeartbeatThrottleInterval: 4 * time.Second,
+		// Enough pollers that a new cycle's first workflow task is picked up
+		// at once while others poll the sticky queue (the SDK's 2 leave it
+		// waiting for a free poller: ≈ 5 ms of every cycle on a quiet worker).
+		MaxConcurrentWorkflowTaskPollers: 8,
+		MaxConcurrentActivityTaskPollers: 8,
+		Interceptors:                     []interceptor.WorkerInterceptor{&killCounter{acts: acts}}, // observe.go
 	})
 	Register(w, acts, n)
-	return w
+	return observe(w, c, acts)
 }
 
 type registry interface {

@@ -42,6 +42,18 @@ var (
 			NonRetryableErrorTypes: []string{contract.ErrTypeInvalidAction, activities.ErrTypeJobConflict},
 		},
 	}
+	// As local activities (version 4) the same bounds hold; a dead worker's
+	// step is retried by the worker that takes over the workflow task.
+	stageLocalOptions = workflow.LocalActivityOptions{
+		StartToCloseTimeout:    stageOptions.StartToCloseTimeout,
+		ScheduleToCloseTimeout: stageOptions.ScheduleToCloseTimeout,
+		RetryPolicy:            stageOptions.RetryPolicy,
+	}
+	releaseLocalOptions = workflow.LocalActivityOptions{
+		StartToCloseTimeout:    releaseOptions.StartToCloseTimeout,
+		ScheduleToCloseTimeout: releaseOptions.ScheduleToCloseTimeout,
+		RetryPolicy:            releaseOptions.RetryPolicy,
+	}
 	releaseOptions = workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,
 		HeartbeatTimeout:       10 * time.Second,
@@ -53,6 +65,15 @@ var (
 		},
 	}
 )
+
+// step runs a short cycle step (stage, dry-run, release): a local activity
+// in cycles of version 4, a heartbeating activity before.
+func (c *cycle) step(ctx workflow.Context, opts workflow.ActivityOptions, local workflow.LocalActivityOptions, fn, arg any) workflow.Future {
+	if c.localSteps {
+		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, local), fn, arg)
+	}
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), fn, arg)
+}
 
 // runOptions gives a Job its deadline plus time to start and report.
 func runOptions(deadline time.Duration) workflow.ActivityOptions {
@@ -106,8 +127,14 @@ func AgentCycle(ctx workflow.Context, req contract.CycleRequest) (_ contract.Cyc
 	// (its Agent workflow): a killed or suspended agent's cycles are
 	// refused, phases come from the agent, the outcome is reported back
 	// and autonomous writes are announced.
-	v := workflow.GetVersion(ctx, "verified-identity", workflow.DefaultVersion, 3)
+	// Version 4 (same change id) stages, dry-runs and releases as local
+	// activities: each is a short call the worker makes inside the cycle's
+	// workflow task, so a single-action cycle takes two workflow tasks
+	// instead of four. A worker that dies in one is replaced when the
+	// workflow task times out (seconds); every step is idempotent.
+	v := workflow.GetVersion(ctx, "verified-identity", workflow.DefaultVersion, 4)
 	c.localNotices = v >= 2
+	c.localSteps = v >= 4
 	if v >= 3 {
 		c.agentState = true
 		defer func() { c.reportToAgent(ctx, err) }()
@@ -274,9 +301,8 @@ func (c *cycle) shadow(ctx workflow.Context, act policy.RenderedAction) contract
 	base.Outcome, base.Rendered = contract.OutcomeWouldDo, &act
 	var dry activities.DryRunOutput
 	var a *activities.Activities
-	dctx := workflow.WithActivityOptions(ctx, stageOptions)
 	wfID := workflow.GetInfo(ctx).WorkflowExecution.ID
-	if err := workflow.ExecuteActivity(dctx, a.DryRunAction, activities.StageInput{
+	if err := c.step(ctx, stageOptions, stageLocalOptions, a.DryRunAction, activities.StageInput{
 		WorkflowID: wfID, AgentID: plan.AgentID, Namespace: plan.Namespace, Action: act,
 	}).Get(ctx, &dry); err != nil {
 		base.DryRun = "unknown: " + errorMessage(err)
@@ -335,6 +361,7 @@ func (c *cycle) gated(ctx workflow.Context, act policy.RenderedAction) contract.
 		c.settle(ctx, g, ref, "running")
 		r := c.execute(ctx, act)
 		r.Decisions = decisions
+		clickToRun(ctx, plan.AgentID, g.status, decisions, r)
 		return r
 	}
 	c.settle(ctx, g, ref, "")
@@ -381,7 +408,6 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r cont
 	var staged activities.StageOutput
 	defer func() {
 		dctx, _ := workflow.NewDisconnectedContext(ctx)
-		dctx = workflow.WithActivityOptions(dctx, releaseOptions)
 		in := activities.ReleaseInput{
 			Namespace: job.Namespace, JobName: job.Name,
 			LeaseAccessor: staged.LeaseAccessor, DBLeaseID: staged.DBLeaseID, DeleteJob: ctx.Err() != nil,
@@ -390,7 +416,7 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r cont
 			in.AgentID, in.WorkflowID, in.Index = plan.AgentID, wfID, act.Index
 		}
 		var out activities.ReleaseOutput
-		if err := workflow.ExecuteActivity(dctx, a.ReleaseAction, in).Get(dctx, &out); err != nil {
+		if err := c.step(dctx, releaseOptions, releaseLocalOptions, a.ReleaseAction, in).Get(dctx, &out); err != nil {
 			workflow.GetLogger(ctx).Error("release action", "job", job.Name, "error", err)
 			if r.Error == "" {
 				r.Error = "release: " + err.Error()
@@ -405,8 +431,7 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r cont
 		c.record(dctx, contract.AuditResult, idx(act.Index), fmt.Sprintf("%s: %s", act.Type, r.Outcome), fields)
 	}()
 
-	sctx := workflow.WithActivityOptions(ctx, stageOptions)
-	err := workflow.ExecuteActivity(sctx, a.StageAction, activities.StageInput{
+	err := c.step(ctx, stageOptions, stageLocalOptions, a.StageAction, activities.StageInput{
 		WorkflowID: wfID, AgentID: plan.AgentID, Namespace: plan.Namespace, Action: act,
 		Compensation: act.Index >= rollbackIndexOffset,
 	}).Get(ctx, &staged)

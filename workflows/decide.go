@@ -59,6 +59,8 @@ type cycle struct {
 	identity *identity
 	// localNotices posts and edits messages as local activities.
 	localNotices bool
+	// localSteps: stage, dry-run and release run as local activities.
+	localSteps bool
 	// agentState: the cycle plans with its Agent workflow's state and
 	// reports back to it (version "agent-state").
 	agentState bool

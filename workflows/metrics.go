@@ -5,6 +5,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/telemetry"
 )
 
@@ -30,4 +31,26 @@ func policyDenial(ctx workflow.Context, agent, rule string) {
 	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{
 		telemetry.AttrAgent: agent, telemetry.AttrRule: rule,
 	}).Counter(telemetry.MetricPolicyDenials).Inc(1)
+}
+
+// clickToRun records, for an action a human approved, the time from the
+// approval that let it run (the last one, when it took two) to its
+// container starting, as the Job reported it (1 s resolution, so a
+// negative difference is clock rounding and counts as 0). A veto window
+// that passed, an action that never started or a replay records nothing.
+func clickToRun(ctx workflow.Context, agent, status string, decisions []contract.DecisionRecord, r contract.ActionResult) {
+	if status != statusApproved || r.StartedAt.IsZero() {
+		return
+	}
+	var approved time.Time
+	for _, d := range decisions {
+		if d.Kind == contract.DecisionApprove && d.At.After(approved) {
+			approved = d.At
+		}
+	}
+	if approved.IsZero() {
+		return
+	}
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{telemetry.AttrAgent: agent}).
+		Timer(telemetry.MetricClickToRun).Record(max(r.StartedAt.Sub(approved), 0))
 }

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/airlockhq/airlock/internal/devsetup"
@@ -19,6 +21,21 @@ import (
 	"github.com/airlockhq/airlock/worker"
 )
 
+// busyboxImage matches a catalog's busybox image pinned by digest.
+var busyboxImage = regexp.MustCompile(`(?m)^(\s*image:\s*)\S*busybox@sha256:[0-9a-f]{64}\s*$`)
+
+// realNodeCatalog writes a copy of the catalog at path whose busybox images
+// are the real node's own (no registry is reachable) and returns its path.
+func realNodeCatalog(path string, stack *devstack.Stack) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(stack.Dir, "catalog.yaml")
+	b = busyboxImage.ReplaceAll(b, []byte("${1}"+stack.BusyboxImage))
+	return out, os.WriteFile(out, b, 0o600)
+}
+
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -26,8 +43,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	request := fs.String("request", "examples/cycle-request.json", "sample cycle to run once the stack is up")
 	uiPort := fs.Int("ui-port", 8233, "Temporal Web UI port (a free port if taken)")
 	exit := fs.Bool("exit", false, "stop after the sample cycle instead of waiting for Ctrl-C")
+	realNode := fs.Bool("real-node", false, "run Jobs in real containers on a local node (containerd, kubelet, kube-router; root on Linux) instead of kwok's simulated one")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *realNode {
+		if err := devstack.RealNodeSupported(); err != nil {
+			return fmt.Errorf("--real-node: %w", err)
+		}
 	}
 	say := func(format string, a ...any) { fmt.Fprintf(stdout, "airlock dev: "+format+"\n", a...) }
 
@@ -39,7 +62,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	start := time.Now()
 	stack, err := devstack.Start(ctx, devstack.Options{
-		Temporal: true, Vault: true, Kube: true, TemporalUIPort: port,
+		Temporal: true, Vault: true, Kube: true, RealNode: *realNode, TemporalUIPort: port,
 		Logf: func(f string, a ...any) { say(f, a...) },
 	})
 	if err != nil {
@@ -55,6 +78,17 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg := worker.Config{
 		TemporalAddress: stack.TemporalAddress, VaultAddr: stack.VaultAddr, VaultToken: stack.VaultToken,
 		Kubeconfig: stack.Kubeconfig, CatalogPath: catPath,
+	}
+	if *realNode {
+		if cfg.CatalogPath, err = realNodeCatalog(catPath, stack); err != nil {
+			return err
+		}
+		// Pods reach Vault at this host's Pod-network address.
+		addr, err := stack.ExposeToPods(strings.TrimPrefix(stack.VaultAddr, "http://"))
+		if err != nil {
+			return err
+		}
+		cfg.JobVaultAddr = "http://" + addr
 	}
 	acts, closeActs, err := worker.NewActivities(ctx, cfg)
 	if err != nil {
@@ -101,7 +135,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			c()
 		}
 	}()
-	say("Kubernetes nodes are SIMULATED by kwok here: Jobs are created, admitted and scheduled for real, but no container runs. Give the worker a real KUBECONFIG (with VAULT_ADDR and TEMPORAL_ADDRESS) to run Jobs on a cluster.")
+	if *realNode {
+		say("Kubernetes runs a REAL node here (containerd, kubelet, kube-router enforcing NetworkPolicies): Jobs run in real containers; their output is in `kubectl logs`. Busybox images in the catalog run the node's locally built busybox (%s): there is no registry.", stack.BusyboxImage)
+	} else {
+		say("Kubernetes nodes are SIMULATED by kwok here: Jobs are created, admitted and scheduled for real, but no container runs. Give the worker a real KUBECONFIG (with VAULT_ADDR and TEMPORAL_ADDRESS) to run Jobs on a cluster, or run `airlock dev --real-node` as root on Linux.")
+	}
 	fmt.Fprintf(stdout, `
   Temporal UI      %s
   export TEMPORAL_ADDRESS=%s
@@ -114,7 +152,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
     go run ./cmd/airlock codec-server --insecure-no-auth --listen 127.0.0.1:8081
   and set the UI's codec endpoint (top-right data-encoder icon) to http://127.0.0.1:8081
 
-`, stack.TemporalUIURL, stack.TemporalAddress, stack.VaultAddr, stack.VaultToken, stack.Kubeconfig, catPath, logFile.Name())
+`, stack.TemporalUIURL, stack.TemporalAddress, stack.VaultAddr, stack.VaultToken, stack.Kubeconfig, cfg.CatalogPath, logFile.Name())
 
 	req, err := readRequest(*request)
 	if err != nil {

@@ -12,6 +12,9 @@
 // from the annotation AnnotationResult. AnnotationFail and
 // AnnotationDurationMS make it fail or take longer. Test packages start a
 // stack once per binary with Main from TestMain.
+//
+// Options.RealNode replaces kwok with a real node whose Pods run real
+// containers (realnode.go); it needs root on Linux.
 package devstack
 
 import (
@@ -52,6 +55,12 @@ type Options struct {
 	// restart keeps its tokens, leases and keys. StartProcess unseals it.
 	VaultPersistent bool
 
+	// RealNode replaces the kwok node with a real one (containerd, kubelet,
+	// CNI bridge, kube-router's NetworkPolicy firewall): Jobs run real
+	// containers. Needs root on Linux and the Debian packages
+	// RealNodeSupported names; Stop restores the host (realnode.go).
+	RealNode bool
+
 	// SearchAttributes are registered in Temporal as "Name=Type".
 	// Default: AirlockAgent, AirlockPhase, AirlockOutcome, AirlockRisk, all Keyword.
 	SearchAttributes []string
@@ -60,6 +69,11 @@ type Options struct {
 
 	// Logf receives progress lines. Default: discard.
 	Logf func(format string, args ...any)
+
+	// hostReady runs once a real node holds the machine's lock and has
+	// cleaned up after an earlier one, before it changes anything: tests
+	// read the host there to compare with after Stop.
+	hostReady func()
 
 	// pickPorts returns n distinct free loopback ports. Default: freePorts.
 	// Tests replace it to hand out a port that is taken.
@@ -91,7 +105,7 @@ const (
 var stopGroups = [][]string{
 	{ProcTemporal},
 	{ProcVault},
-	{ProcKwok, ProcKubeScheduler, ProcKubeControllerManager, ProcKubeAPIServer, ProcEtcd},
+	{ProcKwok, ProcKubeRouter, ProcKubelet, ProcContainerd, ProcKubeScheduler, ProcKubeControllerManager, ProcKubeAPIServer, ProcEtcd},
 }
 
 // Stack is a running set of servers. Its fields are fixed for its lifetime:
@@ -109,7 +123,15 @@ type Stack struct {
 
 	Kubeconfig string // admin kubeconfig (client certificate, group system:masters)
 	RestConfig *rest.Config
-	NodeName   string // the kwok node Pods are scheduled to
+	NodeName   string // the node Pods are scheduled to (kwok's, or the real one)
+
+	// PodHostIP is this host's address on the real node's Pod network,
+	// the one address Pods can reach (see ExposeToPods). Real node only.
+	PodHostIP string
+	// BusyboxImage is busybox-static imported into the real node,
+	// pinned by digest (name@sha256:…). Real node only.
+	BusyboxImage string
+	node         *realNode // nil unless Options.RealNode
 
 	opts  Options
 	logf  func(format string, args ...any)
@@ -305,7 +327,15 @@ func (s *Stack) Stop() error {
 		})
 	}
 	wg.Wait()
+	var nodeErr error
+	if s.node != nil {
+		// Before Dir goes: the node's mounts live under it.
+		nodeErr = s.node.teardown(s.logf)
+	}
 	s.logf("devstack: stopped in %s", since(begin))
+	if nodeErr != nil {
+		return fmt.Errorf("devstack: restore host after real node: %w", nodeErr)
+	}
 	if s.owned && !s.opts.KeepDir {
 		if err := os.RemoveAll(s.Dir); err != nil {
 			return fmt.Errorf("devstack: remove dir: %w", err)
@@ -423,7 +453,12 @@ func checkBinaries(opts Options) error {
 		need = append(need, "vault")
 	}
 	if opts.Kube {
-		need = append(need, "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+		need = append(need, "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+		if opts.RealNode {
+			need = append(need, "kubelet", "kube-router")
+		} else {
+			need = append(need, "kwok")
+		}
 	}
 	var errs []error
 	for _, b := range need {

@@ -32,6 +32,10 @@ import (
 var stack *devstack.Stack
 
 func TestMain(m *testing.M) {
+	if os.Getenv(killedRunEnv) != "" {
+		// The child of TestRealNodeCleansUpAfterAKilledRun starts its own.
+		os.Exit(m.Run())
+	}
 	os.Exit(devstack.Main(m, devstack.Options{Temporal: true, Vault: true, Kube: true}, &stack))
 }
 

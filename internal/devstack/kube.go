@@ -31,6 +31,11 @@ func (s *Stack) startKube(ctx context.Context) error {
 		return fmt.Errorf("start kubernetes: create certificates: %w", err)
 	}
 	s.NodeName = DefaultNodeName
+	if s.opts.RealNode {
+		if err := s.prepareRealNode(ctx, pki); err != nil {
+			return fmt.Errorf("start real node: %w", err)
+		}
+	}
 
 	var etcdURL string
 	if err := s.launch(ctx, 2, func(ports []int) (*process, error) {
@@ -108,6 +113,9 @@ func (s *Stack) startKube(ctx context.Context) error {
 		return err
 	}
 
+	if s.opts.RealNode {
+		return s.startRealNode(ctx, cs, pki)
+	}
 	// kwok listens on no port.
 	return s.launch(ctx, 0, func([]int) (*process, error) {
 		kwokArgs, err := writeKwokConfig(filepath.Join(s.Dir, "kwok"))
@@ -174,6 +182,7 @@ func (s *Stack) apiServerProcess(port int, etcdURL string, pki *kubePKI, cs kube
 		"--shutdown-watch-termination-grace-period=1s",
 		"--profiling=false",
 	)
+	api.args = append(api.args, s.realNodeAPIServerArgs()...)
 	api.ready = func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()

@@ -1,0 +1,36 @@
+package vault_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/airlockhq/airlock/vault"
+)
+
+// Lookup tells how long a token can live at most: the role's
+// token_explicit_max_ttl (1h here) caps what was asked for, and rotation
+// plans from that hard end.
+func TestLookupTellsTheHardEnd(t *testing.T) {
+	s := setupBroker(t, `path "secret/*" { capabilities = ["read"] }`)
+	tests := map[string]struct {
+		ask, want time.Duration
+	}{
+		"below the role's max": {ask: 10 * time.Minute, want: 10 * time.Minute},
+		"capped by the role":   {ask: 3 * time.Hour, want: time.Hour},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			cred, err := s.worker.IssueToken(t.Context(), vault.TokenRequest{Policies: []string{s.actionPolicy}, TTL: tc.ask, InitialTTL: 5 * time.Second})
+			require.NoError(t, err)
+			defer func() { _ = s.worker.Revoke(t.Context(), cred.Accessor) }()
+			l, err := s.worker.Lookup(t.Context(), cred.Accessor)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, l.MaxTTL)
+			assert.WithinDuration(t, time.Now(), l.IssuedAt, 2*time.Second)
+			assert.Equal(t, l.IssuedAt.Add(tc.want), l.MaxExpiry())
+		})
+	}
+}
