@@ -43,8 +43,11 @@ type Activities struct {
 	// CredentialMaxTTL caps the explicit max TTL of one action credential
 	// (Vault's token role may cap it lower). An action whose deadline +
 	// margin exceeds what its credential may live has it rotated while its
-	// Job runs (rotation.go). It must exceed 3 × RotationGrace for the
-	// container to switch in time. Default: 0, no cap of Airlock's own.
+	// Job runs (rotation.go). Keep it at or below the action token role's
+	// token_explicit_max_ttl (not visible on a token: it caps renewals) and
+	// above RotationGrace / (1 - RotateAt), so the replaced credential is
+	// revoked, not expired, and the container switches in time.
+	// Default: DefaultCredentialMaxTTL.
 	CredentialMaxTTL time.Duration
 	// RotateAt is the share of a credential's maximum life after which the
 	// next one is issued, in (0, 1). Default: DefaultRotateAt (2/3).

@@ -59,6 +59,10 @@ const (
 	// the kubelet takes to refresh a Secret volume: up to 1.5 × its
 	// syncFrequency (1 m by default) plus its cache TTL.
 	DefaultRotationGrace = 2 * time.Minute
+	// DefaultCredentialMaxTTL is below the default action token role's max
+	// TTL and the agent token period (both 2h): a longer action is rotated
+	// instead of refused or cut short.
+	DefaultCredentialMaxTTL = time.Hour
 )
 
 func (a *Activities) rotateAt() float64 {
@@ -75,10 +79,7 @@ func (a *Activities) rotationGrace() time.Duration {
 // credentialTTL is the explicit max TTL to ask for a credential that should
 // last need: need, capped by CredentialMaxTTL.
 func (a *Activities) credentialTTL(need time.Duration) time.Duration {
-	if a.CredentialMaxTTL > 0 && a.CredentialMaxTTL < need {
-		return a.CredentialMaxTTL
-	}
-	return need
+	return min(need, orDefault(a.CredentialMaxTTL, DefaultCredentialMaxTTL))
 }
 
 // leaseRequest is what an action's credentials are issued from; recorded on
@@ -230,8 +231,8 @@ type keeper struct {
 	current  *held
 	retiring []*held
 	due      time.Time // of the next rotation; zero: none needed
-	// dbCap receives the hard end of the current database lease when a
-	// renewal shows its max_ttl capping it.
+	// dbCap receives the hard end of a lease when a renewal shows a max TTL
+	// capping it: a database role's max_ttl, a token role's explicit max.
 	dbCap chan dbCapped
 	// issued are the accessors this attempt issued: revoked if the activity
 	// is cancelled (the cycle releasing the action may already have read
@@ -294,7 +295,7 @@ func (a *Activities) runKeeper(ctx, parent context.Context, in RunInput) {
 			return
 		case c := <-k.dbCap:
 			t.Stop()
-			if c.lease == k.current.dbLease {
+			if c.lease == k.current.dbLease || c.lease == k.current.accessor {
 				if at, ok := rotationDue(time.Now(), c.until, k.end, k.a.rotateAt()); ok && (k.due.IsZero() || at.Before(k.due)) {
 					k.due = at
 				}
@@ -373,9 +374,9 @@ func (k *keeper) renew(ctx context.Context, h *held) {
 			k.log.Warn("renew lease", "kind", ref.Kind, "id", ref.ID, "error", err)
 		},
 		OnRenew: func(ref vault.LeaseRef, ttl time.Duration) {
-			// A database lease renewed for less than asked is capped by its
-			// role's max_ttl: it ends then, whatever the token does.
-			if ref.Kind == vault.KindSecret && ttl < inc-time.Second {
+			// A lease renewed for less than asked is capped (a database
+			// role's max_ttl, a token role's explicit max): it ends then.
+			if ttl < inc-time.Second {
 				select {
 				case k.dbCap <- dbCapped{lease: ref.ID, until: time.Now().Add(ttl)}:
 				default:

@@ -72,6 +72,9 @@ type HandlerConfig struct {
 	// Killer serves the "Kill agent" button. Default: nil (the button is
 	// answered 400 "kill switch not enabled here").
 	Killer AgentKiller `json:"-"`
+	// Promoter serves the "Promote" button of promotion offers. Default:
+	// nil (answered 400 "promotion not enabled here").
+	Promoter AgentPromoter `json:"-"`
 	// Notifier, if set, edits the clicked message after a decision and
 	// tells a refused user why (ephemeral). Default: nil (no edits; the
 	// workflow's UpdateApprovalMessage activity still records the end).
@@ -131,6 +134,7 @@ type Handler struct {
 	secret        string
 	decider       Decider
 	killer        AgentKiller
+	promoter      AgentPromoter
 	notifier      *Notifier
 	clock         func() time.Time
 	maxBody       int64
@@ -206,6 +210,7 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 		secret:        cfg.SigningSecret,
 		decider:       cfg.Decider,
 		killer:        cfg.Killer,
+		promoter:      cfg.Promoter,
 		notifier:      cfg.Notifier,
 		clock:         cfg.Clock,
 		maxBody:       cfg.MaxBodyBytes,
@@ -424,6 +429,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		keep = h.kill(w, r, click)
 		return
 	}
+	if click.promote != nil {
+		keep = h.promote(w, r, click)
+		return
+	}
 
 	// 5. Decide, bounded so Slack gets its answer in time. A click whose
 	// request went away is still decided: the user did click.
@@ -556,11 +565,13 @@ func (h *Handler) tell(c click, text string, attrs []any) {
 
 // click is a verified, well-formed button click.
 type click struct {
-	user   string
-	value  ButtonValue
-	kill   *KillButtonValue // set for the "Kill agent" button
-	ref    MessageRef
-	blocks []slack.Block
+	user  string
+	value ButtonValue
+	kill  *KillButtonValue // set for the "Kill agent" button
+	// promote is set for the "Promote" button of a promotion offer.
+	promote *PromoteButtonValue
+	ref     MessageRef
+	blocks  []slack.Block
 }
 
 const errContentType = "content type must be application/x-www-form-urlencoded"
@@ -590,13 +601,20 @@ func parseClick(contentType string, body []byte) (click, string) {
 	}
 	a := cb.ActionCallback.BlockActions[0]
 	var c click
-	if a.ActionID == ActionKillAgent {
+	switch a.ActionID {
+	case ActionKillAgent:
 		kv, err := ParseKillButtonValue(a.Value)
 		if err != nil {
 			return click{}, "invalid button value"
 		}
 		c.kill = &kv
-	} else {
+	case ActionPromote:
+		pv, err := ParsePromoteButtonValue(a.Value)
+		if err != nil {
+			return click{}, "invalid button value"
+		}
+		c.promote = &pv
+	default:
 		kind, known := actionKinds[a.ActionID]
 		if !known {
 			return click{}, "unknown action"

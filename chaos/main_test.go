@@ -76,12 +76,16 @@ actions:
       kwok.airlock.dev/result: 'patched'
       kwok.airlock.dev/duration-ms: "1500"
 agents:
+  # Test agents keep the phases the tests expect: they fail, are denied
+  # and send invalid requests on purpose, so demotion is off (the
+  # earned-trust tests use agents of their own).
   - id: chaos-auto
     owner: chaos
     approvers: [U1, U2]
     namespace: airlock-chaos-auto
     actions: [probe, db-probe, patch]
     phases: {read: autonomous, write: autonomous}
+    trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
     # The load round runs 200 Jobs at once for this one agent.
     quota: {pods: 400, cpu: "64", memory: 64Gi}
     budgets: {running_jobs: 400, actions_per_hour: 1000000}
@@ -91,6 +95,7 @@ agents:
     namespace: airlock-chaos-adv
     actions: [probe, patch]
     phases: {read: autonomous, write: advisory}
+    trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
     approval_timeout: 30m
     # TestManyWaitingCycles parks up to 10,000 approvals at once.
     budgets: {running_jobs: 400, actions_per_hour: 1000000, pending_approvals: 100000, approval_requests_per_hour: 1000000}
@@ -100,6 +105,7 @@ agents:
     namespace: airlock-chaos-sup
     actions: [probe, patch]
     phases: {read: autonomous, write: supervised}
+    trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
     veto_window: 2s
     budgets: {running_jobs: 400, actions_per_hour: 1000000}
   - id: chaos-shadow
@@ -108,6 +114,7 @@ agents:
     namespace: airlock-chaos-shadow
     actions: [probe, patch]
     phases: {read: shadow, write: shadow}
+    trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
     budgets: {running_jobs: 400, actions_per_hour: 1000000}
 `
 

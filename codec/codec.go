@@ -260,6 +260,16 @@ func additionalData(keyID, wrapped string) []byte {
 	return []byte(CipherAES256GCM + "\x00" + keyID + "\x00" + wrapped)
 }
 
+// Rotate makes the next Encode fetch a new data key. Call it after the
+// Transit key changed (rotated, or restored from scratch): payloads sealed
+// since under the old data key could only be read by processes that
+// cached it.
+func (c *Codec) Rotate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.current = nil
+}
+
 // sealKey returns the current data key, fetching a new one when there is
 // none or it is too old or used up.
 func (c *Codec) sealKey() (*dataKey, error) {

@@ -250,6 +250,17 @@ func TestDataKeyRotation(t *testing.T) {
 		assert.EqualValues(t, 3, keys.dataKeys.Load())
 	})
 
+	t.Run("after Rotate", func(t *testing.T) {
+		keys := &counted{Transit: newTransit(t)}
+		c := newCodec(t, keys, Options{})
+		first := wrappedKeys(encode(t, c, payloads(t, 1, 2)))
+		c.Rotate()
+		second := wrappedKeys(encode(t, c, payloads(t, 3)))
+		assert.Equal(t, first[0], first[1])
+		assert.NotEqual(t, first[1], second[0], "a new data key after Rotate")
+		assert.EqualValues(t, 2, keys.dataKeys.Load())
+	})
+
 	t.Run("after MaxKeyAge", func(t *testing.T) {
 		keys := &counted{Transit: newTransit(t)}
 		c := newCodec(t, keys, Options{MaxKeyAge: time.Minute})

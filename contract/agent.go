@@ -28,6 +28,10 @@ const (
 	UpdateKill = "kill"
 	// UpdateResume takes a ResumeRequest.
 	UpdateResume = "resume"
+	// UpdatePromote takes a PromoteRequest and answers a Promotion: the
+	// class goes one phase up once enough distinct approvers asked and its
+	// gate is met (or, with Override, two approvers said why).
+	UpdatePromote = "promote"
 	// UpdateFeedback takes a FeedbackDecision: a human's Agree/Disagree
 	// on one of the agent's shadow proposals (ShadowProposal), recorded as
 	// evidence; it answers a DecisionResult. Feedback never runs anything.
@@ -68,12 +72,13 @@ type AgentSeed struct {
 	Approvers []string                      `json:"approvers,omitempty"`
 	Namespace string                        `json:"namespace"`
 	Budgets   policy.Budgets                `json:"budgets,omitzero"`
+	Trust     policy.Trust                  `json:"trust,omitzero"`
 }
 
 // SeedFor returns the catalog's seed of an agent.
 func SeedFor(ag *policy.Agent) AgentSeed {
 	return AgentSeed{AgentID: ag.ID, Phases: maps.Clone(ag.Phases), Approvers: slices.Clone(ag.Approvers), Namespace: ag.Namespace,
-		Budgets: ag.Budgets.WithDefaults()}
+		Budgets: ag.Budgets.WithDefaults(), Trust: ag.Trust.WithDefaults()}
 }
 
 // Same reports whether two seeds say the same (approver order aside).
@@ -82,7 +87,7 @@ func (s AgentSeed) Same(o AgentSeed) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return s.AgentID == o.AgentID && s.Namespace == o.Namespace && maps.Equal(s.Phases, o.Phases) && slices.Equal(a, b) &&
-		s.Budgets.WithDefaults() == o.Budgets.WithDefaults()
+		s.Budgets.WithDefaults() == o.Budgets.WithDefaults() && s.Trust.WithDefaults().Same(o.Trust.WithDefaults())
 }
 
 // CycleReport is what a cycle tells its agent when it ends.
@@ -104,6 +109,9 @@ type CycleReport struct {
 	// (counted apart: anyone can send one).
 	Unverified bool   `json:"unverified,omitempty"`
 	Reason     string `json:"reason,omitempty"`
+	// Details are the cycle's actions as evidence: class, phase, what
+	// humans said and how they ended.
+	Details []ActionReport `json:"details,omitempty"`
 	// Shadow are the cycle's shadow proposals, open to feedback on the
 	// agent's workflow until their Until.
 	Shadow []ShadowProposal `json:"shadow,omitempty"`
@@ -234,6 +242,14 @@ type AgentState struct {
 	Transitions []AgentTransition `json:"transitions,omitempty"`
 	// LastKill is what the last kill stopped.
 	LastKill *KillReport `json:"last_kill,omitempty"`
+	// Trust is the catalog's (AgentSeed): promotion gates, demotion triggers.
+	Trust policy.Trust `json:"trust,omitzero"`
+	// Evidence is what the agent showed per action class since the class
+	// entered its current phase (the promotion clock).
+	Evidence map[policy.Class]ClassEvidence `json:"evidence,omitempty"`
+	// Promotions are the promotions offered (a gate was met) or asked for,
+	// waiting for humans, by class.
+	Promotions map[policy.Class]Promotion `json:"promotions,omitempty"`
 	// Shadow are the agent's shadow proposals still open to feedback,
 	// oldest first.
 	Shadow []ShadowProposal `json:"shadow,omitempty"`
@@ -303,6 +319,13 @@ const (
 	TransitionKilled  = "killed"
 	TransitionResumed = "resumed"
 	TransitionCatalog = "catalog"
+	// TransitionPromoted: humans promoted a class one phase.
+	TransitionPromoted = "promoted"
+	// TransitionDemoted: a trigger demoted a class (a violation: all).
+	TransitionDemoted = "demoted"
+	// TransitionClockReset: shadow feedback disagreed too often; the
+	// class stays in shadow and its evidence starts over.
+	TransitionClockReset = "clock-reset"
 )
 
 // AgentTransition is one change of the agent's status or phases.
@@ -314,6 +337,12 @@ type AgentTransition struct {
 	Phases map[policy.Class]policy.Phase `json:"phases,omitempty"`
 	By     []string                      `json:"by,omitempty"`
 	Why    string                        `json:"why,omitempty"`
+	// Class, for a promotion or a demotion, and the trigger that demoted
+	// (a policy.Trigger*) or "override" for a promotion past its gate.
+	Class   policy.Class `json:"class,omitempty"`
+	Trigger string       `json:"trigger,omitempty"`
+	// Evidence is the class's evidence when it changed phase.
+	Evidence *ClassEvidence `json:"evidence,omitempty"`
 }
 
 // KillRequest asks to kill an agent: one approver of the agent, a reason.

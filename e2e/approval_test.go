@@ -126,7 +126,7 @@ func click(t testing.TB, endpoint, user, actionID, button, ts string, signedAt t
 func approvalEndpoint(t *testing.T) string {
 	t.Helper()
 	h, err := approval.NewHandler(approval.HandlerConfig{SigningSecret: signingSecret, Decider: approval.DeciderFunc(env.starter.Decide),
-		Killer: approval.KillerFunc(env.starter.RequestKill)})
+		Killer: approval.KillerFunc(env.starter.RequestKill), Promoter: approval.PromoterFunc(env.starter.Promote)})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() { srv.Close(); h.Close() })

@@ -24,6 +24,7 @@ import (
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/vault"
+	"github.com/airlockhq/airlock/worker"
 )
 
 // jobsOf lists the Jobs a cycle created in a namespace.
@@ -93,6 +94,13 @@ func TestInvariant2FailClosedVaultOutage(t *testing.T) {
 	restarted = true
 	require.NoError(t, devsetup.Prepare(ctx, env.catalog, env.broker, k8s.NewRunner(env.kube)))
 	require.NoError(t, configureDatabase(ctx))
+	// A dev Vault comes back empty: its payload key is created anew (as
+	// the setup did) and the worker seals with a fresh data key from now
+	// on, or payloads written from now would be readable only from its
+	// cache.
+	_, err = worker.NewCodec(ctx, worker.CodecConfig{VaultAddr: env.stack.VaultAddr, VaultToken: env.stack.VaultToken}, true)
+	require.NoError(t, err)
+	env.codec.Rotate()
 	res, err := run.Get(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, contract.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)

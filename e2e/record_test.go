@@ -51,6 +51,11 @@ func TestRecordHistories(t *testing.T) {
 		{"supervised-veto-passed", contract.CycleRequest{AgentID: "e2e-sup", Actions: []policy.Proposal{{Type: "quick-write", Params: map[string]any{"target": "db"}}}}, nil, contract.OutcomeSucceeded},
 		{"supervised-stopped", contract.CycleRequest{AgentID: "e2e-sup", Actions: []policy.Proposal{write}},
 			func(id string) { decide(id, contract.DecisionStop, "U2") }, contract.OutcomeDenied},
+		// Version 4: staging, dry-run and release as local activities.
+		{"local-steps-autonomous", contract.CycleRequest{AgentID: "e2e", Actions: []policy.Proposal{read, {Type: "slow-write", Params: map[string]any{"target": "x"}}}}, nil, contract.OutcomeSucceeded},
+		{"local-steps-advisory-approved", contract.CycleRequest{AgentID: "e2e-adv", Actions: []policy.Proposal{read, write}},
+			func(id string) { decide(id, contract.DecisionApprove, "U1") }, contract.OutcomeSucceeded},
+		{"local-steps-shadow", contract.CycleRequest{AgentID: "e2e-shadow", Actions: []policy.Proposal{read, write}}, nil, contract.OutcomeSucceeded},
 	}
 	for _, p := range paths {
 		t.Run(p.name, func(t *testing.T) {

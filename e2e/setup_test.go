@@ -141,12 +141,16 @@ actions:
       kwok.airlock.dev/result: 'slept'
       kwok.airlock.dev/duration-ms: "600000"
 agents:
+  # Test agents keep the phases the tests expect: they fail, are denied
+  # and send invalid requests on purpose, so demotion is off (the
+  # earned-trust tests use agents of their own).
   - id: e2e-adv
     owner: airlock-tests
     approvers: [U1, U2]
     namespace: airlock-e2e-adv
     actions: [echo, quick-write]
     phases: {read: autonomous, write: advisory}
+    trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
     approval_timeout: 2m
     slack_channel: C0APPROVALS
     budgets: {actions_per_hour: 100000, running_jobs: 1000, pending_approvals: 1000, approval_requests_per_hour: 100000}
@@ -156,6 +160,7 @@ agents:
     namespace: airlock-e2e-sup
     actions: [quick-write]
     phases: {read: autonomous, write: supervised}
+    trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
     veto_window: 3s
     budgets: {actions_per_hour: 100000, running_jobs: 1000, pending_approvals: 1000, approval_requests_per_hour: 100000}
   - id: e2e-shadow
@@ -164,6 +169,7 @@ agents:
     namespace: airlock-e2e-shadow
     actions: [echo, quick-write, greedy-write]
     phases: {read: shadow, write: shadow}
+    trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
     budgets: {actions_per_hour: 100000, running_jobs: 1000, pending_approvals: 1000, approval_requests_per_hour: 100000}
   - id: e2e
     owner: airlock-tests
@@ -171,6 +177,7 @@ agents:
     namespace: airlock-e2e
     actions: [echo, slow-write, broken, db-report, long-read, kv-read, greedy-write]
     phases: {read: autonomous, write: autonomous}
+    trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
     budgets: {actions_per_hour: 100000, running_jobs: 1000, pending_approvals: 1000, approval_requests_per_hour: 100000}
   - id: e2e-kill-slack
     owner: airlock-tests
@@ -178,6 +185,7 @@ agents:
     namespace: airlock-e2e-kill-slack
     actions: [quick-write]
     phases: {read: autonomous, write: autonomous}
+    trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
     slack_channel: C0APPROVALS
   - id: e2e-kill
     owner: airlock-tests
@@ -185,6 +193,33 @@ agents:
     namespace: airlock-e2e-kill
     actions: [echo, db-slow, long-read, quick-write]
     phases: {read: autonomous, write: autonomous}
+    trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
+  # Killed by dashboard_test.go (the kill switch counter); nothing else uses it.
+  # Earned trust (trust_test.go): writes start in shadow and may earn up to
+  # advisory, the catalog's cap.
+  - id: e2e-trust
+    owner: airlock-tests
+    approvers: [U1, U2]
+    namespace: airlock-e2e-trust
+    actions: [echo, quick-write]
+    phases: {read: autonomous, write: advisory}
+    trust: {start: shadow}
+    budgets: {actions_per_hour: 100000, pending_approvals: 1000, approval_requests_per_hour: 100000}
+  # The Agent workflow's report throughput (agent_bench_test.go).
+  - id: e2e-reports
+    owner: airlock-tests
+    approvers: [U1, U2]
+    namespace: airlock-e2e-reports
+    actions: [echo]
+    phases: {read: autonomous, write: shadow}
+    trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
+  - id: e2e-ops
+    owner: airlock-tests
+    approvers: [U1, U2]
+    namespace: airlock-e2e-ops
+    actions: [echo]
+    phases: {read: autonomous, write: advisory}
+    trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
   # Budgets (budget_test.go): one pending approval, one running Job.
   - id: e2e-budget
     owner: airlock-tests
@@ -192,6 +227,7 @@ agents:
     namespace: airlock-e2e-budget
     actions: [long-read, quick-write]
     phases: {read: autonomous, write: advisory}
+    trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
     approval_timeout: 2m
     slack_channel: C0APPROVALS
     budgets: {pending_approvals: 1, running_jobs: 1}
@@ -202,6 +238,7 @@ agents:
     namespace: airlock-e2e-kill-bench
     actions: [bench-sleep]
     phases: {read: autonomous, write: advisory}
+    trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
     quota: {pods: 25, cpu: "4", memory: 4Gi}
     budgets: {running_jobs: 25, actions_per_hour: 100000}
 `

@@ -121,12 +121,16 @@ reach 1.1.1.1:80
     vault_policies: [` + readPolicy + `]
     deadline: 15m
 agents:
+  # Test agents keep the phases the tests expect: they fail, are denied
+  # and send invalid requests on purpose, so demotion is off (the
+  # earned-trust tests use agents of their own).
   - id: ` + agentID + `
     owner: isolation-tests
     approvers: [U1, U2]
     namespace: airlock-iso
     actions: [vault-probe, egress-probe, no-egress-probe, hardening-probe, rotation-probe, echo-probe, sleeper]
     phases: {read: autonomous, write: advisory}
+    trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
     budgets: {actions_per_hour: 100000, running_jobs: 100}
   - id: ` + killAgentID + `
     owner: isolation-tests
@@ -134,6 +138,7 @@ agents:
     namespace: airlock-iso-kill
     actions: [sleeper]
     phases: {read: autonomous, write: advisory}
+    trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
 `)
 	return b.String()
 }

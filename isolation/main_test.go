@@ -156,7 +156,7 @@ func setup(stack *devstack.Stack) (func(), error) {
 		// (rotation_test.go); the probes' deadlines are minutes. The grace
 		// exceeds the real node's Secret-volume refresh (syncFrequency 5s,
 		// up to 1.5 × with jitter).
-		CredentialMaxTTL: rotationMaxTTL, RotationGrace: rotationGrace,
+		CredentialMaxTTL: rotationMaxTTL, RotateAt: rotationRotateAt, RotationGrace: rotationGrace,
 	}
 	acts, closeActs, err := worker.NewActivities(ctx, wcfg)
 	if err != nil {

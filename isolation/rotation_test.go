@@ -20,11 +20,14 @@ import (
 )
 
 // Rotation settings of the suite's worker: a probe's deadline (2m) + margin
-// outlives its 15 s credential, which is replaced at 10 s and revoked 10 s
-// after the Secret holds the next one.
+// outlives its 24 s credential, which is replaced half way (12 s) and
+// revoked 10 s after the Secret holds the next one — before it would have
+// expired by itself (24 s), and after the kubelet refreshed the file
+// (syncFrequency 5 s, ≤ 7.5 s with jitter; ≈ 8 s observed).
 const (
-	rotationMaxTTL = 15 * time.Second
-	rotationGrace  = 10 * time.Second
+	rotationMaxTTL   = 24 * time.Second
+	rotationRotateAt = 0.5
+	rotationGrace    = 10 * time.Second
 )
 
 // A long Job gets its credential rotated while it runs. From inside the

@@ -131,6 +131,9 @@ type Agent struct {
 	// Budgets bound the actions it starts and the approvals it asks for
 	// (see Budgets); zero values take the defaults, filled in at load.
 	Budgets Budgets `json:"budgets,omitzero"`
+	// Trust says how the agent earns and loses phases: promotion gates and
+	// demotion triggers (see Trust); zero values take the defaults.
+	Trust Trust `json:"trust,omitzero"`
 }
 
 // AgentQuota is an agent namespace's ResourceQuota.
@@ -403,6 +406,7 @@ func validateAgent(probs *Problems, at string, ag *Agent, actions map[string]*Ac
 		}
 	}
 	validateBudgets(probs, at, &ag.Budgets)
+	validateTrust(probs, at, &ag.Trust)
 }
 
 // quantityRE accepts Kubernetes quantities such as 500m, 2, 1.5, 2Gi, 512Mi.

@@ -89,6 +89,20 @@ func (c *Client) ResumeAgent(ctx context.Context, agentID string, req contract.R
 	return st, updateError(agentID, h.Get(ctx, &st))
 }
 
+// Promote asks to promote one action class of the agent one phase. The
+// agent's workflow checks the gate (refused, with the numbers, while it is
+// not met — unless req.Override with a reason and two approvers) and
+// promotes once enough distinct approvers asked: the answer's Status is
+// "promoted" or "waiting" (By so far, Needed).
+func (c *Client) Promote(ctx context.Context, agentID string, req contract.PromoteRequest) (contract.Promotion, error) {
+	var out contract.Promotion
+	h, err := c.agentUpdate(ctx, agentID, contract.UpdatePromote, req, false)
+	if err != nil {
+		return out, err
+	}
+	return out, updateError(agentID, h.Get(ctx, &out))
+}
+
 // agentUpdate sends an update to the agent's workflow. With start, an
 // agent that has no workflow yet gets one first (seeded from the worker's
 // catalog), so an agent that never ran can still be killed.

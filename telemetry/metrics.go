@@ -47,6 +47,9 @@ const (
 	AttrStatus     = "status"
 )
 
+// LeaseKinds are the kinds of credential lease activities count.
+var LeaseKinds = []string{"token", "database"}
+
 // Outcomes JobDuration records.
 const (
 	OutcomeSucceeded = "succeeded"
@@ -126,6 +129,15 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 	m.killSwitch = counter(MetricKillSwitch, "Kill switch uses carried out (cycles cancelled, Jobs deleted, token tree revoked), by agent.")
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("create metrics: %w", err)
+	}
+	// Lease series exist from the start, at 0: the first failure is then an
+	// increase alerts can see, and "revoked" is never missing beside
+	// "issued".
+	for _, kind := range LeaseKinds {
+		attrs := metric.WithAttributes(attribute.String(AttrKind, kind))
+		for _, c := range []metric.Int64Counter{m.leasesIssued, m.leasesRevoked, m.leasesFailed} {
+			c.Add(context.Background(), 0, attrs)
+		}
 	}
 	return &m, nil
 }

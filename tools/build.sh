@@ -72,7 +72,7 @@ build_kuberouter() {
 }
 build_prometheus() {
 	# promtool: `promtool check rules` and `promtool test rules` run the
-	# alert rules in deploy/prometheus/ (deploy/prometheus_test.go).
+	# alert rules in deploy/prometheus/ (deploy/prometheus/rules_test.go).
 	local v=3.16.0 pkg=github.com/prometheus/common/version
 	go build -trimpath -ldflags="-s -w -X $pkg.Version=$v -X $pkg.Branch=release-3.16 -X $pkg.BuildDate=reproducible" \
 		-o "$1/promtool" github.com/prometheus/prometheus/cmd/promtool

@@ -102,8 +102,9 @@ type Lease struct {
 	TTL      time.Duration `json:"ttl"`
 	Policies []string      `json:"policies"`
 	// MaxTTL is the token's explicit max TTL (set by Lookup), the bound
-	// renewal can never pass: the smaller of what was asked for and the
-	// token role's token_explicit_max_ttl.
+	// renewal can never pass: what it was issued with. (A token role's
+	// token_explicit_max_ttl is not recorded on the token; it may cap
+	// renewals earlier.)
 	MaxTTL time.Duration `json:"max_ttl,omitempty"`
 	// IssuedAt is when the token was created (set by Lookup).
 	IssuedAt time.Time `json:"issued_at,omitzero"`

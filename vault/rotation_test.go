@@ -10,16 +10,17 @@ import (
 	"github.com/airlockhq/airlock/vault"
 )
 
-// Lookup tells how long a token can live at most: the role's
-// token_explicit_max_ttl (1h here) caps what was asked for, and rotation
-// plans from that hard end.
+// Lookup tells the hard end of a token: what it was issued with. A token
+// role's token_explicit_max_ttl (1h here) is not visible on the token — it
+// caps renewals — so the worker's CredentialMaxTTL must not exceed it
+// (activities.DefaultCredentialMaxTTL stays below the default role's 2h).
 func TestLookupTellsTheHardEnd(t *testing.T) {
 	s := setupBroker(t, `path "secret/*" { capabilities = ["read"] }`)
 	tests := map[string]struct {
 		ask, want time.Duration
 	}{
 		"below the role's max": {ask: 10 * time.Minute, want: 10 * time.Minute},
-		"capped by the role":   {ask: 3 * time.Hour, want: time.Hour},
+		"above the role's max": {ask: 3 * time.Hour, want: 3 * time.Hour},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -80,4 +80,30 @@ func registerNotifier(r registry, n Notifier, acts *activities.Activities) {
 	}
 	r.RegisterActivityWithOptions(n.PostApprovalMessage, activity.RegisterOptions{Name: contract.ActivityPostApproval})
 	r.RegisterActivityWithOptions(n.UpdateApprovalMessage, activity.RegisterOptions{Name: contract.ActivityUpdateApproval})
+	alerter, ok := n.(AgentAlerter)
+	if b, wrapped := n.(budgetedNotifier); wrapped {
+		alerter, ok = b.Notifier.(AgentAlerter)
+	}
+	if !ok {
+		alerter = &LogNotifier{}
+	}
+	r.RegisterActivityWithOptions(alerter.PostAgentAlert, activity.RegisterOptions{Name: contract.ActivityPostAgentAlert})
+}
+
+// AgentAlerter tells an agent's approvers about a promotion offer or a
+// demotion (approval.Notifier posts to Slack; LogNotifier logs). A
+// Notifier without it gets LogNotifier's.
+type AgentAlerter interface {
+	PostAgentAlert(ctx context.Context, a contract.AgentAlert) error
+}
+
+// PostAgentAlert logs the alert and, for an offer, the command that
+// promotes.
+func (l *LogNotifier) PostAgentAlert(ctx context.Context, a contract.AgentAlert) error {
+	attrs := []any{"agent", a.AgentID, "kind", a.Kind, "class", a.Class, "from", a.From, "to", a.To, "why", a.Why}
+	if a.Kind == contract.AlertPromotionOffered {
+		attrs = append(attrs, "promote", fmt.Sprintf("airlock agent promote %s --class %s --by <approver>", a.AgentID, a.Class))
+	}
+	l.logger().WarnContext(ctx, "agent trust", attrs...)
+	return nil
 }

@@ -52,6 +52,9 @@ type agent struct {
 	// "agent-memo"); published is the last view it wrote.
 	memo      bool
 	published *contract.AgentView
+	// earned: this run keeps evidence, demotes and offers promotions
+	// (version 2 of "agent-memo").
+	earned bool
 }
 
 // Agent is the long-running workflow holding one agent's live state
@@ -74,7 +77,9 @@ func Agent(ctx workflow.Context, in contract.AgentInput) (contract.AgentState, e
 		return contract.AgentState{}, err
 	}
 	// Runs recorded before the memo existed replay without it.
-	ag.memo = workflow.GetVersion(ctx, "agent-memo", workflow.DefaultVersion, 1) >= 1
+	// Version 2 keeps evidence, demotes and offers promotions.
+	v := workflow.GetVersion(ctx, "agent-memo", workflow.DefaultVersion, 2)
+	ag.memo, ag.earned = v >= 1, v >= 2
 	switch {
 	case in.State != nil:
 		ag.st = *in.State
@@ -142,6 +147,7 @@ func (ag *agent) snapshot() contract.AgentState {
 	s.RecentCycles = slices.Clone(s.RecentCycles)
 	s.Counters = cloneCounters(s.Counters)
 	s.Budget = s.Budget.Clone()
+	s.Evidence, s.Promotions = maps.Clone(s.Evidence), maps.Clone(s.Promotions)
 	s.Shadow = slices.Clone(s.Shadow)
 	for i := range s.Shadow {
 		s.Shadow[i].Feedback = slices.Clone(s.Shadow[i].Feedback)
@@ -153,10 +159,24 @@ func (ag *agent) snapshot() contract.AgentState {
 // seed starts a new agent: active, at the catalog's phases.
 func (ag *agent) seed(ctx workflow.Context, s contract.AgentSeed) {
 	ag.st = contract.AgentState{
-		AgentID: s.AgentID, Status: contract.AgentActive, Phases: capped(s.Phases, s.Phases), Caps: maps.Clone(s.Phases),
+		AgentID: s.AgentID, Status: contract.AgentActive, Phases: capped(startPhases(s), s.Phases), Caps: maps.Clone(s.Phases),
 		Approvers: slices.Clone(s.Approvers), Namespace: s.Namespace, Budget: contract.AgentBudget{Limits: s.Budgets},
+		Trust: s.Trust,
 	}
 	ag.transition(ctx, contract.AgentTransition{Kind: contract.TransitionSeeded, To: contract.AgentActive, Why: "seeded from the catalog"})
+}
+
+// startPhases are a new agent's phases: the catalog's, or its trust's
+// start phase for every class (capped by the catalog below).
+func startPhases(s contract.AgentSeed) map[policy.Class]policy.Phase {
+	if s.Trust.Start == "" {
+		return s.Phases
+	}
+	out := map[policy.Class]policy.Phase{}
+	for cl := range s.Phases {
+		out[cl] = s.Trust.Start
+	}
+	return out
 }
 
 // capped is policy.Agent.CappedPhases over a bare map of caps.
@@ -177,6 +197,7 @@ func (ag *agent) transition(ctx workflow.Context, t contract.AgentTransition) {
 		ag.st.Since, ag.st.Why = t.At, t.Why
 	}
 	ag.st.Status = t.To
+	ag.syncEvidence(t.At)
 	ag.st.Transitions = append(ag.st.Transitions, t)
 	if n := len(ag.st.Transitions) - contract.AgentTransitionsKept; n > 0 {
 		ag.st.Transitions = slices.Delete(ag.st.Transitions, 0, n)
@@ -213,6 +234,7 @@ func (ag *agent) applyCatalog(ctx workflow.Context, s contract.AgentSeed) {
 	ag.st.Caps, ag.st.Phases = maps.Clone(s.Phases), phases
 	ag.st.Approvers, ag.st.Namespace = slices.Clone(s.Approvers), s.Namespace
 	ag.st.Budget.Limits = s.Budgets
+	ag.st.Trust = s.Trust
 	if changed {
 		ag.transition(ctx, contract.AgentTransition{Kind: contract.TransitionCatalog, To: ag.st.Status, Why: "catalog changed the phase caps"})
 	}
@@ -229,6 +251,10 @@ func (ag *agent) registerHandlers(ctx workflow.Context) error {
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateFeedback, ag.feedback,
 		workflow.UpdateHandlerOptions{Validator: ag.validateFeedback}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdatePromote, ag.promote,
+		workflow.UpdateHandlerOptions{Validator: ag.validatePromote}); err != nil {
 		return err
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateKill, ag.kill,
@@ -287,6 +313,7 @@ func (ag *agent) report(ctx workflow.Context, r contract.CycleReport) (contract.
 	}
 	c.CountRefusals(r.Refusals)
 	ag.addShadow(ctx, r.Shadow)
+	ag.absorb(ctx, r)
 	return contract.ReportCycleResult{Counted: true}, nil
 }
 

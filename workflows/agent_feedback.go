@@ -93,6 +93,7 @@ func (ag *agent) feedback(ctx workflow.Context, f contract.FeedbackDecision) (co
 		n.Disagree++
 	}
 	c.Feedback[p.Class] = n
+	ag.absorbFeedback(ctx, p.Class, f.Kind == contract.DecisionDisagree)
 	workflow.GetLogger(ctx).Info("shadow feedback", "cycle", f.CycleWorkflowID, "action", f.ActionIndex, "approver", f.Approver, "decision", f.Kind)
 	return contract.DecisionResult{Status: statusRecorded, DecidedBy: f.Approver, DecidedAt: now}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
@@ -45,6 +46,8 @@ type agentSuite struct {
 	env   *testsuite.TestWorkflowEnvironment
 	acts  *activities.Activities
 	kills []activities.KillAgentInput
+	// alerted are the alerts the agent sent its approvers.
+	alerted []contract.AgentAlert
 }
 
 var advSeed = contract.AgentSeed{
@@ -60,6 +63,10 @@ func newAgentEnv(t *testing.T) *agentSuite {
 	s.env = s.NewTestWorkflowEnvironment()
 	s.env.RegisterWorkflowWithOptions(workflows.Agent, workflow.RegisterOptions{Name: contract.AgentWorkflowName})
 	s.env.RegisterActivity(s.acts)
+	s.env.RegisterActivityWithOptions(func(_ context.Context, a contract.AgentAlert) error {
+		s.alerted = append(s.alerted, a)
+		return nil
+	}, activity.RegisterOptions{Name: contract.ActivityPostAgentAlert})
 	s.env.OnActivity(s.acts.KillAgent, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.KillAgentInput) (contract.KillReport, error) {
 			s.kills = append(s.kills, in)
@@ -337,6 +344,9 @@ func TestCyclePlansWithTheAgentsPhasesCappedByTheCatalog(t *testing.T) {
 			assert.Equal(t, tc.mode, res.Actions[0].Decision.Mode)
 			assert.Equal(t, contract.OutcomeDenied, res.Outcome, "nobody approved: a timeout is a denial")
 			require.Len(t, s.reports, 1)
+			assert.Equal(t, []contract.ActionReport{{Type: "scale", Class: policy.ClassWrite, Phase: tc.want, Mode: tc.mode,
+				Outcome: contract.OutcomeDenied, Expired: true}}, s.reports[0].Details, "nobody decided: expired, not a human denial")
+			s.reports[0].Details = nil
 			assert.Equal(t, contract.CycleReport{WorkflowID: "cycle/" + tc.agent + "/c1", AgentID: tc.agent, Outcome: "denied",
 				Actions: map[string]int{"denied": 1}, Denials: 1}, s.reports[0])
 		})
@@ -352,6 +362,11 @@ func TestCycleReportsItsOutcomeToTheAgent(t *testing.T) {
 		s.execute(request("adv", scale))
 		require.NoError(t, s.env.GetWorkflowError())
 		require.Len(t, s.reports, 1)
+		require.Len(t, s.reports[0].Details, 1)
+		d := s.reports[0].Details[0]
+		assert.Equal(t, contract.ActionReport{Type: "scale", Class: policy.ClassWrite, Phase: d.Phase, Mode: policy.ModeApprove,
+			Outcome: contract.OutcomeSucceeded, Approved: true, Ran: true}, d)
+		s.reports[0].Details = nil
 		assert.Equal(t, contract.CycleReport{WorkflowID: "cycle/adv/c1", AgentID: "adv", Outcome: "succeeded",
 			Actions: map[string]int{"succeeded": 1}, Approvals: 1}, s.reports[0])
 	})

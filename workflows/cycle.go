@@ -66,6 +66,9 @@ var (
 	}
 )
 
+// jobFailedPrefix starts the error of an action whose Job ran and failed.
+const jobFailedPrefix = "job failed: "
+
 // step runs a short cycle step (stage, dry-run, release): a local activity
 // in cycles of version 4, a heartbeating activity before.
 func (c *cycle) step(ctx workflow.Context, opts workflow.ActivityOptions, local workflow.LocalActivityOptions, fn, arg any) workflow.Future {
@@ -469,7 +472,7 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r cont
 	if run.Succeeded {
 		r.Outcome = contract.OutcomeSucceeded
 	} else {
-		r.Outcome, r.Error = contract.OutcomeFailed, fmt.Sprintf("job failed: %s (exit code %d)", run.Reason, run.ExitCode)
+		r.Outcome, r.Error = contract.OutcomeFailed, fmt.Sprintf(jobFailedPrefix+"%s (exit code %d)", run.Reason, run.ExitCode)
 	}
 	return r
 }

@@ -120,6 +120,7 @@ func (c *cycle) reportToAgent(ctx workflow.Context, err error) {
 			r.Approvals++
 		}
 	}
+	r.Details = c.details()
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	var a *activities.Activities
 	var out contract.ReportCycleResult
@@ -144,4 +145,48 @@ func (c *cycle) notifyDone(ctx workflow.Context, act policy.RenderedAction, r co
 		}
 		c.settleOne(ctx, g, ref, detail)
 	}
+}
+
+// details are the cycle's actions as its agent's evidence.
+func (c *cycle) details() []contract.ActionReport {
+	if c.plan == nil {
+		return nil
+	}
+	class := map[int]policy.Class{}
+	for _, act := range c.plan.Actions {
+		class[act.Index] = act.Class
+	}
+	var out []contract.ActionReport
+	for _, a := range c.res.Actions {
+		d := contract.ActionReport{Index: a.Index, Type: a.Type, Class: class[a.Index], Phase: a.Decision.Phase, Mode: a.Decision.Mode,
+			Outcome: a.Outcome, Budget: a.Budget, Ran: ran(a), RolledBack: a.Rollback != nil && ran(*a.Rollback)}
+		for _, dec := range a.Decisions {
+			switch dec.Kind {
+			case contract.DecisionApprove:
+				d.Approved = true
+			case contract.DecisionDeny:
+				d.Denied = true
+			case contract.DecisionStop:
+				d.Stopped = true
+			}
+		}
+		if d.Denied || d.Stopped {
+			d.Approved = false
+		}
+		if a.Outcome == contract.OutcomeDenied && !d.Denied && !d.Stopped && a.Budget == "" && a.Decision.Mode == policy.ModeApprove {
+			d.Expired = true
+		}
+		if d.Approved && a.Outcome == contract.OutcomeDenied {
+			// Two approvers needed, one came, then the window closed.
+			d.Approved, d.Expired = false, true
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// ran reports whether the action's Job ran to an end (a Job that failed is
+// the agent's failure; a stage that could not lease is not).
+func ran(a contract.ActionResult) bool {
+	return a.Outcome == contract.OutcomeSucceeded || (a.Outcome == contract.OutcomeFailed && strings.HasPrefix(a.Error, jobFailedPrefix))
 }

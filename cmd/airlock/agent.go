@@ -17,10 +17,10 @@ import (
 	"github.com/airlockhq/airlock/starter"
 )
 
-// runAgent dispatches `airlock agent list|show|kill|resume`.
+// runAgent dispatches `airlock agent list|show|kill|resume|promote`.
 func runAgent(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("agent: want list, show, kill or resume")
+		return errors.New("agent: want list, show, kill, resume or promote")
 	}
 	switch args[0] {
 	case "list":
@@ -31,8 +31,10 @@ func runAgent(ctx context.Context, args []string, stdout io.Writer) error {
 		return runAgentKill(ctx, args[1:], stdout)
 	case "resume":
 		return runAgentResume(ctx, args[1:], stdout)
+	case "promote":
+		return runAgentPromote(ctx, args[1:], stdout)
 	}
-	return fmt.Errorf("agent: unknown command %q (want list, show, kill or resume)", args[0])
+	return fmt.Errorf("agent: unknown command %q (want list, show, kill, resume or promote)", args[0])
 }
 
 // multiFlag collects a repeated flag (--by U1 --by U2).
@@ -132,6 +134,7 @@ func printAgent(w io.Writer, s contract.AgentState) {
 			len(k.CyclesCanceled), len(k.JobsDeleted), len(k.RevokedAccessors), k.Passes)
 	}
 	tw.Flush()
+	printTrust(w, s)
 	fmt.Fprintln(w, "transitions (oldest first):")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, t := range s.Transitions {
@@ -240,5 +243,76 @@ func runAgentResume(ctx context.Context, args []string, stdout io.Writer) error 
 		return fmt.Errorf("agent resume %s: %w", id, err)
 	}
 	fmt.Fprintf(stdout, "agent %s resumed by %s: %s, %s\n", id, strings.Join(by, ", "), s.Status, phaseList(s.Phases))
+	return nil
+}
+
+// printTrust prints, per class, the evidence against the next gate and any
+// promotion waiting for humans.
+func printTrust(w io.Writer, s contract.AgentState) {
+	if len(s.Evidence) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "evidence (since each class entered its phase):")
+	now := time.Now()
+	for _, cl := range slices.Sorted(maps.Keys(s.Evidence)) {
+		ev := s.Evidence[cl]
+		g := contract.CheckGate(cl, ev, s.Phases[cl], s.Caps[cl], s.Trust.WithDefaults().Gates, now)
+		fmt.Fprintf(w, "  %s %s since %s: %d shadow proposals (%d agree, %d disagree), %d approved, %d denied, %d runs (%d failed, %d stopped, %d rolled back), %d violations\n",
+			cl, ev.Phase, ev.Since.UTC().Format(time.RFC3339), ev.ShadowProposals, ev.Feedback.Agree, ev.Feedback.Disagree,
+			ev.Approved, ev.Denied, ev.Runs, ev.Failed, ev.Vetoed, ev.Rollbacks, ev.Violations)
+		if g.To == "" {
+			fmt.Fprintf(w, "    at the catalog's cap (%s): no promotion\n", s.Caps[cl])
+			continue
+		}
+		state := "not met"
+		if g.Met {
+			state = "met"
+		}
+		var checks []string
+		for _, c := range g.Checks {
+			mark := "✗"
+			if c.Met {
+				mark = "✓"
+			}
+			checks = append(checks, mark+" "+c.Text)
+		}
+		fmt.Fprintf(w, "    gate to %s %s: %s\n", g.To, state, strings.Join(checks, "; "))
+		if p, ok := s.Promotions[cl]; ok {
+			fmt.Fprintf(w, "    promotion to %s %s: %d/%d approvers (%s)\n", p.To, p.Status, len(p.By), p.Needed, strings.Join(p.By, ", "))
+		}
+	}
+}
+
+func runAgentPromote(ctx context.Context, args []string, stdout io.Writer) error {
+	var cf clientFlags
+	fs := flag.NewFlagSet("agent promote", flag.ContinueOnError)
+	cf.register(fs)
+	class := fs.String("class", "", "the action class to promote one phase: read or write")
+	var by multiFlag
+	fs.Var(&by, "by", "an approver of the agent; repeat (autonomous and --override need 2 distinct approvers)")
+	override := fs.Bool("override", false, "promote although the gate is not met (needs --reason and 2 approvers; marked in the record)")
+	reason := fs.String("reason", "", "why (required with --override)")
+	if err := fs.Parse(reorder(args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || *class == "" {
+		return errors.New("agent promote: want <agent-id> --class read|write --by <approver>")
+	}
+	id := fs.Arg(0)
+	st, done, err := cf.starter(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	p, err := st.Promote(ctx, id, contract.PromoteRequest{Class: policy.Class(*class), By: by, Override: *override, Reason: *reason, Via: "cli"})
+	if err != nil {
+		return fmt.Errorf("agent promote %s: %w", id, err)
+	}
+	if p.Status == contract.PromotionPromoted {
+		fmt.Fprintf(stdout, "agent %s: %s actions promoted %s -> %s by %s\n", id, p.Class, p.From, p.To, strings.Join(p.By, ", "))
+		return nil
+	}
+	fmt.Fprintf(stdout, "agent %s: promotion of %s actions to %s waits for %d more approver(s) (%d/%d: %s)\n",
+		id, p.Class, p.To, p.Needed-len(p.By), len(p.By), p.Needed, strings.Join(p.By, ", "))
 	return nil
 }

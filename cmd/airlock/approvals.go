@@ -50,7 +50,7 @@ func runApprovals(ctx context.Context, args []string, stderr io.Writer) error {
 		notifier = sn
 	}
 	h, err := approval.NewHandler(approval.HandlerConfig{
-		SigningSecret: secret, Decider: approval.DeciderFunc(st.Decide), Killer: approval.KillerFunc(st.RequestKill),
+		SigningSecret: secret, Decider: approval.DeciderFunc(st.Decide), Killer: approval.KillerFunc(st.RequestKill), Promoter: approval.PromoterFunc(st.Promote),
 		Notifier: notifier, Logger: logger,
 	})
 	if err != nil {

@@ -35,6 +35,8 @@ Usage:
   airlock agent show <id>             status, phase per class, counters, recent transitions
   airlock agent kill <id> --reason R --by <approver>     kill switch: refuse new cycles, cancel running ones, delete Jobs, revoke credentials
   airlock agent resume <id> --by U1 --by U2              bring a killed agent back, in shadow (two distinct approvers)
+  airlock agent promote <id> --class write --by U1 [--by U2] [--override --reason ...]
+                                     promote a class one phase when its gate is met (two approvers for autonomous or an override)
 
 Run "airlock <command> -h" for a command's flags.
 `

@@ -216,6 +216,7 @@ func TestComposePrometheusScrapesAirlock(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "compose", "prometheus.yml"))
 	require.NoError(t, err)
 	var cfg struct {
+		RuleFiles     []string `json:"rule_files"`
 		ScrapeConfigs []struct {
 			StaticConfigs []struct {
 				Targets []string `json:"targets"`
@@ -232,6 +233,18 @@ func TestComposePrometheusScrapesAirlock(t *testing.T) {
 	for _, want := range []string{"worker:9090", "approvals:8080"} {
 		assert.Contains(t, targets, want)
 	}
+	// The alert rules it names are mounted from the repository.
+	require.Equal(t, []string{"/etc/prometheus/rules/airlock-rules.yaml"}, cfg.RuleFiles)
+	var src string
+	for _, v := range p.Services["prometheus"].Volumes {
+		if v.Target == cfg.RuleFiles[0] {
+			src = v.Source
+		}
+	}
+	want, err := filepath.Abs(filepath.Join(repoRoot, "deploy", "prometheus", "airlock-rules.yaml"))
+	require.NoError(t, err)
+	assert.Equal(t, want, src, "prometheus mounts the rules it loads")
+	assert.FileExists(t, src)
 	for _, tg := range targets {
 		svc, port, _ := strings.Cut(tg, ":")
 		s, ok := p.Services[svc]
