@@ -61,10 +61,7 @@ FUZZ_TARGETS = ./approval/:FuzzHandler ./approval/:FuzzParseButtonValue \
 	./policy/:FuzzParse ./policy/:FuzzPlanRender ./policy/:FuzzShippedCatalogShell \
 	./contract/:FuzzCycleRequest ./contract/:FuzzVerifyAudit ./cmd/airlock/:FuzzAuditFile
 fuzz:
-	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
-		echo "== fuzz $$name ($$pkg) for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg || exit 1; \
-	done
+	@FUZZTIME=$(FUZZTIME) FUZZFLAGS="$(FUZZFLAGS)" GO=$(GO) tools/fuzz.sh $(FUZZ_TARGETS)
 
 ## image: the airlock OCI image without a Docker daemon, reproducibly
 ## (static binary, -trimpath, fixed mtimes, user 65532, no shell): writes
