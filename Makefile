@@ -7,7 +7,7 @@ HOME ?= $(shell getent passwd $$(id -u) | cut -d: -f6)
 export HOME
 TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: dev test tools build lint bench chaos
+.PHONY: dev test tools build lint bench chaos schema
 
 ## tools: build the real dev/test servers once (cached by the tools go.sum)
 tools:
@@ -15,6 +15,11 @@ tools:
 
 build:
 	$(GO) build ./...
+
+## schema: regenerate the published JSON Schemas (schema/*.schema.json) from
+## the Go types in contract/ and policy/; go test ./schema fails while they are stale
+schema:
+	$(GO) generate ./schema
 
 ## lint: formatting and vet
 lint:
