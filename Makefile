@@ -47,11 +47,12 @@ chaos: tools
 
 ## bench: latency of a cycle vs. the same raw Vault + Kubernetes calls, the
 ## kill switch with 20 running Jobs (30 kills), and the scale benchmarks
-## (concurrent cycles, shadow throughput, history size), and a cycle on the
+## (concurrent cycles, shadow throughput, history size, the Agent workflow's
+## report throughput), and a cycle on the
 ## real node (root on Linux; skipped elsewhere)
 bench: tools
 	$(GO) test -run '^$$' -bench 'CycleOverhead|ApprovalClick|KillSwitch' -benchtime 30x ./e2e/
-	$(GO) test -run '^$$' -bench 'ConcurrentCycles|ShadowThroughput' -benchtime 1x ./e2e/
+	$(GO) test -run '^$$' -bench 'ConcurrentCycles|ShadowThroughput|AgentReports' -benchtime 2x ./e2e/
 	$(GO) test -count=1 -v -run TestHistorySizePerPhase ./e2e/
 	$(GO) test -run '^$$' -bench RealNodeCycle -benchtime 10x ./isolation/
 	CHAOS_WAITING=$${CHAOS_WAITING:-10000} $(GO) test -count=1 -timeout 90m -v -run TestManyWaitingCycles ./chaos/
