@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -12,44 +11,47 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
 )
 
-// runAgent dispatches `airlock agent list|show|kill|resume|promote`.
-func runAgent(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("agent: want list, show, kill, resume or promote")
-	}
-	switch args[0] {
-	case "list":
-		return runAgentList(ctx, args[1:], stdout)
-	case "show":
-		return runAgentShow(ctx, args[1:], stdout)
-	case "kill":
-		return runAgentKill(ctx, args[1:], stdout)
-	case "resume":
-		return runAgentResume(ctx, args[1:], stdout)
-	case "promote":
-		return runAgentPromote(ctx, args[1:], stdout)
-	}
-	return fmt.Errorf("agent: unknown command %q (want list, show, kill, resume or promote)", args[0])
+// newAgentCmd groups the commands on agents' lifecycle and trust.
+func newAgentCmd() *cobra.Command {
+	cmd := newGroupCmd(&cobra.Command{
+		Use:   "agent",
+		Short: "List agents, show their trust state, kill, resume or promote them",
+		Long: `Each agent has a lifecycle workflow (agent/<id>) holding its status, its trust
+phase per action class, its counters and budgets. These commands read it and
+send it the kill, resume and promote requests the agent's approvers make.`,
+	})
+	cmd.AddCommand(newAgentListCmd(), newAgentShowCmd(), newAgentKillCmd(), newAgentResumeCmd(), newAgentPromoteCmd())
+	return cmd
 }
 
-// multiFlag collects a repeated flag (--by U1 --by U2).
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
-
-func runAgentList(ctx context.Context, args []string, stdout io.Writer) error {
+func newAgentListCmd() *cobra.Command {
 	var cf clientFlags
-	fs := flag.NewFlagSet("agent list", flag.ContinueOnError)
-	cf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the catalog's agents with their live status and phases",
+		Long: `List every agent in the catalog with its live status, read and write phases,
+cycle count and policy violations. Agents that never ran show the catalog's
+phases.`,
+		Example: `  AIRLOCK_CATALOG=deploy/catalog.yaml airlock agent list
+  airlock agent list --catalog deploy/catalog.yaml`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runAgentList(cmd.Context(), cf, cmd.OutOrStdout())
+		},
 	}
+	cf.register(cmd.Flags())
+	cf.registerCatalog(cmd, "catalog whose agents are listed (required; env AIRLOCK_CATALOG)")
+	return cmd
+}
+
+func runAgentList(ctx context.Context, cf clientFlags, stdout io.Writer) error {
 	if cf.catalog == "" {
 		return errors.New("agent list: the catalog names the agents: set AIRLOCK_CATALOG or --catalog")
 	}
@@ -81,22 +83,33 @@ func runAgentList(ctx context.Context, args []string, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-func runAgentShow(ctx context.Context, args []string, stdout io.Writer) error {
+func newAgentShowCmd() *cobra.Command {
 	var cf clientFlags
-	fs := flag.NewFlagSet("agent show", flag.ContinueOnError)
-	cf.register(fs)
-	if err := fs.Parse(reorder(args)); err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:   "show <agent-id>",
+		Short: "Show an agent's status, phases, counters, budgets, evidence and transitions",
+		Long: `Show an agent's lifecycle state: status, trust phase per class (and the
+catalog's caps), counters, budget use, the evidence against each class's next
+promotion gate, promotions waiting for approvers, and every transition.`,
+		Example: `  airlock agent show sample`,
+		Args:    exactArgs(1, "one agent id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAgentShow(cmd.Context(), cf, args[0], cmd.OutOrStdout())
+		},
+		ValidArgsFunction: completeAgents(&cf),
 	}
-	if fs.NArg() != 1 {
-		return errors.New("agent show: want one agent id")
-	}
+	cf.register(cmd.Flags())
+	cf.registerCompletionCatalog(cmd)
+	return cmd
+}
+
+func runAgentShow(ctx context.Context, cf clientFlags, id string, stdout io.Writer) error {
 	st, done, err := cf.starter(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
-	s, err := st.AgentState(ctx, fs.Arg(0))
+	s, err := st.AgentState(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -176,31 +189,52 @@ func countList(m map[string]int) string {
 	return " (" + strings.Join(parts, ", ") + ")"
 }
 
-func runAgentKill(ctx context.Context, args []string, stdout io.Writer) error {
-	var cf clientFlags
-	fs := flag.NewFlagSet("agent kill", flag.ContinueOnError)
-	cf.register(fs)
-	reason := fs.String("reason", "", "why (required; recorded in the agent's transitions)")
-	by := fs.String("by", "", "who kills: one of the agent's approvers (required)")
-	if err := fs.Parse(reorder(args)); err != nil {
-		return err
+type agentKillOptions struct {
+	clientFlags
+	reason, by string
+}
+
+func newAgentKillCmd() *cobra.Command {
+	var o agentKillOptions
+	cmd := &cobra.Command{
+		Use:   "kill <agent-id> --reason <why> --by <approver>",
+		Short: "Kill switch: refuse new cycles, cancel running ones, delete Jobs, revoke credentials",
+		Long: `Kill an agent at once: its lifecycle workflow refuses new cycles, its running
+cycles are cancelled, its Jobs deleted and its Vault token tree revoked (every
+action token and lease under it). Prints what was stopped and how long it took.
+Only one of the agent's approvers may kill it; "agent resume" brings it back.`,
+		Example: `  airlock agent kill sample --reason "runaway scaling" --by U0APPROVER1`,
+		Args:    exactArgs(1, "one agent id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAgentKill(cmd.Context(), o, args[0], cmd.OutOrStdout())
+		},
+		ValidArgsFunction: completeAgents(&o.clientFlags),
 	}
-	if fs.NArg() != 1 || *reason == "" || *by == "" {
+	o.register(cmd.Flags())
+	o.registerCompletionCatalog(cmd)
+	cmd.Flags().StringVar(&o.reason, "reason", "", "why the agent is killed (required; recorded in the agent's transitions)")
+	cmd.Flags().StringVar(&o.by, "by", "", "who kills: one of the agent's approvers (required)")
+	_ = cmd.RegisterFlagCompletionFunc("by", completeApprovers(&o.clientFlags, firstArg))
+	_ = cmd.RegisterFlagCompletionFunc("reason", cobra.NoFileCompletions)
+	return cmd
+}
+
+func runAgentKill(ctx context.Context, o agentKillOptions, id string, stdout io.Writer) error {
+	if o.reason == "" || o.by == "" {
 		return errors.New("agent kill: want <agent-id> --reason <why> --by <approver>")
 	}
-	id := fs.Arg(0)
-	st, done, err := cf.starter(ctx)
+	st, done, err := o.starter(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
 	start := time.Now()
-	rep, err := st.Kill(ctx, id, contract.KillRequest{Reason: *reason, By: *by, Via: "cli"})
+	rep, err := st.Kill(ctx, id, contract.KillRequest{Reason: o.reason, By: o.by, Via: "cli"})
 	total := time.Since(start)
 	if err != nil {
 		return fmt.Errorf("agent kill %s: %w", id, err)
 	}
-	fmt.Fprintf(stdout, "agent %s killed by %s: new cycles are refused\n", id, *by)
+	fmt.Fprintf(stdout, "agent %s killed by %s: new cycles are refused\n", id, o.by)
 	fmt.Fprintf(stdout, "  cycles canceled:     %d %s\n", len(rep.CyclesCanceled), strings.Join(rep.CyclesCanceled, " "))
 	fmt.Fprintf(stdout, "  Jobs deleted:        %d %s\n", len(rep.JobsDeleted), strings.Join(rep.JobsDeleted, " "))
 	fmt.Fprintf(stdout, "  token trees revoked: %d (every action token and lease under them)\n", len(rep.RevokedAccessors))
@@ -219,30 +253,46 @@ func since(start, at time.Time, total time.Duration) string {
 	return d.Round(time.Millisecond).String()
 }
 
-func runAgentResume(ctx context.Context, args []string, stdout io.Writer) error {
-	var cf clientFlags
-	fs := flag.NewFlagSet("agent resume", flag.ContinueOnError)
-	cf.register(fs)
-	var by multiFlag
-	fs.Var(&by, "by", fmt.Sprintf("an approver of the agent; repeat: %d distinct approvers are needed", contract.ResumeApprovers))
-	reason := fs.String("reason", "", "why (recorded in the agent's transitions)")
-	if err := fs.Parse(reorder(args)); err != nil {
-		return err
+type agentResumeOptions struct {
+	clientFlags
+	by     []string
+	reason string
+}
+
+func newAgentResumeCmd() *cobra.Command {
+	var o agentResumeOptions
+	cmd := &cobra.Command{
+		Use:   "resume <agent-id> --by <approver> --by <another approver>",
+		Short: "Bring a killed agent back, in shadow, with two distinct approvers",
+		Long: fmt.Sprintf(`Resume a killed agent. It comes back in the shadow phase for every class and
+earns its trust again. Needs %d distinct approvers of the agent (repeat --by).`, contract.ResumeApprovers),
+		Example: `  airlock agent resume sample --by U0APPROVER1 --by U0APPROVER2 --reason "root cause fixed"`,
+		Args:    exactArgs(1, "one agent id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAgentResume(cmd.Context(), o, args[0], cmd.OutOrStdout())
+		},
+		ValidArgsFunction: completeAgents(&o.clientFlags),
 	}
-	if fs.NArg() != 1 {
-		return errors.New("agent resume: want <agent-id> --by <approver> --by <another approver>")
-	}
-	id := fs.Arg(0)
-	st, done, err := cf.starter(ctx)
+	o.register(cmd.Flags())
+	o.registerCompletionCatalog(cmd)
+	cmd.Flags().StringArrayVar(&o.by, "by", nil, fmt.Sprintf("an approver of the agent who agrees to resume it; repeat: %d distinct approvers are needed", contract.ResumeApprovers))
+	cmd.Flags().StringVar(&o.reason, "reason", "", "why the agent may run again (recorded in the agent's transitions)")
+	_ = cmd.RegisterFlagCompletionFunc("by", completeApprovers(&o.clientFlags, firstArg))
+	_ = cmd.RegisterFlagCompletionFunc("reason", cobra.NoFileCompletions)
+	return cmd
+}
+
+func runAgentResume(ctx context.Context, o agentResumeOptions, id string, stdout io.Writer) error {
+	st, done, err := o.starter(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
-	s, err := st.ResumeAgent(ctx, id, contract.ResumeRequest{By: by, Reason: *reason, Via: "cli"})
+	s, err := st.ResumeAgent(ctx, id, contract.ResumeRequest{By: o.by, Reason: o.reason, Via: "cli"})
 	if err != nil {
 		return fmt.Errorf("agent resume %s: %w", id, err)
 	}
-	fmt.Fprintf(stdout, "agent %s resumed by %s: %s, %s\n", id, strings.Join(by, ", "), s.Status, phaseList(s.Phases))
+	fmt.Fprintf(stdout, "agent %s resumed by %s: %s, %s\n", id, strings.Join(o.by, ", "), s.Status, phaseList(s.Phases))
 	return nil
 }
 
@@ -283,28 +333,54 @@ func printTrust(w io.Writer, s contract.AgentState) {
 	}
 }
 
-func runAgentPromote(ctx context.Context, args []string, stdout io.Writer) error {
-	var cf clientFlags
-	fs := flag.NewFlagSet("agent promote", flag.ContinueOnError)
-	cf.register(fs)
-	class := fs.String("class", "", "the action class to promote one phase: read or write")
-	var by multiFlag
-	fs.Var(&by, "by", "an approver of the agent; repeat (autonomous and --override need 2 distinct approvers)")
-	override := fs.Bool("override", false, "promote although the gate is not met (needs --reason and 2 approvers; marked in the record)")
-	reason := fs.String("reason", "", "why (required with --override)")
-	if err := fs.Parse(reorder(args)); err != nil {
-		return err
+type agentPromoteOptions struct {
+	clientFlags
+	class    string
+	by       []string
+	override bool
+	reason   string
+}
+
+func newAgentPromoteCmd() *cobra.Command {
+	var o agentPromoteOptions
+	cmd := &cobra.Command{
+		Use:   "promote <agent-id> --class read|write --by <approver>",
+		Short: "Promote an action class one trust phase when its evidence gate is met",
+		Long: `Promote one action class of an agent one phase (shadow → advisory →
+supervised → autonomous), up to the catalog's cap. The class's evidence must
+meet its gate ("agent show" prints it). Promotion to autonomous, and any
+--override of an unmet gate, needs two distinct approvers: the first --by
+records a pending promotion, the second completes it.`,
+		Example: `  airlock agent promote sample --class write --by U0APPROVER1
+  airlock agent promote sample --class write --by U0APPROVER1 --by U0APPROVER2 --override --reason "incident drill"`,
+		Args: exactArgs(1, "one agent id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAgentPromote(cmd.Context(), o, args[0], cmd.OutOrStdout())
+		},
+		ValidArgsFunction: completeAgents(&o.clientFlags),
 	}
-	if fs.NArg() != 1 || *class == "" {
+	o.register(cmd.Flags())
+	o.registerCompletionCatalog(cmd)
+	cmd.Flags().StringVar(&o.class, "class", "", "the action class to promote one phase: read or write (required)")
+	cmd.Flags().StringArrayVar(&o.by, "by", nil, "an approver of the agent who agrees to the promotion; repeat (autonomous and --override need 2 distinct approvers)")
+	cmd.Flags().BoolVar(&o.override, "override", false, "promote although the gate is not met (needs --reason and 2 approvers; marked in the record)")
+	cmd.Flags().StringVar(&o.reason, "reason", "", "why the gate is overridden (required with --override)")
+	_ = cmd.RegisterFlagCompletionFunc("class", cobra.FixedCompletions([]string{string(policy.ClassRead), string(policy.ClassWrite)}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("by", completeApprovers(&o.clientFlags, firstArg))
+	_ = cmd.RegisterFlagCompletionFunc("reason", cobra.NoFileCompletions)
+	return cmd
+}
+
+func runAgentPromote(ctx context.Context, o agentPromoteOptions, id string, stdout io.Writer) error {
+	if o.class == "" {
 		return errors.New("agent promote: want <agent-id> --class read|write --by <approver>")
 	}
-	id := fs.Arg(0)
-	st, done, err := cf.starter(ctx)
+	st, done, err := o.starter(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
-	p, err := st.Promote(ctx, id, contract.PromoteRequest{Class: policy.Class(*class), By: by, Override: *override, Reason: *reason, Via: "cli"})
+	p, err := st.Promote(ctx, id, contract.PromoteRequest{Class: policy.Class(o.class), By: o.by, Override: o.override, Reason: o.reason, Via: "cli"})
 	if err != nil {
 		return fmt.Errorf("agent promote %s: %w", id, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,38 +13,69 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/airlockhq/airlock/contract"
 )
 
 // errAuditBroken makes `cycle audit` exit non-zero on a broken chain.
 var errAuditBroken = errors.New("audit trail does not verify")
 
+type auditOptions struct {
+	clientFlags
+	asJSON bool
+	file   string
+}
+
+func newCycleAuditCmd() *cobra.Command {
+	var o auditOptions
+	cmd := &cobra.Command{
+		Use:   "audit <workflow-id> | --file <trail.jsonl>",
+		Short: "Print and verify a cycle's hash-chained audit trail",
+		Long: `Print a cycle's audit trail — every thought, decision, lease accessor and
+result, in order — and verify its hash chain. Exits non-zero when the chain
+does not verify. --json exports the trail as JSON lines; --file verifies such
+an export offline, without Temporal.`,
+		Example: `  airlock cycle audit cycle/advisor/c-1
+  airlock cycle audit cycle/advisor/c-1 --json > trail.jsonl
+  airlock cycle audit --file trail.jsonl`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usageError(cmd, fmt.Errorf("cycle audit: want one cycle id, got %d arguments", len(args)))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAudit(cmd.Context(), o, args, cmd.OutOrStdout())
+		},
+		ValidArgsFunction: completeCycles(&o.clientFlags, false),
+	}
+	o.register(cmd.Flags())
+	acceptUnusedCatalog(cmd)
+	cmd.Flags().BoolVar(&o.asJSON, "json", false, "print the trail as JSON lines (for export) instead of a verified table")
+	cmd.Flags().StringVar(&o.file, "file", "", "verify and print an exported JSON-lines trail instead of asking Temporal")
+	_ = cmd.MarkFlagFilename("file", "jsonl", "json")
+	return cmd
+}
+
 // runAudit prints a cycle's thought audit trail and verifies its hash
 // chain; --json exports it as JSON lines; --file verifies an export.
-func runAudit(ctx context.Context, args []string, stdout io.Writer) error {
-	var cf clientFlags
-	fs := flag.NewFlagSet("cycle audit", flag.ContinueOnError)
-	cf.register(fs)
-	asJSON := fs.Bool("json", false, "print the trail as JSON lines (for export)")
-	file := fs.String("file", "", "verify and print an exported JSON-lines trail instead of asking Temporal")
-	if err := fs.Parse(reorder(args)); err != nil {
-		return err
-	}
+func runAudit(ctx context.Context, o auditOptions, args []string, stdout io.Writer) error {
 	var trail []contract.AuditEntry
 	var source string
 	switch {
-	case *file != "":
-		t, err := readTrail(*file)
+	case o.file != "":
+		t, err := readTrail(o.file)
 		if err != nil {
 			return err
 		}
-		trail, source = t, *file
-	case fs.NArg() == 1:
-		id := fs.Arg(0)
+		trail, source = t, o.file
+	case len(args) == 1:
+		id := args[0]
 		if !strings.HasPrefix(id, "cycle/") {
 			id = "cycle/" + id
 		}
-		st, done, err := cf.starter(ctx)
+		st, done, err := o.starter(ctx)
 		if err != nil {
 			return err
 		}
@@ -57,7 +87,7 @@ func runAudit(ctx context.Context, args []string, stdout io.Writer) error {
 	default:
 		return errors.New("cycle audit: want one cycle id, or --file <trail.jsonl>")
 	}
-	if *asJSON {
+	if o.asJSON {
 		enc := json.NewEncoder(stdout)
 		for _, e := range trail {
 			if err := enc.Encode(e); err != nil {
@@ -133,21 +163,38 @@ func details(d map[string]any) string {
 	return oneLine(strings.Join(parts, " "))
 }
 
-func runList(ctx context.Context, args []string, stdout io.Writer) error {
+func newCycleListCmd() *cobra.Command {
 	var cf clientFlags
-	fs := flag.NewFlagSet("cycle list", flag.ContinueOnError)
-	cf.register(fs)
-	query := fs.String("query", "", `visibility query, e.g. 'AirlockAgent="sample" AND AirlockOutcome="denied"'`)
-	limit := fs.Int("limit", 50, "at most this many cycles")
-	if err := fs.Parse(args); err != nil {
-		return err
+	var query string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "Find cycles with a Temporal visibility query",
+		Long: `List cycles, newest first, filtered by a Temporal visibility query over
+Airlock's search attributes: AirlockAgent, AirlockPhase, AirlockOutcome,
+AirlockRisk (and Temporal's own, such as ExecutionStatus and StartTime).`,
+		Example: `  airlock cycle list
+  airlock cycle list --query 'AirlockAgent="sample" AND AirlockOutcome="denied"' --limit 10`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runList(cmd.Context(), cf, query, limit, cmd.OutOrStdout())
+		},
 	}
+	cf.register(cmd.Flags())
+	acceptUnusedCatalog(cmd)
+	cmd.Flags().StringVar(&query, "query", "", `visibility query, e.g. 'AirlockAgent="sample" AND AirlockOutcome="denied"'`)
+	cmd.Flags().IntVar(&limit, "limit", 50, "list at most this many cycles")
+	_ = cmd.RegisterFlagCompletionFunc("query", cobra.NoFileCompletions)
+	return cmd
+}
+
+func runList(ctx context.Context, cf clientFlags, query string, limit int, stdout io.Writer) error {
 	st, done, err := cf.starter(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
-	cycles, err := st.List(ctx, *query, *limit)
+	cycles, err := st.List(ctx, query, limit)
 	if err != nil {
 		return err
 	}

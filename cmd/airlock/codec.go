@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -11,62 +10,65 @@ import (
 	"os"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/airlockhq/airlock/codec"
 	"github.com/airlockhq/airlock/vault"
 )
 
-const codecServerUsage = `Usage: airlock codec-server [flags]
+type codecServerOptions struct {
+	listen, uiOrigin, mount, key, logFormat string
+	insecure                                bool
+}
 
-Serves Temporal's remote codec endpoint (POST /encode, POST /decode) so the
+func newCodecServerCmd() *cobra.Command {
+	var o codecServerOptions
+	cmd := &cobra.Command{
+		Use:   "codec-server",
+		Short: "Decrypt payloads for the Temporal Web UI (remote codec endpoint)",
+		Long: `Serve Temporal's remote codec endpoint (POST /encode, POST /decode) so the
 Temporal Web UI can show the cleartext of Airlock's encrypted payloads to the
 people allowed to see it. Point the UI at it (TEMPORAL_CODEC_ENDPOINT, or the
 UI's "Codec Server" setting) with the origin given by --ui-origin.
 
 Environment:
-  AIRLOCK_CODEC_TOKEN    bearer token every request must carry
-                         ("Authorization: Bearer <token>"); required unless
-                         --insecure-no-auth. Env only, never a flag.
-  VAULT_ADDR, VAULT_TOKEN  Vault with decrypt rights on the Transit key
-  AIRLOCK_TRANSIT_MOUNT  Transit mount (default "transit")
-  AIRLOCK_TRANSIT_KEY    Transit key (default "airlock-payloads")
-
-Flags:
-`
+  AIRLOCK_CODEC_TOKEN      bearer token every request must carry
+                           ("Authorization: Bearer <token>"); required unless
+                           --insecure-no-auth. Env only, never a flag.
+  VAULT_ADDR, VAULT_TOKEN  Vault with decrypt rights on the Transit key`,
+		Example: `  AIRLOCK_CODEC_TOKEN=... airlock codec-server --listen :8081 --ui-origin https://temporal.example.com
+  airlock codec-server --insecure-no-auth --listen 127.0.0.1:8081   # local dev only`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runCodecServer(cmd.Context(), o, cmd.ErrOrStderr())
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.listen, "listen", envOr("AIRLOCK_CODEC_LISTEN", ":8081"), "address the codec endpoint listens on (env AIRLOCK_CODEC_LISTEN)")
+	fs.StringVar(&o.uiOrigin, "ui-origin", envOr("AIRLOCK_CODEC_UI_ORIGIN", "http://localhost:8233"), "the Temporal Web UI's origin, the only browser origin allowed (env AIRLOCK_CODEC_UI_ORIGIN)")
+	fs.StringVar(&o.mount, "transit-mount", envOr("AIRLOCK_TRANSIT_MOUNT", vault.DefaultTransitMount), "Vault Transit mount (env AIRLOCK_TRANSIT_MOUNT)")
+	fs.StringVar(&o.key, "transit-key", envOr("AIRLOCK_TRANSIT_KEY", vault.DefaultTransitKey), "Vault Transit key wrapping the data keys (env AIRLOCK_TRANSIT_KEY)")
+	fs.BoolVar(&o.insecure, "insecure-no-auth", false, "serve without AIRLOCK_CODEC_TOKEN: anyone who reaches the server can decrypt payloads (dev only)")
+	addLogFormat(cmd, &o.logFormat)
+	return cmd
+}
 
 // runCodecServer serves the payload codec over HTTP for the Temporal Web UI:
 // CORS for exactly the UI's origin, a bearer token on every request.
-func runCodecServer(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("codec-server", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, codecServerUsage)
-		fs.PrintDefaults()
-	}
-	listen := fs.String("listen", envOr("AIRLOCK_CODEC_LISTEN", ":8081"), "address to serve on (env AIRLOCK_CODEC_LISTEN)")
-	uiOrigin := fs.String("ui-origin", envOr("AIRLOCK_CODEC_UI_ORIGIN", "http://localhost:8233"), "the Temporal Web UI's origin, the only browser origin allowed (env AIRLOCK_CODEC_UI_ORIGIN)")
-	mount := fs.String("transit-mount", envOr("AIRLOCK_TRANSIT_MOUNT", vault.DefaultTransitMount), "Vault Transit mount (env AIRLOCK_TRANSIT_MOUNT)")
-	key := fs.String("transit-key", envOr("AIRLOCK_TRANSIT_KEY", vault.DefaultTransitKey), "Vault Transit key wrapping the data keys (env AIRLOCK_TRANSIT_KEY)")
-	insecure := fs.Bool("insecure-no-auth", false, "serve without AIRLOCK_CODEC_TOKEN: anyone who reaches the server can decrypt payloads (dev only)")
-	logFormat := fs.String("log-format", envOr("AIRLOCK_LOG_FORMAT", "json"), "json or text")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return fmt.Errorf("codec-server: unexpected arguments %q", fs.Args())
-	}
-	logger := newLogger(stderr, *logFormat)
+func runCodecServer(ctx context.Context, o codecServerOptions, stderr io.Writer) error {
+	logger := newLogger(stderr, o.logFormat)
 
 	token := os.Getenv("AIRLOCK_CODEC_TOKEN")
 	switch {
-	case token == "" && !*insecure:
+	case token == "" && !o.insecure:
 		return errors.New("codec-server: AIRLOCK_CODEC_TOKEN is required (env only, never a flag); --insecure-no-auth serves without it")
-	case token != "" && *insecure:
+	case token != "" && o.insecure:
 		logger.Warn("AIRLOCK_CODEC_TOKEN is set: --insecure-no-auth ignored, requests need the token")
 	case token == "":
-		logger.Warn("codec server runs WITHOUT authentication: anyone who reaches it can decrypt payloads", "listen", *listen)
+		logger.Warn("codec server runs WITHOUT authentication: anyone who reaches it can decrypt payloads", "listen", o.listen)
 	}
 
-	transit, err := vault.NewTransit(vault.Config{Address: os.Getenv("VAULT_ADDR"), Token: os.Getenv("VAULT_TOKEN")}, *mount, *key)
+	transit, err := vault.NewTransit(vault.Config{Address: os.Getenv("VAULT_ADDR"), Token: os.Getenv("VAULT_TOKEN")}, o.mount, o.key)
 	if err != nil {
 		return fmt.Errorf("codec-server: %w", err)
 	}
@@ -74,7 +76,7 @@ func runCodecServer(ctx context.Context, args []string, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("codec-server: %w", err)
 	}
-	h, err := codec.NewHandler(c, codec.HandlerOptions{UIOrigin: *uiOrigin, Token: token, InsecureNoAuth: *insecure})
+	h, err := codec.NewHandler(c, codec.HandlerOptions{UIOrigin: o.uiOrigin, Token: token, InsecureNoAuth: o.insecure})
 	if err != nil {
 		return fmt.Errorf("codec-server: %w", err)
 	}
@@ -82,14 +84,14 @@ func runCodecServer(ctx context.Context, args []string, stderr io.Writer) error 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.Handle("/", h)
 
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("codec-server: %w", err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	logger.Info("codec server listening", "addr", ln.Addr().String(), "ui_origin", *uiOrigin,
+	logger.Info("codec server listening", "addr", ln.Addr().String(), "ui_origin", o.uiOrigin,
 		"transit_key", transit.KeyID(), "auth", token != "")
 	select {
 	case err := <-errc:

@@ -4,13 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
@@ -19,18 +21,59 @@ import (
 	"github.com/airlockhq/airlock/worker"
 )
 
-// clientFlags are shared by commands that talk to Temporal.
-type clientFlags struct {
-	address, namespace, catalog string
+// newCycleCmd groups the commands on cycles.
+func newCycleCmd() *cobra.Command {
+	cmd := newGroupCmd(&cobra.Command{
+		Use:   "cycle",
+		Short: "Start, find, inspect and audit agent cycles",
+		Long: `A cycle is one agent reasoning cycle: its thoughts and the actions it
+proposes, run as the Temporal workflow cycle/<agent>/<cycle-id>.`,
+	})
+	cmd.AddCommand(newCycleStartCmd(), newCycleShowCmd(), newCyclePendingCmd(), newCycleListCmd(), newCycleAuditCmd())
+	return cmd
 }
 
-func (c *clientFlags) register(fs *flag.FlagSet) {
+// clientFlags are shared by commands that talk to Temporal.
+type clientFlags struct {
+	address, namespace string
+	// catalog, when set, makes the starter validate requests before
+	// starting them.
+	catalog string
+	// completionCatalog names agents and approvers for shell completion
+	// only: commands that never start a cycle have no use for validation.
+	completionCatalog string
+}
+
+func (c *clientFlags) register(fs *pflag.FlagSet) {
 	// Empty flags leave the connection to Temporal's environment
 	// configuration (worker.ClientConfig): TEMPORAL_* variables, then the
 	// temporal.toml profile, then 127.0.0.1:7233 and "default".
 	fs.StringVar(&c.address, "temporal-address", "", temporalAddressUsage)
 	fs.StringVar(&c.namespace, "namespace", "", temporalNamespaceUsage)
-	fs.StringVar(&c.catalog, "catalog", os.Getenv("AIRLOCK_CATALOG"), "catalog to validate against before starting (env AIRLOCK_CATALOG)")
+}
+
+// registerCatalog adds --catalog (default AIRLOCK_CATALOG) with a usage
+// that says what this command does with it; starter loads it when set.
+func (c *clientFlags) registerCatalog(cmd *cobra.Command, usage string) {
+	cmd.Flags().StringVar(&c.catalog, "catalog", os.Getenv("AIRLOCK_CATALOG"), usage)
+	_ = cmd.MarkFlagFilename("catalog", "yaml", "yml")
+}
+
+// registerCompletionCatalog adds --catalog (default AIRLOCK_CATALOG) to a
+// command that only completes agent ids and approvers from it.
+func (c *clientFlags) registerCompletionCatalog(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&c.completionCatalog, "catalog", os.Getenv("AIRLOCK_CATALOG"), catalogCompletionUsage)
+	_ = cmd.MarkFlagFilename("catalog", "yaml", "yml")
+}
+
+// acceptUnusedCatalog keeps --catalog working, hidden, on commands that
+// never used it, so scripts written for the old CLI still run.
+func acceptUnusedCatalog(cmd *cobra.Command) {
+	var unused string
+	cmd.Flags().StringVar(&unused, "catalog", "", catalogUnusedUsage)
+	// Hidden, not deprecated: cobra prints deprecation notes to stdout,
+	// which would corrupt --json output.
+	_ = cmd.Flags().MarkHidden("catalog")
 }
 
 func (c *clientFlags) starter(ctx context.Context, extra ...starter.Option) (*starter.Client, func(), error) {
@@ -59,19 +102,42 @@ func (c *clientFlags) starter(ctx context.Context, extra ...starter.Option) (*st
 	return starter.New(tc, opts...), tc.Close, nil
 }
 
-func runCycleStart(ctx context.Context, args []string, stdout io.Writer) error {
-	var cf clientFlags
-	fs := flag.NewFlagSet("cycle start", flag.ContinueOnError)
-	cf.register(fs)
-	file := fs.String("f", "", "cycle request JSON file ('-' for stdin)")
-	wait := fs.Bool("wait", false, "wait for the cycle to finish and print its result")
-	if err := fs.Parse(args); err != nil {
-		return err
+type cycleStartOptions struct {
+	clientFlags
+	file string
+	wait bool
+}
+
+func newCycleStartCmd() *cobra.Command {
+	var o cycleStartOptions
+	cmd := &cobra.Command{
+		Use:   "start -f <request.json>",
+		Short: "Propose a cycle from a JSON CycleRequest",
+		Long: `Start the AgentCycle workflow for a CycleRequest (schema/cycle-request.schema.json).
+
+An unsigned request is signed as its agent with the agent's own Vault token:
+AIRLOCK_AGENT_VAULT_TOKEN, else VAULT_TOKEN (at VAULT_ADDR). Starting the same
+agent and cycle id twice starts one cycle.`,
+		Example: `  airlock cycle start -f examples/cycle-request.json --wait
+  node examples/sign-request.mjs req.json | airlock cycle start -f -`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runCycleStart(cmd.Context(), o, cmd.OutOrStdout())
+		},
 	}
-	if *file == "" {
-		return errors.New("cycle start: -f <request.json> is required")
+	o.register(cmd.Flags())
+	o.registerCatalog(cmd, "catalog to validate the request against before starting it (env AIRLOCK_CATALOG); the worker validates again")
+	cmd.Flags().StringVarP(&o.file, "file", "f", "", "cycle request JSON file ('-' for stdin; required)")
+	cmd.Flags().BoolVar(&o.wait, "wait", false, "wait for the cycle to finish, print its result, and exit non-zero unless it succeeded")
+	_ = cmd.MarkFlagFilename("file", "json")
+	return cmd
+}
+
+func runCycleStart(ctx context.Context, o cycleStartOptions, stdout io.Writer) error {
+	if o.file == "" {
+		return errors.New("cycle start: -f/--file <request.json> is required")
 	}
-	req, err := readRequest(*file)
+	req, err := readRequest(o.file)
 	if err != nil {
 		return err
 	}
@@ -83,7 +149,7 @@ func runCycleStart(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		opts = append(opts, starter.WithSigner(signer))
 	}
-	st, done, err := cf.starter(ctx, opts...)
+	st, done, err := o.starter(ctx, opts...)
 	if err != nil {
 		return err
 	}
@@ -93,7 +159,7 @@ func runCycleStart(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "started %s (run %s)\n", run.WorkflowID, run.RunID)
-	if !*wait {
+	if !o.wait {
 		return nil
 	}
 	res, err := run.Get(ctx)
@@ -140,18 +206,30 @@ func readRequest(path string) (contract.CycleRequest, error) {
 	return req, nil
 }
 
-func runCycleShow(ctx context.Context, args []string, stdout io.Writer) error {
+func newCycleShowCmd() *cobra.Command {
 	var cf clientFlags
-	fs := flag.NewFlagSet("cycle show", flag.ContinueOnError)
-	cf.register(fs)
-	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if err := fs.Parse(args); err != nil {
-		return err
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show <workflow-id>",
+		Short: "Show a cycle's outcome and each action's mode, Job, lease accessor and output",
+		Long: `Show a cycle's status and actions. The id is the workflow id
+cycle/<agent>/<cycle-id>; the cycle/ prefix may be left out. Works on running
+and finished cycles.`,
+		Example: `  airlock cycle show cycle/sample/example-1
+  airlock cycle show sample/example-1 --json`,
+		Args: exactArgs(1, "one workflow id (cycle/<agent>/<cycle-id>)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCycleShow(cmd.Context(), cf, args[0], asJSON, cmd.OutOrStdout())
+		},
+		ValidArgsFunction: completeCycles(&cf, false),
 	}
-	if fs.NArg() != 1 {
-		return errors.New("cycle show: want one workflow id (cycle/<agent>/<cycle-id>)")
-	}
-	id := fs.Arg(0)
+	cf.register(cmd.Flags())
+	acceptUnusedCatalog(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the CycleResult as JSON instead of a table")
+	return cmd
+}
+
+func runCycleShow(ctx context.Context, cf clientFlags, id string, asJSON bool, stdout io.Writer) error {
 	if !strings.HasPrefix(id, "cycle/") {
 		id = "cycle/" + id // accept <agent>/<cycle-id>
 	}
@@ -164,7 +242,7 @@ func runCycleShow(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -10,32 +9,71 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/airlockhq/airlock/contract"
 )
 
+type decideOptions struct {
+	clientFlags
+	action   int
+	approver string
+	comment  string
+}
+
+func newApproveCmd() *cobra.Command {
+	return newDecideCmd(contract.DecisionApprove, &cobra.Command{
+		Use:   "approve <cycle-id>",
+		Short: "Approve an action waiting for a human, as a Slack click would",
+		Long: `Approve an action of a cycle that waits for a human decision. The decision
+goes through the same validated Update as a Slack click: you must be one of
+the agent's approvers, not the agent's owner asking for itself, and critical
+actions need a second, distinct approver. The cycle/ prefix may be left out.`,
+		Example: `  airlock approve cycle/advisor/c-1 --approver U0APPROVER1
+  airlock approve advisor/c-1 --action 1 --approver U0APPROVER1 --comment "checked the diff"`,
+	})
+}
+
+func newDenyCmd() *cobra.Command {
+	return newDecideCmd(contract.DecisionDeny, &cobra.Command{
+		Use:   "deny <cycle-id>",
+		Short: "Deny a waiting action, or stop one during its veto window",
+		Long: `Deny an action of a cycle that waits for a human decision; the action never
+runs. For a supervised action in its veto window, deny stops it before it
+starts. The cycle/ prefix may be left out.`,
+		Example: `  airlock deny cycle/advisor/c-1 --approver U0APPROVER2 --comment "not during the freeze"`,
+	})
+}
+
+// newDecideCmd completes approve or deny: both take the same flags.
+func newDecideCmd(kind contract.DecisionKind, cmd *cobra.Command) *cobra.Command {
+	var o decideOptions
+	cmd.Args = exactArgs(1, "one cycle id (cycle/<agent>/<cycle-id>)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return runDecide(cmd.Context(), kind, o, args[0], cmd.OutOrStdout())
+	}
+	cmd.ValidArgsFunction = completeCycles(&o.clientFlags, true)
+	o.register(cmd.Flags())
+	o.registerCompletionCatalog(cmd)
+	cmd.Flags().IntVar(&o.action, "action", -1, fmt.Sprintf("index of the action to %s; -1 = the only action waiting", kind))
+	cmd.Flags().StringVar(&o.approver, "approver", os.Getenv("AIRLOCK_APPROVER"), fmt.Sprintf("who decides to %s: your id as listed in the agent's approvers (required; env AIRLOCK_APPROVER)", kind))
+	cmd.Flags().StringVar(&o.comment, "comment", "", fmt.Sprintf("optional comment recorded with the %s in the cycle's audit trail", kind))
+	_ = cmd.RegisterFlagCompletionFunc("approver", completeApprovers(&o.clientFlags, agentOfCycle))
+	_ = cmd.RegisterFlagCompletionFunc("action", cobra.NoFileCompletions)
+	_ = cmd.RegisterFlagCompletionFunc("comment", cobra.NoFileCompletions)
+	return cmd
+}
+
 // runDecide implements `airlock approve|deny <cycle> [--action N]`. It goes
 // through the same validated Update as a Slack click.
-func runDecide(ctx context.Context, kind contract.DecisionKind, args []string, stdout io.Writer) error {
-	var cf clientFlags
-	fs := flag.NewFlagSet(string(kind), flag.ContinueOnError)
-	cf.register(fs)
-	action := fs.Int("action", -1, "action index (default: the only action waiting)")
-	approver := fs.String("approver", os.Getenv("AIRLOCK_APPROVER"), "your approver id as listed in the catalog (env AIRLOCK_APPROVER)")
-	comment := fs.String("comment", "", "optional comment recorded with the decision")
-	if err := fs.Parse(reorder(args)); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return fmt.Errorf("%s: want one cycle id (cycle/<agent>/<cycle-id>)", kind)
-	}
-	if *approver == "" {
+func runDecide(ctx context.Context, kind contract.DecisionKind, o decideOptions, id string, stdout io.Writer) error {
+	if o.approver == "" {
 		return fmt.Errorf("%s: --approver (or AIRLOCK_APPROVER) is required", kind)
 	}
-	id := fs.Arg(0)
 	if !strings.HasPrefix(id, "cycle/") {
 		id = "cycle/" + id
 	}
-	st, done, err := cf.starter(ctx)
+	st, done, err := o.starter(ctx)
 	if err != nil {
 		return err
 	}
@@ -46,7 +84,7 @@ func runDecide(ctx context.Context, kind contract.DecisionKind, args []string, s
 	}
 	var target *contract.PendingAction
 	for i := range pending {
-		if *action == -1 || pending[i].Action.Index == *action {
+		if o.action == -1 || pending[i].Action.Index == o.action {
 			if target != nil {
 				return fmt.Errorf("%s: %d actions wait; choose one with --action", kind, len(pending))
 			}
@@ -61,7 +99,7 @@ func runDecide(ctx context.Context, kind contract.DecisionKind, args []string, s
 	}
 	res, err := st.Decide(ctx, id, contract.Decision{
 		ActionIndex: target.Action.Index, ActionHash: target.Action.Hash, Kind: kind,
-		Approver: *approver, Via: "cli", Comment: *comment,
+		Approver: o.approver, Via: "cli", Comment: o.comment,
 	})
 	if err != nil {
 		return err
@@ -74,20 +112,35 @@ func runDecide(ctx context.Context, kind contract.DecisionKind, args []string, s
 	return nil
 }
 
-func runPending(ctx context.Context, args []string, stdout io.Writer) error {
+func newCyclePendingCmd() *cobra.Command {
 	var cf clientFlags
-	fs := flag.NewFlagSet("cycle pending", flag.ContinueOnError)
-	cf.register(fs)
-	details := fs.Bool("details", false, "query each waiting cycle for its actions (one query per cycle; the default lists from visibility only)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	var details bool
+	cmd := &cobra.Command{
+		Use:   "pending",
+		Short: "List cycles with actions waiting for a human decision",
+		Long: `List the cycles whose actions wait for approval (or sit in a veto window),
+highest risk first, then oldest. By default this reads Temporal visibility
+only; --details asks each waiting cycle for its actions, deadlines and rules.`,
+		Example: `  airlock cycle pending
+  airlock cycle pending --details`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runPending(cmd.Context(), cf, details, cmd.OutOrStdout())
+		},
 	}
+	cf.register(cmd.Flags())
+	acceptUnusedCatalog(cmd)
+	cmd.Flags().BoolVar(&details, "details", false, "query each waiting cycle for its actions (one query per cycle; the default lists from visibility only)")
+	return cmd
+}
+
+func runPending(ctx context.Context, cf clientFlags, details bool, stdout io.Writer) error {
 	st, done, err := cf.starter(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
-	if !*details {
+	if !details {
 		waiting, err := st.Waiting(ctx, 0)
 		if err != nil {
 			return err
@@ -123,23 +176,4 @@ func runPending(ctx context.Context, args []string, stdout io.Writer) error {
 			p.Deadline.Local().Format(time.DateTime), p.Action.Decision.Rule)
 	}
 	return tw.Flush()
-}
-
-// reorder moves flags before positional arguments so `approve <id> --action 1`
-// works with the standard flag package.
-func reorder(args []string) []string {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if strings.HasPrefix(a, "-") {
-			flags = append(flags, a)
-			if !strings.Contains(a, "=") && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
-				flags = append(flags, args[i+1])
-				i++
-			}
-			continue
-		}
-		pos = append(pos, a)
-	}
-	return append(flags, pos...)
 }

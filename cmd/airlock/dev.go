@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/airlockhq/airlock/internal/devsetup"
 	"github.com/airlockhq/airlock/internal/devstack"
@@ -36,25 +37,49 @@ func realNodeCatalog(path string, stack *devstack.Stack) (string, error) {
 	return out, os.WriteFile(out, b, 0o600)
 }
 
-func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	catalog := fs.String("catalog", "deploy/catalog.yaml", "agent and action catalog")
-	request := fs.String("request", "examples/cycle-request.json", "sample cycle to run once the stack is up")
-	uiPort := fs.Int("ui-port", 8233, "Temporal Web UI port (a free port if taken)")
-	exit := fs.Bool("exit", false, "stop after the sample cycle instead of waiting for Ctrl-C")
-	realNode := fs.Bool("real-node", false, "run Jobs in real containers on a local node (containerd, kubelet, kube-router; root on Linux) instead of kwok's simulated one")
-	if err := fs.Parse(args); err != nil {
-		return err
+type devOptions struct {
+	catalog, request string
+	uiPort           int
+	exit, realNode   bool
+}
+
+func newDevCmd() *cobra.Command {
+	var o devOptions
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Start Temporal, Vault, Kubernetes (kwok) and a worker locally; run sample cycles",
+		Long: `Start a local stack — Temporal with its Web UI, Vault in dev mode, a Kubernetes
+apiserver with kwok's simulated node (or a real node with --real-node) — and a
+worker, prepare the catalog's agents, then run the sample request under an
+autonomous, a shadow and an advisory agent. Prints the exports that point the
+other commands at the stack. Ctrl-C stops everything.`,
+		Example: `  airlock dev
+  airlock dev --exit                 # run the samples, then stop
+  sudo airlock dev --real-node       # Jobs in real containers (Linux)`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDev(cmd.Context(), o, cmd.OutOrStdout())
+		},
 	}
-	if *realNode {
+	cmd.Flags().StringVar(&o.catalog, "catalog", "deploy/catalog.yaml", "catalog the dev worker enforces and prepares agents for")
+	cmd.Flags().StringVar(&o.request, "request", "examples/cycle-request.json", "sample cycle request to run under each demo agent once the stack is up")
+	cmd.Flags().IntVar(&o.uiPort, "ui-port", 8233, "Temporal Web UI port (a free port if taken)")
+	cmd.Flags().BoolVar(&o.exit, "exit", false, "stop after the sample cycles instead of waiting for Ctrl-C")
+	cmd.Flags().BoolVar(&o.realNode, "real-node", false, "run Jobs in real containers on a local node (containerd, kubelet, kube-router; root on Linux) instead of kwok's simulated one")
+	_ = cmd.MarkFlagFilename("catalog", "yaml", "yml")
+	_ = cmd.MarkFlagFilename("request", "json")
+	return cmd
+}
+
+func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
+	if o.realNode {
 		if err := devstack.RealNodeSupported(); err != nil {
 			return fmt.Errorf("--real-node: %w", err)
 		}
 	}
 	say := func(format string, a ...any) { fmt.Fprintf(stdout, "airlock dev: "+format+"\n", a...) }
 
-	port := *uiPort
+	port := o.uiPort
 	if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
 		port = 0
 	} else {
@@ -62,7 +87,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	start := time.Now()
 	stack, err := devstack.Start(ctx, devstack.Options{
-		Temporal: true, Vault: true, Kube: true, RealNode: *realNode, TemporalUIPort: port,
+		Temporal: true, Vault: true, Kube: true, RealNode: o.realNode, TemporalUIPort: port,
 		Logf: func(f string, a ...any) { say(f, a...) },
 	})
 	if err != nil {
@@ -74,12 +99,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}()
 	say("stack up in %s", time.Since(start).Round(10*time.Millisecond))
 
-	catPath, _ := filepath.Abs(*catalog)
+	catPath, _ := filepath.Abs(o.catalog)
 	cfg := worker.Config{
 		TemporalAddress: stack.TemporalAddress, VaultAddr: stack.VaultAddr, VaultToken: stack.VaultToken,
 		Kubeconfig: stack.Kubeconfig, CatalogPath: catPath,
 	}
-	if *realNode {
+	if o.realNode {
 		if cfg.CatalogPath, err = realNodeCatalog(catPath, stack); err != nil {
 			return err
 		}
@@ -135,7 +160,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			c()
 		}
 	}()
-	if *realNode {
+	if o.realNode {
 		say("Kubernetes runs a REAL node here (containerd, kubelet, kube-router enforcing NetworkPolicies): Jobs run in real containers; their output is in `kubectl logs`. Busybox images in the catalog run the node's locally built busybox (%s): there is no registry.", stack.BusyboxImage)
 	} else {
 		say("Kubernetes nodes are SIMULATED by kwok here: Jobs are created, admitted and scheduled for real, but no container runs. Give the worker a real KUBECONFIG (with VAULT_ADDR and TEMPORAL_ADDRESS) to run Jobs on a cluster, or run `airlock dev --real-node` as root on Linux.")
@@ -154,7 +179,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 `, stack.TemporalUIURL, stack.TemporalAddress, stack.VaultAddr, stack.VaultToken, stack.Kubeconfig, cfg.CatalogPath, logFile.Name())
 
-	req, err := readRequest(*request)
+	req, err := readRequest(o.request)
 	if err != nil {
 		return err
 	}
@@ -222,7 +247,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	say("  approve it:  go run ./cmd/airlock approve %s --approver U0APPROVER1   (with the exports above)", run.WorkflowID)
 	say("  or deny it:  go run ./cmd/airlock deny %s --approver U0APPROVER2", run.WorkflowID)
 	say("  what waits:  go run ./cmd/airlock cycle pending")
-	if *exit {
+	if o.exit {
 		return nil
 	}
 	say("stack is up; try: go run ./cmd/airlock cycle start -f examples/cycle-request.json --wait   (Ctrl-C stops everything)")

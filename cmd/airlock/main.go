@@ -1,102 +1,144 @@
 // Command airlock is Airlock's one binary: the local dev stack, the worker,
 // and the commands humans and agents use to start and inspect cycles.
+//
+// Each command group has its own file with one newXCmd constructor per
+// command; the constructor binds flags to an options struct and its RunE
+// hands them to the runX function that does the work.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
-	"github.com/airlockhq/airlock/contract"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
-
-const usage = `airlock — durable, approved, least-privilege actions for AI agents
-
-Usage:
-  airlock dev                         start Temporal, Vault, Kubernetes (kwok) and a worker; run a sample cycle
-  airlock worker [flags]              run a worker (TEMPORAL_ADDRESS or TEMPORAL_PROFILE, VAULT_ADDR, VAULT_TOKEN, KUBECONFIG, AIRLOCK_CATALOG)
-  airlock approvals [--listen :8080]  serve Slack's interaction endpoint (SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN)
-  airlock codec-server [--listen :8081] decrypt payloads for the Temporal UI (VAULT_ADDR, VAULT_TOKEN, AIRLOCK_CODEC_TOKEN)
-  airlock bootstrap                   dev/demo setup for a catalog: Vault policies, token roles, agent keys, namespaces (docker-compose runs it)
-  airlock cycle start -f req.json     propose a cycle (JSON CycleRequest); --wait prints its result
-  airlock cycle show <workflow-id>    show a cycle's status and actions (id: cycle/<agent>/<cycle-id>)
-  airlock cycle pending               list actions waiting for a human decision
-  airlock cycle list [--query Q]      find cycles, e.g. --query 'AirlockAgent="sample" AND AirlockOutcome="denied"'
-  airlock cycle audit <id> [--json]   print and verify a cycle's hash-chained thought trail; --file F verifies an export
-  airlock approve <cycle> [--action N] --approver <id>   approve a waiting action (same check as Slack)
-  airlock deny <cycle> [--action N] --approver <id>      deny it (or stop it during a veto window)
-  airlock agent list                  the catalog's agents with their live status and phases (AIRLOCK_CATALOG)
-  airlock agent show <id>             status, phase per class, counters, recent transitions
-  airlock agent kill <id> --reason R --by <approver>     kill switch: refuse new cycles, cancel running ones, delete Jobs, revoke credentials
-  airlock agent resume <id> --by U1 --by U2              bring a killed agent back, in shadow (two distinct approvers)
-  airlock agent promote <id> --class write --by U1 [--by U2] [--override --reason ...]
-                                     promote a class one phase when its gate is met (two approvers for autonomous or an override)
-
-Run "airlock <command> -h" for a command's flags.
-`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "airlock:", err)
-		}
+		fmt.Fprintln(os.Stderr, "airlock:", err)
 		os.Exit(1)
 	}
 }
 
+// run executes one airlock command line. Tests call it in-process; its
+// error is what main prints before exiting 1. Help is not an error.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return errors.New("no command")
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	return root.ExecuteContext(ctx)
+}
+
+func newRootCmd() *cobra.Command {
+	root := newGroupCmd(&cobra.Command{
+		Use:   "airlock",
+		Short: "Durable, approved, least-privilege actions for AI agents",
+		Long: `airlock — durable, approved, least-privilege actions for AI agents.
+
+Every agent reasoning cycle is a Temporal workflow: each action leases scoped
+Vault credentials, runs as an isolated Kubernetes Job, and waits for a human
+where the agent's trust phase (shadow, advisory, supervised, autonomous) says so.
+
+Commands that talk to Temporal read TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE or a
+temporal.toml profile (TEMPORAL_PROFILE); --temporal-address and --namespace
+override them. Secrets (VAULT_TOKEN, SLACK_*, AIRLOCK_CODEC_TOKEN) come from the
+environment only, never from flags.`,
+		Example: `  airlock dev                                   # local stack and a sample cycle
+  airlock cycle start -f examples/cycle-request.json --wait
+  airlock cycle pending
+  airlock approve cycle/advisor/c-1 --approver U0APPROVER1
+  source <(airlock completion bash)             # shell completion`,
+	})
+	// Errors are printed once, by main; usage only on --help.
+	root.SilenceErrors = true
+	root.SilenceUsage = true
+	root.SetFlagErrorFunc(flagError)
+	root.AddCommand(
+		newDevCmd(),
+		newWorkerCmd(),
+		newApprovalsCmd(),
+		newCodecServerCmd(),
+		newBootstrapCmd(),
+		newCycleCmd(),
+		newApproveCmd(),
+		newDenyCmd(),
+		newAgentCmd(),
+	)
+	return root
+}
+
+// newGroupCmd makes cmd a command group: alone it prints its help; with an
+// argument that names no subcommand it fails, where cobra would print help
+// and exit 0.
+func newGroupCmd(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+		}
+		return usageError(cmd, errors.New(msg))
 	}
-	switch args[0] {
-	case "dev":
-		return runDev(ctx, args[1:], stdout, stderr)
-	case "worker":
-		return runWorker(ctx, args[1:], stderr)
-	case "approvals":
-		return runApprovals(ctx, args[1:], stderr)
-	case "codec-server":
-		return runCodecServer(ctx, args[1:], stderr)
-	case "cycle":
-		if len(args) < 2 {
-			return errors.New("cycle: want start or show")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	cmd.ValidArgsFunction = cobra.NoFileCompletions
+	cmd.SuggestionsMinimumDistance = 2 // cobra's default, which SuggestionsFor does not apply
+	return cmd
+}
+
+// usageError points a caller who got a command's syntax wrong at its help.
+func usageError(cmd *cobra.Command, err error) error {
+	return fmt.Errorf("%w\nRun '%s --help' for usage.", err, cmd.CommandPath())
+}
+
+// flagError explains a bad flag. Go's flag package, which this CLI used
+// before cobra, accepted long flags with one dash (-catalog); pflag reads
+// that as shorthands, so name the two-dash spelling.
+func flagError(cmd *cobra.Command, err error) error {
+	var ne *pflag.NotExistError
+	if errors.As(err, &ne) {
+		name, _, _ := strings.Cut(ne.GetSpecifiedShortnames(), "=")
+		if len(name) > 1 && cmd.Flags().Lookup(name) != nil {
+			err = fmt.Errorf("%w: long flags take two dashes: --%s", err, ne.GetSpecifiedShortnames())
 		}
-		switch args[1] {
-		case "start":
-			return runCycleStart(ctx, args[2:], stdout)
-		case "show":
-			return runCycleShow(ctx, args[2:], stdout)
-		case "pending":
-			return runPending(ctx, args[2:], stdout)
-		case "audit":
-			return runAudit(ctx, args[2:], stdout)
-		case "list":
-			return runList(ctx, args[2:], stdout)
+	}
+	return usageError(cmd, err)
+}
+
+// exactArgs wants n positional arguments, described by what.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError(cmd, fmt.Errorf("%s: want %s, got %d arguments", cmdName(cmd), what, len(args)))
 		}
-		return fmt.Errorf("cycle: unknown command %q (want start, show, pending, audit or list)", args[1])
-	case "approve":
-		return runDecide(ctx, contract.DecisionApprove, args[1:], stdout)
-	case "deny":
-		return runDecide(ctx, contract.DecisionDeny, args[1:], stdout)
-	case "agent":
-		return runAgent(ctx, args[1:], stdout)
-	case "bootstrap":
-		return runBootstrap(ctx, args[1:], stdout)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// noArgs refuses positional arguments.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError(cmd, fmt.Errorf("%s: takes no arguments, got %q", cmdName(cmd), args))
+	}
+	return nil
+}
+
+// cmdName is the command's path without the binary's name, as errors
+// (which main prefixes with "airlock:") name it.
+func cmdName(cmd *cobra.Command) string {
+	return strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
 }
 
 // newLogger logs JSON by default, as a worker in a cluster should; text is
@@ -108,11 +150,26 @@ func newLogger(w io.Writer, format string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, nil))
 }
 
-// Usage of the Temporal connection flags, shared by every command.
+// Usages of flags that mean the same on every command that has them; the
+// command tree test allows only these to repeat.
 const (
 	temporalAddressUsage   = "Temporal frontend host:port; overrides TEMPORAL_ADDRESS and the temporal.toml profile (TEMPORAL_PROFILE). Default 127.0.0.1:7233. TLS and API key: TEMPORAL_TLS_*, TEMPORAL_API_KEY"
 	temporalNamespaceUsage = "Temporal namespace; overrides TEMPORAL_NAMESPACE and the temporal.toml profile. Default: default"
+	logFormatUsage         = "log format: json (for log collectors) or text (for a terminal) (env AIRLOCK_LOG_FORMAT)"
+	kubeconfigUsage        = "kubeconfig path; empty = in-cluster (env KUBECONFIG)"
+	vaultAddrUsage         = "Vault address (env VAULT_ADDR); the token comes from VAULT_TOKEN only"
+	catalogCompletionUsage = "agent and action catalog YAML, used only to complete agent ids and approvers in the shell (env AIRLOCK_CATALOG)"
+	catalogUnusedUsage     = "unused by this command; accepted so existing scripts keep working"
 )
+
+// sharedUsages lists the usages above for the command tree test.
+var sharedUsages = []string{temporalAddressUsage, temporalNamespaceUsage, logFormatUsage, kubeconfigUsage, vaultAddrUsage, catalogCompletionUsage, catalogUnusedUsage}
+
+// addLogFormat registers --log-format, completed with its two values.
+func addLogFormat(cmd *cobra.Command, p *string) {
+	cmd.Flags().StringVar(p, "log-format", envOr("AIRLOCK_LOG_FORMAT", "json"), logFormatUsage)
+	_ = cmd.RegisterFlagCompletionFunc("log-format", cobra.FixedCompletions([]string{"json", "text"}, cobra.ShellCompDirectiveNoFileComp))
+}
 
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
