@@ -202,7 +202,8 @@ func newAgentKillCmd() *cobra.Command {
 		Long: `Kill an agent at once: its lifecycle workflow refuses new cycles, its running
 cycles are cancelled, its Jobs deleted and its Vault token tree revoked (every
 action token and lease under it). Prints what was stopped and how long it took.
-Only one of the agent's approvers may kill it; "agent resume" brings it back.`,
+Whoever kills must be one of the agent's approvers; "agent resume" brings it
+back.`,
 		Example: `  airlock agent kill sample --reason "runaway scaling" --by U0APPROVER1`,
 		Args:    exactArgs(1, "one agent id"),
 		RunE: func(cmd *cobra.Command, args []string) error {

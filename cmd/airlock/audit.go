@@ -170,7 +170,7 @@ func newCycleListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "Find cycles with a Temporal visibility query",
-		Long: `List cycles, newest first, filtered by a Temporal visibility query over
+		Long: `List cycles, filtered by a Temporal visibility query over
 Airlock's search attributes: AirlockAgent, AirlockPhase, AirlockOutcome,
 AirlockRisk (and Temporal's own, such as ExecutionStatus and StartTime).`,
 		Example: `  airlock cycle list

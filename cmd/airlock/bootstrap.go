@@ -28,8 +28,7 @@ func newBootstrapCmd() *cobra.Command {
 		Long: `Prepare a development or demo installation for a catalog, as "airlock dev" does
 for its own stack: dev Vault policies and the token roles actions lease from,
 each agent's signing key and AppRole login, the payload encryption key, and
-each agent's namespace. Idempotent; docker-compose runs it once before the
-worker. Production installs use deploy/ (reviewed Vault policies) instead.
+each agent's namespace. docker-compose runs it once before the worker. Production installs use deploy/ (reviewed Vault policies) instead.
 
 Environment: VAULT_TOKEN (a token allowed to write policies and mounts).`,
 		Example: `  VAULT_TOKEN=root airlock bootstrap --catalog deploy/catalog.yaml --vault-addr http://127.0.0.1:8200`,

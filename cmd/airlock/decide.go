@@ -27,8 +27,8 @@ func newApproveCmd() *cobra.Command {
 		Short: "Approve an action waiting for a human, as a Slack click would",
 		Long: `Approve an action of a cycle that waits for a human decision. The decision
 goes through the same validated Update as a Slack click: you must be one of
-the agent's approvers, not the agent's owner asking for itself, and critical
-actions need a second, distinct approver. The cycle/ prefix may be left out.`,
+the agent's approvers, nobody approves their own request, and critical actions
+need a second, distinct approver. The cycle/ prefix may be left out.`,
 		Example: `  airlock approve cycle/advisor/c-1 --approver U0APPROVER1
   airlock approve advisor/c-1 --action 1 --approver U0APPROVER1 --comment "checked the diff"`,
 	})
