@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,8 +15,10 @@ import (
 	"github.com/airlockhq/airlock/contract"
 )
 
-// FuzzAuditFile runs `airlock cycle audit --file`, the whole command line
-// as a user types it, on fuzzed JSON-lines exports. Invariants: nothing panics; the command succeeds exactly when
+// FuzzAuditFile runs `airlock cycle audit --file` on fuzzed JSON-lines
+// exports. It calls runAudit, not run: cobra keeps every command tree's
+// flag completions in a process-wide table, which millions of run calls
+// would grow without bound. Invariants: nothing panics; the command succeeds exactly when
 // the file reads and its chain verifies, and fails with errAuditBroken when
 // it reads but does not verify; a verified trail re-exported with --json
 // reads back to the same entries and still verifies; and a changed byte in
@@ -43,7 +44,7 @@ func FuzzAuditFile(f *testing.F) {
 		}
 
 		var out bytes.Buffer
-		if err := run(context.Background(), []string{"cycle", "audit", "--json", "--file=" + path}, &out, io.Discard); err != nil {
+		if err := runAudit(context.Background(), auditOptions{asJSON: true, file: path}, nil, &out); err != nil {
 			t.Fatalf("--json export of a verified trail: %v", err)
 		}
 		again, verifiedAgain := auditFile(t, filepath.Join(dir, "again.jsonl"), out.Bytes())
@@ -78,7 +79,7 @@ func auditFile(t *testing.T, path string, data []byte) ([]contract.AuditEntry, b
 	t.Helper()
 	trail, readErr := readTrailBytes(t, path, data)
 	var out bytes.Buffer
-	runErr := run(context.Background(), []string{"cycle", "audit", "--file=" + path}, &out, io.Discard)
+	runErr := runAudit(context.Background(), auditOptions{file: path}, nil, &out)
 	switch {
 	case readErr != nil:
 		if runErr == nil {
