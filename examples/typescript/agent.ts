@@ -26,7 +26,7 @@ import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFaile
 // @ts-ignore -- plain JavaScript without type declarations: the reference
 // signer every JavaScript agent shares, so the canonical encoding lives in one place.
 import { sign as signRequest } from "../sign-request.mjs";
-import { RemoteCodec } from "./remote-codec.js";
+import { describe, RemoteCodec } from "./remote-codec.js";
 
 // The contract (contract/cycle.go, schema/cycle-request.schema.json).
 const TASK_QUEUE = "airlock";
@@ -60,7 +60,12 @@ function env(name: string, fallback?: string): string {
 async function vault(path: string, token: string | undefined, body: unknown): Promise<any> {
   const headers: Record<string, string> = { "Content-Type": "application/json" };
   if (token) headers["X-Vault-Token"] = token;
-  const res = await fetch(`${env("VAULT_ADDR")}/v1/${path}`, { method: "POST", headers, body: JSON.stringify(body) });
+  let res: Response;
+  try {
+    res = await fetch(`${env("VAULT_ADDR")}/v1/${path}`, { method: "POST", headers, body: JSON.stringify(body) });
+  } catch (e) {
+    throw new Error(`vault ${path} at ${env("VAULT_ADDR")}: ${describe(e)}`);
+  }
   const text = await res.text();
   // Vault's errors name the problem without echoing credentials.
   if (!res.ok) throw new Error(`vault ${path}: HTTP ${res.status}: ${text.trim().slice(0, 200)}`);

@@ -68,12 +68,17 @@ export class RemoteCodec implements PayloadCodec {
     if (payloads.length === 0) return payloads;
     const headers: Record<string, string> = { "Content-Type": "application/json" };
     if (this.opts.token) headers.Authorization = `Bearer ${this.opts.token}`;
-    const res = await fetch(`${this.url}/${op}`, {
-      method: "POST",
-      headers,
-      body: JSON.stringify({ payloads: payloads.map(toWire) }),
-      signal: AbortSignal.timeout(this.opts.timeoutMs ?? 10_000),
-    });
+    let res: Response;
+    try {
+      res = await fetch(`${this.url}/${op}`, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ payloads: payloads.map(toWire) }),
+        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 10_000),
+      });
+    } catch (e) {
+      throw new Error(`codec server /${op} at ${this.url}: ${describe(e)}`);
+    }
     if (!res.ok) {
       // The server's answer names the problem (unauthorized, bad payload); it never echoes the token.
       const why = (await res.text()).trim().slice(0, 200);
@@ -85,4 +90,10 @@ export class RemoteCodec implements PayloadCodec {
     this.calls[op] += payloads.length;
     return out;
   }
+}
+
+// describe names a network failure: fetch's own message is just "fetch failed".
+export function describe(e: unknown): string {
+  const err = e as { message?: string; cause?: { code?: string; message?: string } };
+  return [err.message, err.cause?.code ?? err.cause?.message].filter(Boolean).join(": ");
 }
