@@ -11,16 +11,19 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/converter"
 
 	"github.com/airlockhq/airlock/approval"
 	"github.com/airlockhq/airlock/codec"
+	"github.com/airlockhq/airlock/contract"
 )
 
 // CodecListener reserves the codec server's port before the Temporal dev
@@ -166,4 +169,28 @@ func newSecret() (string, error) {
 		return "", fmt.Errorf("signing secret: %w", err)
 	}
 	return "dev-" + hex.EncodeToString(b), nil
+}
+
+// PrintServers tells the developer where the codec server and the approval
+// endpoint are, and the dev signing secret.
+func (s *Servers) PrintServers(w io.Writer, uiURL string) {
+	origins, _ := UIOrigins(uiURL)
+	fmt.Fprintf(w, `  Codec server     %s   (the UI decodes payloads through it: set at start-up, allows %s; no auth, loopback only)
+  Slack endpoint   %s
+  export SLACK_SIGNING_SECRET=%s   # generated dev signing secret
+`, s.CodecURL, strings.Join(origins, " and "), s.ApprovalsURL, s.SigningSecret)
+}
+
+// PrintClick prints a ready-to-run, correctly signed Slack click on
+// kind's button of a pending action, by approver.
+func (s *Servers) PrintClick(w io.Writer, p contract.PendingAction, kind contract.DecisionKind, approver string) error {
+	body, err := ClickBody(p, kind, approver)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "  click %s as %s, as Slack would (signed with $SLACK_SIGNING_SECRET, exported above):\n", approval.ActionID(kind), approver)
+	for _, line := range strings.Split(ClickCommand(s.ApprovalsURL, body), "\n") {
+		fmt.Fprintf(w, "    %s\n", line)
+	}
+	return nil
 }
