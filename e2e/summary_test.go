@@ -50,7 +50,7 @@ func TestCycleTimelineReadsLikeAirlock(t *testing.T) {
 	require.NoError(t, err)
 	md := desc.GetExecutionConfig().GetUserMetadata()
 	assert.Equal(t, "e2e-adv: quick-write db", read(md.GetSummary()))
-	assert.Contains(t, read(md.GetDetails()), "0. quick-write db: fix it")
+	assert.Contains(t, read(md.GetDetails()), "- #0 quick-write db: fix it")
 
 	var steps []string
 	for _, ev := range rawHistory(ctx, t, run.WorkflowID).GetEvents() {

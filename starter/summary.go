@@ -46,7 +46,7 @@ func StaticDetails(req contract.CycleRequest) string {
 	}
 	fmt.Fprintf(&b, "; %d thought(s).\n", len(req.Thoughts))
 	for i, p := range req.Actions {
-		fmt.Fprintf(&b, "\n%d. %s", i, proposalSummary(p))
+		fmt.Fprintf(&b, "\n- #%d %s", i, proposalSummary(p))
 		if p.Rationale != "" {
 			fmt.Fprintf(&b, ": %s", clipRunes(p.Rationale, 200))
 		}

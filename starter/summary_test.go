@@ -60,6 +60,6 @@ func TestStartSetsTheStaticSummaryAndDetails(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "sample: cluster-read checkout", opts.StaticSummary)
 	assert.Contains(t, opts.StaticDetails, "Cycle c1 of agent sample, asked by agent:sample")
-	assert.Contains(t, opts.StaticDetails, "0. cluster-read checkout: confirm the service is healthy")
+	assert.Contains(t, opts.StaticDetails, "- #0 cluster-read checkout: confirm the service is healthy")
 	assert.NotContains(t, opts.StaticDetails, "vault:v3", "the signature is not a detail")
 }
