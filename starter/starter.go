@@ -126,6 +126,8 @@ func (c *Client) Start(ctx context.Context, req contract.CycleRequest) (*Run, er
 		TaskQueue:                c.taskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		StaticSummary:            StaticSummary(req),
+		StaticDetails:            StaticDetails(req),
 	}, contract.CycleWorkflowName, req)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {

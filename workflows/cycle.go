@@ -23,6 +23,7 @@ const rollbackIndexOffset = 10000
 // credentials, and a lease is always revoked in the end.
 var (
 	planOptions = workflow.LocalActivityOptions{
+		Summary:             "plan against the catalog",
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			MaximumAttempts:        3,
@@ -70,8 +71,10 @@ var (
 const jobFailedPrefix = "job failed: "
 
 // step runs a short cycle step (stage, dry-run, release): a local activity
-// in cycles of version 4, a heartbeating activity before.
-func (c *cycle) step(ctx workflow.Context, opts workflow.ActivityOptions, local workflow.LocalActivityOptions, fn, arg any) workflow.Future {
+// in cycles of version 4, a heartbeating activity before. The summary is
+// what the Temporal UI shows for it.
+func (c *cycle) step(ctx workflow.Context, summary string, opts workflow.ActivityOptions, local workflow.LocalActivityOptions, fn, arg any) workflow.Future {
+	opts.Summary, local.Summary = summary, summary
 	if c.localSteps {
 		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, local), fn, arg)
 	}
@@ -305,7 +308,7 @@ func (c *cycle) shadow(ctx workflow.Context, act policy.RenderedAction) contract
 	var dry activities.DryRunOutput
 	var a *activities.Activities
 	wfID := workflow.GetInfo(ctx).WorkflowExecution.ID
-	if err := c.step(ctx, stageOptions, stageLocalOptions, a.DryRunAction, activities.StageInput{
+	if err := c.step(ctx, actionSummary("dry-run", act), stageOptions, stageLocalOptions, a.DryRunAction, activities.StageInput{
 		WorkflowID: wfID, AgentID: plan.AgentID, Namespace: plan.Namespace, Action: act,
 	}).Get(ctx, &dry); err != nil {
 		base.DryRun = "unknown: " + errorMessage(err)
@@ -419,7 +422,7 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r cont
 			in.AgentID, in.WorkflowID, in.Index = plan.AgentID, wfID, act.Index
 		}
 		var out activities.ReleaseOutput
-		if err := c.step(dctx, releaseOptions, releaseLocalOptions, a.ReleaseAction, in).Get(dctx, &out); err != nil {
+		if err := c.step(dctx, actionSummary("release", act), releaseOptions, releaseLocalOptions, a.ReleaseAction, in).Get(dctx, &out); err != nil {
 			workflow.GetLogger(ctx).Error("release action", "job", job.Name, "error", err)
 			if r.Error == "" {
 				r.Error = "release: " + err.Error()
@@ -434,7 +437,7 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r cont
 		c.record(dctx, contract.AuditResult, idx(act.Index), fmt.Sprintf("%s: %s", act.Type, r.Outcome), fields)
 	}()
 
-	err := c.step(ctx, stageOptions, stageLocalOptions, a.StageAction, activities.StageInput{
+	err := c.step(ctx, actionSummary("stage", act), stageOptions, stageLocalOptions, a.StageAction, activities.StageInput{
 		WorkflowID: wfID, AgentID: plan.AgentID, Namespace: plan.Namespace, Action: act,
 		Compensation: act.Index >= rollbackIndexOffset,
 	}).Get(ctx, &staged)
@@ -455,7 +458,9 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r cont
 	})
 
 	var run activities.RunOutput
-	rctx := workflow.WithActivityOptions(ctx, runOptions(time.Duration(act.Deadline)))
+	ro := runOptions(time.Duration(act.Deadline))
+	ro.Summary = actionSummary("run", act)
+	rctx := workflow.WithActivityOptions(ctx, ro)
 	if err := workflow.ExecuteActivity(rctx, a.RunJob, activities.RunInput{
 		Namespace: job.Namespace, JobName: job.Name, ActionType: act.Type,
 		LeaseAccessor: staged.LeaseAccessor, DBLeaseID: staged.DBLeaseID,

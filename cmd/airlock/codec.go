@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/airlockhq/airlock/codec"
@@ -20,7 +21,7 @@ const codecServerUsage = `Usage: airlock codec-server [flags]
 Serves Temporal's remote codec endpoint (POST /encode, POST /decode) so the
 Temporal Web UI can show the cleartext of Airlock's encrypted payloads to the
 people allowed to see it. Point the UI at it (TEMPORAL_CODEC_ENDPOINT, or the
-UI's "Codec Server" setting) with the origin given by --ui-origin.
+UI's "Codec Server" setting) with the origins given by --ui-origin.
 
 Environment:
   AIRLOCK_CODEC_TOKEN    bearer token every request must carry
@@ -43,7 +44,8 @@ func runCodecServer(ctx context.Context, args []string, stderr io.Writer) error 
 		fs.PrintDefaults()
 	}
 	listen := fs.String("listen", envOr("AIRLOCK_CODEC_LISTEN", ":8081"), "address to serve on (env AIRLOCK_CODEC_LISTEN)")
-	uiOrigin := fs.String("ui-origin", envOr("AIRLOCK_CODEC_UI_ORIGIN", "http://localhost:8233"), "the Temporal Web UI's origin, the only browser origin allowed (env AIRLOCK_CODEC_UI_ORIGIN)")
+	uiOrigin := fs.String("ui-origin", envOr("AIRLOCK_CODEC_ORIGINS", envOr("AIRLOCK_CODEC_UI_ORIGIN", "http://localhost:8233,http://127.0.0.1:8233")),
+		"the Temporal Web UI's origins, comma-separated: the only browser origins allowed (env AIRLOCK_CODEC_ORIGINS)")
 	mount := fs.String("transit-mount", envOr("AIRLOCK_TRANSIT_MOUNT", vault.DefaultTransitMount), "Vault Transit mount (env AIRLOCK_TRANSIT_MOUNT)")
 	key := fs.String("transit-key", envOr("AIRLOCK_TRANSIT_KEY", vault.DefaultTransitKey), "Vault Transit key wrapping the data keys (env AIRLOCK_TRANSIT_KEY)")
 	insecure := fs.Bool("insecure-no-auth", false, "serve without AIRLOCK_CODEC_TOKEN: anyone who reaches the server can decrypt payloads (dev only)")
@@ -74,7 +76,7 @@ func runCodecServer(ctx context.Context, args []string, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("codec-server: %w", err)
 	}
-	h, err := codec.NewHandler(c, codec.HandlerOptions{UIOrigin: *uiOrigin, Token: token, InsecureNoAuth: *insecure})
+	h, err := codec.NewHandler(c, codec.HandlerOptions{UIOrigins: strings.FieldsFunc(*uiOrigin, func(r rune) bool { return r == ',' || r == ' ' }), Token: token, InsecureNoAuth: *insecure})
 	if err != nil {
 		return fmt.Errorf("codec-server: %w", err)
 	}

@@ -13,6 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlockhq/airlock/approval"
+	"github.com/airlockhq/airlock/contract"
+	"github.com/airlockhq/airlock/internal/devenv"
 	"github.com/airlockhq/airlock/internal/devsetup"
 	"github.com/airlockhq/airlock/internal/devstack"
 	"github.com/airlockhq/airlock/starter"
@@ -61,8 +64,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		l.Close()
 	}
 	start := time.Now()
+	// The UI is started with the codec server's URL: payloads are readable
+	// in it with no manual step.
+	codecLn, codecURL, err := devenv.CodecListener()
+	if err != nil {
+		return err
+	}
+	defer codecLn.Close()
 	stack, err := devstack.Start(ctx, devstack.Options{
-		Temporal: true, Vault: true, Kube: true, RealNode: *realNode, TemporalUIPort: port,
+		Temporal: true, Vault: true, Kube: true, RealNode: *realNode, TemporalUIPort: port, TemporalUICodecEndpoint: codecURL,
 		Logf: func(f string, a ...any) { say(f, a...) },
 	})
 	if err != nil {
@@ -128,6 +138,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("start worker: %w", err)
 	}
 	defer w.Stop()
+	decider := starter.New(tc, starter.WithCatalog(acts.Catalog))
+	servers, err := devenv.Start(devenv.Config{CodecListener: codecLn, Codec: cod, UIURL: stack.TemporalUIURL, Logger: tel.Logger,
+		Approvals: approval.HandlerConfig{Decider: approval.DeciderFunc(decider.Decide), Killer: approval.KillerFunc(decider.RequestKill), Promoter: approval.PromoterFunc(decider.Promote)}})
+	if err != nil {
+		return err
+	}
+	defer servers.Close()
 
 	var closers []func() // agents' Vault sessions
 	defer func() {
@@ -147,12 +164,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
   export KUBECONFIG=%s
   export AIRLOCK_CATALOG=%s
   worker log       %s
-
-  Payloads are encrypted (Vault Transit). To read them in the UI, run
-    go run ./cmd/airlock codec-server --insecure-no-auth --listen 127.0.0.1:8081
-  and set the UI's codec endpoint (top-right data-encoder icon) to http://127.0.0.1:8081
-
 `, stack.TemporalUIURL, stack.TemporalAddress, stack.VaultAddr, stack.VaultToken, stack.Kubeconfig, cfg.CatalogPath, logFile.Name())
+	servers.PrintServers(stdout, stack.TemporalUIURL)
+	fmt.Fprintln(stdout)
 
 	req, err := readRequest(*request)
 	if err != nil {
@@ -213,16 +227,44 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	say("advisory: the read runs, then the write waits for a human — cycle %s", run.WorkflowID)
+	var waiting []contract.PendingAction
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		if p, err := st.Pending(ctx, run.WorkflowID); err == nil && len(p) > 0 {
 			say("  waiting: action %d (%s), %s", p[0].Action.Index, p[0].Action.Type, p[0].Action.Decision.Rule)
+			waiting = p
 			break
 		}
 	}
-	say("  approve it:  go run ./cmd/airlock approve %s --approver U0APPROVER1   (with the exports above)", run.WorkflowID)
+	if len(waiting) == 0 || len(waiting[0].Approvers) == 0 {
+		return fmt.Errorf("cycle %s: no action waits for approval", run.WorkflowID)
+	}
+	approver := waiting[0].Approvers[0]
+	if err := servers.PrintClick(stdout, waiting[0], contract.DecisionApprove, approver); err != nil {
+		return err
+	}
+	say("  approve it:  go run ./cmd/airlock approve %s --approver %s   (with the exports above)", run.WorkflowID, approver)
 	say("  or deny it:  go run ./cmd/airlock deny %s --approver U0APPROVER2", run.WorkflowID)
 	say("  what waits:  go run ./cmd/airlock cycle pending")
 	if *exit {
+		// No human here: the same signed click, made by this process.
+		body, err := devenv.ClickBody(waiting[0], contract.DecisionApprove, approver)
+		if err != nil {
+			return err
+		}
+		answer, err := devenv.Click(ctx, servers.ApprovalsURL, servers.SigningSecret, body)
+		if err != nil {
+			return err
+		}
+		say("  clicked Approve as %s: %s", approver, answer)
+		res, err := run.Get(ctx)
+		if err != nil {
+			return fmt.Errorf("cycle %s: %w", run.WorkflowID, err)
+		}
+		printResult(stdout, res)
+		say("cycle %s: %s", res.WorkflowID, res.Outcome)
+		if res.Outcome != contract.OutcomeSucceeded {
+			return fmt.Errorf("cycle %s: %s", res.WorkflowID, res.Outcome)
+		}
 		return nil
 	}
 	say("stack is up; try: go run ./cmd/airlock cycle start -f examples/cycle-request.json --wait   (Ctrl-C stops everything)")

@@ -66,6 +66,10 @@ type Options struct {
 	SearchAttributes []string
 	// TemporalUIPort is the Temporal Web UI port. Default: 0, a free port.
 	TemporalUIPort int
+	// TemporalUICodecEndpoint, if set, is the remote codec server the Web UI
+	// decodes payloads with (start-dev --ui-codec-endpoint), so a browser
+	// opening the UI sees cleartext with no manual setting. Default: none.
+	TemporalUICodecEndpoint string
 
 	// Logf receives progress lines. Default: discard.
 	Logf func(format string, args ...any)
