@@ -158,7 +158,7 @@ func TestNotifierPostThenUpdate(t *testing.T) {
 	assert.Equal(t, "C0APPROVE", post.Form.Get("channel"))
 	assert.Contains(t, post.Form.Get("text"), "Approval needed: agent ops-bot wants to run scale-deployment")
 	blocks := post.blocks(t)
-	assert.Equal(t, []string{ActionApprove, ActionDeny, ActionKillAgent}, actionIDs(blocks))
+	assert.Equal(t, []string{ActionApprove, ActionDeny, ActionDenyWithReason, ActionKillAgent}, actionIDs(blocks))
 	raw := post.Form.Get("blocks")
 	assert.Contains(t, raw, `"style":"primary"`)
 	assert.Contains(t, raw, `"style":"danger"`)
@@ -187,7 +187,7 @@ func TestNotifierActivities(t *testing.T) {
 
 	calls := rs.received()
 	require.Len(t, calls, 2)
-	assert.Equal(t, []string{ActionStop, ActionKillAgent}, actionIDs(calls[0].blocks(t)))
+	assert.Equal(t, []string{ActionStop, ActionStopWithReason, ActionKillAgent}, actionIDs(calls[0].blocks(t)))
 	assert.Contains(t, calls[0].texts(t), "unless stopped")
 	assert.Empty(t, actionIDs(calls[1].blocks(t)))
 	assert.Contains(t, calls[1].texts(t), "*Expired*")
