@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -79,6 +82,37 @@ func TestCycleJoinsTheAgentsTraceFromItsTraceparent(t *testing.T) {
 	bad, err := starter.ContextWithTraceparent(context.Background(), "00-not-a-trace-01")
 	assert.ErrorIs(t, err, starter.ErrBadTraceparent)
 	assert.Equal(t, context.Background(), bad)
+}
+
+// The CLI joins the agent's trace too: `airlock cycle start --traceparent`
+// (or TRACEPARENT) gives its Temporal client the tracing interceptor, so the
+// worker's spans land in the agent's trace; a malformed header is a warning.
+func TestCLICycleStartJoinsTheAgentsTrace(t *testing.T) {
+	env.spans.Reset()
+	const agentTrace = "0c1a9e47b2a3c4d5e6f708125a1e7ace"
+	write := func(cycle string) string {
+		b, err := json.Marshal(contract.CycleRequest{AgentID: "e2e", CycleID: cycle,
+			Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "from the cli"}}}})
+		require.NoError(t, err)
+		f := filepath.Join(t.TempDir(), "req.json")
+		require.NoError(t, os.WriteFile(f, b, 0o600))
+		return f
+	}
+	out, err := cli(t, "cycle", "start", "-f", write(cycleID(t)), "--wait", "--traceparent", "00-"+agentTrace+"-b2a3c4d5e6f70812-01")
+	require.NoError(t, err, out)
+	require.Eventually(t, func() bool {
+		for _, s := range env.spans.GetSpans() {
+			if s.Name == "RunWorkflow:AgentCycle" && s.SpanContext.TraceID().String() == agentTrace {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 50*time.Millisecond, "the worker ran the CLI's cycle in the agent's trace")
+
+	out, err = cli(t, "cycle", "start", "-f", write(cycleID(t)+"-bad"), "--wait", "--traceparent", "00-nonsense")
+	require.NoError(t, err, "a bad trace header never fails a cycle: %s", out)
+	assert.Contains(t, out, "warning: invalid traceparent")
+	assert.Contains(t, out, "succeeded")
 }
 
 func keysOf[V any](m map[string]V) []string {
