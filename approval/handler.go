@@ -130,6 +130,14 @@ func (c HandlerConfig) LogValue() slog.Value { return slog.StringValue(c.String(
 //	502 the Decider failed · 503 it timed out, or the replay cache is full
 //
 // Nothing is decided for any 4xx but 403, and a 403 changes nothing.
+//
+// A "… with reason" button is answered 200 "reason asked" once its modal is
+// open (502 if Slack would not open it; 400 without a Notifier). The
+// modal's view_submission is authenticated and decided like a click, but
+// answered as Slack's modals want: an empty 200 closes the modal after a
+// decision; a blank or too long reason, a refusal or an outage is a 200
+// with response_action "errors" shown under the reason (only the outage
+// may be retried with the same request).
 type Handler struct {
 	secret        string
 	decider       Decider
