@@ -15,6 +15,7 @@ import (
 	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
+	"github.com/airlockhq/airlock/telemetry"
 	"github.com/airlockhq/airlock/vault"
 	"github.com/airlockhq/airlock/worker"
 )
@@ -22,6 +23,7 @@ import (
 // clientFlags are shared by commands that talk to Temporal.
 type clientFlags struct {
 	address, namespace, catalog string
+	tel                         *telemetry.Telemetry // tracing, when joining a trace (traceparent.go)
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
@@ -42,7 +44,7 @@ func (c *clientFlags) starter(ctx context.Context, extra ...starter.Option) (*st
 		}
 		opts = append(opts, starter.WithCatalog(cat))
 	}
-	cc := worker.ClientConfig{Address: c.address, Namespace: c.namespace, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cc := worker.ClientConfig{Address: c.address, Namespace: c.namespace, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Telemetry: c.tel}
 	// Payloads are encrypted by workers; reading them needs the same Transit
 	// key. Without Vault credentials the CLI still works on plain payloads.
 	if os.Getenv("VAULT_TOKEN") != "" && os.Getenv("AIRLOCK_PLAIN_PAYLOADS") != "true" {
@@ -65,6 +67,7 @@ func runCycleStart(ctx context.Context, args []string, stdout io.Writer) error {
 	cf.register(fs)
 	file := fs.String("f", "", "cycle request JSON file ('-' for stdin)")
 	wait := fs.Bool("wait", false, "wait for the cycle to finish and print its result")
+	traceparent := fs.String("traceparent", os.Getenv("TRACEPARENT"), "the agent's W3C traceparent: the cycle joins the agent's trace (env TRACEPARENT)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -75,7 +78,11 @@ func runCycleStart(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var opts []starter.Option
+	ctx, opts, flush, err := joinTrace(ctx, *traceparent, &cf, os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer flush()
 	if req.Signature == nil {
 		signer, err := agentSigner(req.AgentID)
 		if err != nil {
