@@ -258,6 +258,7 @@ func NewActivities(ctx context.Context, cfg Config) (*activities.Activities, fun
 	}
 	acts.Broker, acts.Agents = sess.Broker, agents
 	acts.Identity = vault.NewVerifier(sess.Broker) // verify agents' request signatures (never sign)
+	acts.AuditSigner = vault.NewAuditSigner(sess.Broker) // sign cycles' audit-trail heads
 	return acts, func() { agents.Close(); sess.Close() }, nil
 }
 
