@@ -42,7 +42,7 @@ var vaultLog = strings.Join([]string{
 	`{"time":"2026-05-01T12:00:00.06Z","type":"response","auth":{"accessor":"workerAcc","display_name":"token","client_token":"` + tokenHMAC + `"},"request":{"operation":"update","path":"auth/token/create/airlock-action-read"},"response":{"auth":{"accessor":"` + accessor + `","client_token":"hmac-sha256:aaaa","policies":["airlock-e2e-read"],"token_ttl":10}}}`,
 	`not json at all`,
 	`{"time":"2026-05-01T12:00:00.08Z","type":"response","auth":{"accessor":"` + accessor + `","display_name":"token","client_token":"hmac-sha256:aaaa"},"request":{"operation":"read","path":"secret/data/airlock/airlock-e2e-read/payments-api"},"response":{"data":{"data":{"token":"hmac-sha256:bbbb"}}}}`,
-	`{"time":"2026-05-01T12:00:00.09Z","type":"response","auth":{"accessor":"workerAcc","display_name":"token"},"request":{"operation":"update","path":"auth/token/renew-accessor","data":{"accessor":"` + accessor + `","increment":"hmac-sha256:cc"}}}`,
+	`{"time":"2026-05-01T12:00:00.09Z","type":"response","auth":{"accessor":"workerAcc","display_name":"token"},"request":{"operation":"update","path":"auth/token/renew-accessor","data":{"accessor":"` + accessor + `","increment":"hmac-sha256:cc"}},"response":{"auth":{"accessor":"` + accessor + `","client_token":"hmac-sha256:aaaa","token_ttl":10}}}`,
 	`{"time":"2026-05-01T12:00:01.9Z","type":"response","auth":{"accessor":"workerAcc","display_name":"token"},"request":{"operation":"update","path":"auth/token/revoke-accessor","data":{"accessor":"` + accessor + `"}}}`,
 	`{"time":"2026-05-01T12:00:01.95Z","type":"response","auth":{"accessor":"otherAcc","display_name":"token"},"request":{"operation":"read","path":"secret/data/other"}}`,
 	``,

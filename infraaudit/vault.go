@@ -96,7 +96,8 @@ func vaultEvents(l vaultLine, at time.Time, s Subject) (out []Event, hmaced bool
 		i := s.Accessors[acc]
 		out = append(out, Event{At: at, Source: SourceVault, Action: &i, Actor: actor, What: what + status, Accessor: acc})
 	}
-	if ra := l.Response; ra != nil && ra.Auth != nil {
+	// A renewal answers with the renewed token's auth too: not an issue.
+	if ra := l.Response; ra != nil && ra.Auth != nil && !strings.Contains(path, "renew") {
 		if _, ok := s.Accessors[ra.Auth.Accessor]; ok {
 			add(ra.Auth.Accessor, fmt.Sprintf("token issued via %s: accessor %s, policies %s, ttl %s",
 				path, ra.Auth.Accessor, strings.Join(ra.Auth.Policies, ","), time.Duration(ra.Auth.TokenTTL)*time.Second))
