@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/airlockhq/airlock/contract"
+	"github.com/airlockhq/airlock/vault"
 )
 
 // AuditHeadSigner signs audit-trail heads with a key that never leaves
@@ -33,8 +34,13 @@ func (a *Activities) SignAuditHead(ctx context.Context, in SignHeadInput) (contr
 		return contract.HeadSignature{}, permanent(ErrTypeAuditUnsigned, errors.New("sign audit head: worker has no audit signing key"))
 	}
 	sig, v, err := a.AuditSigner.Sign(ctx, contract.HeadMessage(in.WorkflowID, in.HeadSeq, in.Head))
+	if err != nil && !errors.Is(err, vault.ErrUnavailable) {
+		// Refused (no key, no sign policy): retrying cannot help; the
+		// trail records the head unsigned at once.
+		return contract.HeadSignature{}, permanent(ErrTypeAuditUnsigned, err)
+	}
 	if err != nil {
-		return contract.HeadSignature{}, err
+		return contract.HeadSignature{}, err // an outage: retried
 	}
 	return contract.HeadSignature{WorkflowID: in.WorkflowID, HeadSeq: in.HeadSeq, Head: in.Head,
 		Key: a.AuditSigner.Key(), KeyVersion: v, Signature: sig, Final: in.Final}, nil

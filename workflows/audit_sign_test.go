@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/airlockhq/airlock/contract"
+	"github.com/airlockhq/airlock/vault"
 )
 
 // edSigner stands in for the Transit audit key (the e2e test uses Vault's);
@@ -37,7 +39,7 @@ func (s *edSigner) Sign(_ context.Context, msg []byte) (string, int, error) {
 	defer s.mu.Unlock()
 	s.calls++
 	if s.calls <= s.failFirst {
-		return "", 0, errors.New("sign audit head: vault unavailable")
+		return "", 0, fmt.Errorf("sign audit head: %w", vault.ErrUnavailable)
 	}
 	return "vault:v3:" + base64.StdEncoding.EncodeToString(ed25519.Sign(s.priv, msg)), 3, nil
 }
