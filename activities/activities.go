@@ -70,6 +70,10 @@ type Activities struct {
 	// AgentStates overrides where PlanCycle reads an agent's state.
 	// Default: its Agent workflow, through Temporal.
 	AgentStates AgentStateReader
+	// AuditSigner signs cycles' audit-trail heads (SignAuditHead). Nil:
+	// trails record that their heads are unsigned, which `cycle audit`
+	// refuses.
+	AuditSigner AuditHeadSigner
 }
 
 // Error types the workflow treats as permanent.

@@ -99,7 +99,7 @@ func runOptions(deadline time.Duration) workflow.ActivityOptions {
 // against the catalog, then handles each action as the trust model says.
 // Actions run in order; after a failure or a denial the rest are skipped.
 // Its metrics go through the SDK's metrics handler (metrics.go).
-func AgentCycle(ctx workflow.Context, req contract.CycleRequest) (_ contract.CycleResult, err error) {
+func AgentCycle(ctx workflow.Context, req contract.CycleRequest) (res contract.CycleResult, err error) {
 	info := workflow.GetInfo(ctx)
 	c := &cycle{req: req, gates: map[int]*gate{}}
 	c.res = contract.CycleResult{WorkflowID: info.WorkflowExecution.ID, AgentID: req.AgentID, CycleID: req.CycleID}
@@ -144,6 +144,11 @@ func AgentCycle(ctx workflow.Context, req contract.CycleRequest) (_ contract.Cyc
 	if v >= 3 {
 		c.agentState = true
 		defer func() { c.reportToAgent(ctx, err) }()
+	}
+	// Cycles started before audit signing (audit.go) replay unsigned.
+	if workflow.GetVersion(ctx, "audit-signature", workflow.DefaultVersion, 1) >= 1 {
+		c.signing = true
+		defer func() { res.Audit = c.signHead(ctx, true) }()
 	}
 	if v >= 1 {
 		if err := c.verify(ctx); err != nil {
@@ -358,6 +363,9 @@ func (c *cycle) gated(ctx workflow.Context, act policy.RenderedAction) contract.
 	}
 	waitStart := workflow.Now(ctx)
 	g, ref := c.await(ctx, act, notice, needed, window)
+	if c.signing {
+		c.signHead(ctx, false)
+	}
 	decisions := slices.Clone(g.decisions)
 	if g.refusal == nil {
 		approvalWait(ctx, plan.AgentID, workflow.Now(ctx).Sub(waitStart), g.status)
@@ -454,7 +462,7 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r cont
 	r.LeaseAccessor, r.LeaseTTL, r.DBLeaseID = staged.LeaseAccessor, staged.LeaseTTL, staged.DBLeaseID
 	c.record(ctx, contract.AuditLease, idx(act.Index), "credential leased", map[string]any{
 		"accessor": staged.LeaseAccessor, "ttl": staged.LeaseTTL.String(), "policies": staged.LeasePolicies,
-		"db_lease": staged.DBLeaseID, "job": staged.JobName, "secret": staged.SecretName,
+		"db_lease": staged.DBLeaseID, "job": staged.JobName, "secret": staged.SecretName, "namespace": job.Namespace,
 	})
 
 	var run activities.RunOutput

@@ -69,6 +69,9 @@ type cycle struct {
 	// shadowed are the shadow proposals reported to the agent's workflow,
 	// where their feedback lands.
 	shadowed []contract.ShadowProposal
+	// signing: the trail's head is signed at each decision and at the end
+	// (version "audit-signature", audit.go).
+	signing bool
 }
 
 var allowedKinds = map[contract.NoticeMode][]contract.DecisionKind{

@@ -15,24 +15,30 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock/contract"
+	"github.com/airlockhq/airlock/infraaudit"
 )
 
 // errAuditBroken makes `cycle audit` exit non-zero on a broken chain.
 var errAuditBroken = errors.New("audit trail does not verify")
 
 // runAudit prints a cycle's thought audit trail and verifies its hash
-// chain; --json exports it as JSON lines; --file verifies an export.
+// chain and its chain-head signature (Vault Transit); --json exports it as
+// JSON lines; --file verifies an export; --infra joins it with the Vault
+// and apiserver audit logs (package infraaudit).
 func runAudit(ctx context.Context, args []string, stdout io.Writer) error {
 	var cf clientFlags
 	fs := flag.NewFlagSet("cycle audit", flag.ContinueOnError)
 	cf.register(fs)
 	asJSON := fs.Bool("json", false, "print the trail as JSON lines (for export)")
 	file := fs.String("file", "", "verify and print an exported JSON-lines trail instead of asking Temporal")
+	infra := fs.Bool("infra", false, "join the trail with the Vault and apiserver audit logs of its tokens and objects")
+	vaultLog := fs.String("vault-audit-log", os.Getenv("AIRLOCK_VAULT_AUDIT_LOG"), "Vault file audit device log, for --infra (env AIRLOCK_VAULT_AUDIT_LOG)")
+	k8sLog := fs.String("k8s-audit-log", os.Getenv("AIRLOCK_K8S_AUDIT_LOG"), "kube-apiserver audit log (JSON), for --infra (env AIRLOCK_K8S_AUDIT_LOG)")
 	if err := fs.Parse(reorder(args)); err != nil {
 		return err
 	}
 	var trail []contract.AuditEntry
-	var source string
+	var source, workflowID string
 	switch {
 	case *file != "":
 		t, err := readTrail(*file)
@@ -53,7 +59,7 @@ func runAudit(ctx context.Context, args []string, stdout io.Writer) error {
 		if trail, err = st.Audit(ctx, id); err != nil {
 			return err
 		}
-		source = id
+		source, workflowID = id, id
 	default:
 		return errors.New("cycle audit: want one cycle id, or --file <trail.jsonl>")
 	}
@@ -66,6 +72,9 @@ func runAudit(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return nil
 	}
+	if *infra {
+		return infraaudit.Run(ctx, stdout, workflowID, trail, *vaultLog, *k8sLog)
+	}
 	printTrail(stdout, source, trail)
 	if b := contract.VerifyAudit(trail); b != nil {
 		fmt.Fprintf(stdout, "\nBROKEN at entry %d: %s\nentries from %d on cannot be trusted\n", b.Seq, b.Reason, b.Seq)
@@ -76,7 +85,7 @@ func runAudit(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, ", head %s", trail[n-1].Hash[:16])
 	}
 	fmt.Fprintln(stdout)
-	return nil
+	return infraaudit.VerifySignatures(ctx, stdout, infraaudit.VaultVerifier, trail, workflowID)
 }
 
 func readTrail(path string) ([]contract.AuditEntry, error) {

@@ -29,6 +29,7 @@ Usage:
   airlock cycle pending               list actions waiting for a human decision
   airlock cycle list [--query Q]      find cycles, e.g. --query 'AirlockAgent="sample" AND AirlockOutcome="denied"'
   airlock cycle audit <id> [--json]   print and verify a cycle's hash-chained thought trail; --file F verifies an export
+                                      --infra --vault-audit-log F --k8s-audit-log F joins it with Vault's and the apiserver's audit logs
   airlock approve <cycle> [--action N] --approver <id>   approve a waiting action (same check as Slack)
   airlock deny <cycle> [--action N] --approver <id>      deny it (or stop it during a veto window)
   airlock agent list                  the catalog's agents with their live status and phases (AIRLOCK_CATALOG)
