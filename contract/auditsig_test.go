@@ -106,7 +106,7 @@ func TestSignedTrailVerifiesAndRewritesDoNot(t *testing.T) {
 		}, unsigned: true, want: "entries 5 to 6"},
 		"every signature removed": {tamper: func() []contract.AuditEntry {
 			tr := clone()
-			return rehash(append(append(tr[:2:2], tr[3:5]...)))
+			return rehash(append(tr[:2:2], tr[3:5]...))
 		}, unsigned: true, want: "no chain-head signature"},
 		"another cycle's trail": {tamper: clone, wf: "cycle/a/other", want: `signature is for cycle "cycle/a/c1"`},
 		"signing failed": {tamper: func() []contract.AuditEntry {
