@@ -6,6 +6,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -74,6 +75,11 @@ type Activities struct {
 	// trails record that their heads are unsigned, which `cycle audit`
 	// refuses.
 	AuditSigner AuditHeadSigner
+
+	// trustSent remembers, per agent, the catalog trust settings this worker
+	// has signalled to the agent's workflow: they are not in the memo that
+	// cycles read, so without it every cycle would re-signal them.
+	trustSent sync.Map // agent id → policy.Trust
 }
 
 // Error types the workflow treats as permanent.
