@@ -188,15 +188,19 @@ func argName(field string) string {
 // await waits up to the configured wait for the cycle's result, telling a
 // client that sent a progress token where it stands meanwhile.
 func (s *Server) await(ctx context.Context, req *mcp.CallToolRequest, run *starter.Run) (*mcp.CallToolResult, error) {
-	waitCtx, cancel := context.WithTimeout(ctx, s.cfg.Wait)
+	// The wait is a timer, not a deadline on Get: the SDK's long poll
+	// may end just before a deadline with an error of its own.
+	getCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	timeout := time.NewTimer(s.cfg.Wait)
+	defer timeout.Stop()
 	type got struct {
 		res contract.CycleResult
 		err error
 	}
 	done := make(chan got, 1)
 	go func() {
-		res, err := run.Get(waitCtx)
+		res, err := run.Get(getCtx)
 		done <- got{res, err}
 	}()
 	token := req.Params.GetProgressToken()
@@ -222,10 +226,9 @@ func (s *Server) await(ctx context.Context, req *mcp.CallToolRequest, run *start
 			if ctx.Err() != nil {
 				return nil, ctx.Err() // the client gave up; the cycle goes on
 			}
-			if waitCtx.Err() != nil {
-				return s.pending(ctx, run.WorkflowID), nil
-			}
 			return s.failed(run.WorkflowID, g.err), nil
+		case <-timeout.C:
+			return s.pending(ctx, run.WorkflowID), nil
 		case <-tick.C:
 			if token == nil {
 				continue
@@ -254,16 +257,19 @@ func (s *Server) pending(ctx context.Context, workflowID string) *mcp.CallToolRe
 	return result(r, false)
 }
 
-// failed is a cycle that ended without a result: refused by the workflow
-// (invalid request, unverified signature, a killed agent) or broken.
+// failed is a cycle whose result could not be had: refused by the
+// workflow (an invalid request or action, an unverified signature) — then
+// nothing ran — or anything else, when Airlock cannot say what happened.
 func (s *Server) failed(workflowID string, err error) *mcp.CallToolResult {
-	msg := err.Error()
+	r := Result{Status: string(contract.OutcomeFailed), WorkflowID: workflowID, UIURL: s.uiURL(workflowID), Error: err.Error()}
 	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		msg = appErr.Message()
+	if errors.As(err, &appErr) && (appErr.Type() == contract.ErrTypeInvalidRequest || appErr.Type() == contract.ErrTypeInvalidAction) {
+		r.Error = appErr.Message()
+		r.Message = fmt.Sprintf("Airlock refused cycle %s, nothing ran: %s", workflowID, r.Error)
+	} else {
+		r.Status = "unknown"
+		r.Message = fmt.Sprintf("Could not get the result of cycle %s (%v): it may still run. Call %s with workflow_id %q to find out.", workflowID, err, ToolCycleStatus, workflowID)
 	}
-	r := Result{Status: string(contract.OutcomeFailed), WorkflowID: workflowID, UIURL: s.uiURL(workflowID), Error: msg,
-		Message: fmt.Sprintf("Airlock refused cycle %s, nothing ran: %s", workflowID, msg)}
 	return result(r, true)
 }
 

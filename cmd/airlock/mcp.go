@@ -27,6 +27,7 @@ func runMCP(ctx context.Context, args []string, _, stderr io.Writer) error {
 	agent := fs.String("agent", os.Getenv("AIRLOCK_AGENT"), "the agent this server speaks for (env AIRLOCK_AGENT); it signs as this agent with AIRLOCK_AGENT_VAULT_TOKEN (else VAULT_TOKEN)")
 	httpAddr := fs.String("http", "", "serve streamable HTTP on this address (e.g. 127.0.0.1:8090) instead of stdio; off loopback it needs AIRLOCK_MCP_TOKEN (clients send Authorization: Bearer <token>)")
 	wait := fs.Duration("wait", mcpserver.DefaultWait, "how long a call waits for its cycle (a human decision included) before it answers \"pending\"")
+	progress := fs.Duration("progress", mcpserver.DefaultProgressInterval, "how often a waiting call sends MCP progress notifications (to clients that asked for them)")
 	ui := fs.String("ui", os.Getenv("AIRLOCK_UI_URL"), "Temporal UI base URL for links in results, e.g. http://127.0.0.1:8233 (env AIRLOCK_UI_URL)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -51,7 +52,7 @@ func runMCP(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	defer done()
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	srv, err := mcpserver.New(mcpserver.Config{AgentID: *agent, Catalog: cat, Cycles: st, Wait: *wait, UIBaseURL: *ui,
+	srv, err := mcpserver.New(mcpserver.Config{AgentID: *agent, Catalog: cat, Cycles: st, Wait: *wait, ProgressInterval: *progress, UIBaseURL: *ui,
 		Namespace: envOr("TEMPORAL_NAMESPACE", cf.namespace), Logger: logger})
 	if err != nil {
 		return err
