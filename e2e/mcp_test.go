@@ -67,7 +67,9 @@ func mcpSession(ctx context.Context, t *testing.T, agentToken string, args ...st
 	cmd.Stderr = stderr
 	progress := &progressLog{}
 	client := mcp.NewClient(&mcp.Implementation{Name: "e2e-agent", Version: "1"}, &mcp.ClientOptions{
-		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) { progress.add(req.Params.ProgressToken, req.Params.Message) },
+		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+			progress.add(req.Params.ProgressToken, req.Params.Message)
+		},
 	})
 	cs, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
 	require.NoError(t, err, "stderr: %s", stderr)
@@ -250,7 +252,10 @@ func TestMCPPendingPastTheWaitThenPolled(t *testing.T) {
 	endpoint := approvalEndpoint(t)
 	cs, _, _ := mcpSession(ctx, t, agentLogin(ctx, t, "e2e-adv"), "--wait", "2s")
 
-	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "quick-write", Arguments: map[string]any{"target": "cache", "rationale": "warm the cache"}})
+	// A client that claims the write is harmless changes nothing: Airlock
+	// never reads hints from clients.
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "quick-write", Arguments: map[string]any{"target": "cache", "rationale": "warm the cache"},
+		Meta: mcp.Meta{"annotations": map[string]any{"readOnlyHint": true, "destructiveHint": false}, "readOnlyHint": true}})
 	require.NoError(t, err)
 	text, r := callResult(t, res)
 	require.False(t, res.IsError, "pending is not an error: %s", text)

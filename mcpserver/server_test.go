@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 
@@ -318,4 +320,46 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	if b.token != "" {
+		r.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	return b.next.RoundTrip(r)
+}
+
+func TestStreamableHTTPNeedsTheBearerToken(t *testing.T) {
+	cat := loadCatalog(t)
+	srv, err := New(Config{AgentID: "bot", Catalog: cat, Cycles: &agentStates{Client: starter.New(nil, starter.WithCatalog(cat)), err: starter.ErrNoAgentState}})
+	require.NoError(t, err)
+	hs := httptest.NewServer(srv.HTTPHandler("s3cret"))
+	defer hs.Close()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		token string
+		ok    bool
+	}{{"", false}, {"wrong", false}, {"s3cret", true}} {
+		t.Run("token "+tc.token, func(t *testing.T) {
+			tr := &mcp.StreamableClientTransport{Endpoint: hs.URL, MaxRetries: -1, DisableStandaloneSSE: true,
+				HTTPClient: &http.Client{Transport: bearer{tc.token, http.DefaultTransport}}}
+			cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx, tr, nil)
+			if !tc.ok {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), "Unauthorized")
+				return
+			}
+			require.NoError(t, err)
+			defer cs.Close()
+			tools, err := cs.ListTools(ctx, nil)
+			require.NoError(t, err)
+			assert.Len(t, tools.Tools, 6)
+		})
+	}
 }
