@@ -54,15 +54,16 @@ func (p *progressLog) find(token any, subs ...string) (string, bool) {
 
 // mcpSession runs `airlock mcp` (the real binary, as an agent runtime
 // launches it) for agent e2e-adv and connects the official Go MCP client
-// to it over stdio. The agent signs with the token it got by logging in to
-// Vault as itself; VAULT_TOKEN only reads the encrypted payloads.
-func mcpSession(ctx context.Context, t *testing.T, agentToken string, args ...string) (*mcp.ClientSession, *progressLog, *syncBuffer) {
+// to it over stdio. login is how the agent signs (its own Vault token, or
+// how to log in as itself); secret must never show in the server's log.
+// VAULT_TOKEN only reads the encrypted payloads.
+func mcpSession(ctx context.Context, t *testing.T, login []string, secret string, args ...string) (*mcp.ClientSession, *progressLog, *syncBuffer) {
 	t.Helper()
 	cmd := exec.Command(airlockCLI(t), append([]string{"mcp", "--agent", "e2e-adv"}, args...)...)
 	cmd.Env = append(os.Environ(),
 		"TEMPORAL_ADDRESS="+env.stack.TemporalAddress, "VAULT_ADDR="+env.stack.VaultAddr, "VAULT_TOKEN="+env.stack.VaultToken,
-		"AIRLOCK_AGENT_VAULT_TOKEN="+agentToken, "AIRLOCK_CATALOG="+filepath.Join(env.stack.Dir, "catalog.yaml"),
-		"AIRLOCK_UI_URL="+env.stack.TemporalUIURL)
+		"AIRLOCK_CATALOG="+filepath.Join(env.stack.Dir, "catalog.yaml"), "AIRLOCK_UI_URL="+env.stack.TemporalUIURL)
+	cmd.Env = append(cmd.Env, login...)
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
 	progress := &progressLog{}
@@ -75,7 +76,7 @@ func mcpSession(ctx context.Context, t *testing.T, agentToken string, args ...st
 	require.NoError(t, err, "stderr: %s", stderr)
 	t.Cleanup(func() {
 		_ = cs.Close()
-		assertAbsent(t, "airlock mcp's log", stderr.String(), agentToken)
+		assertAbsent(t, "airlock mcp's log", stderr.String(), secret)
 	})
 	return cs, progress, stderr
 }
@@ -100,7 +101,7 @@ func TestMCPAgentProposesThroughAirlockTools(t *testing.T) {
 	defer cancel()
 	endpoint := approvalEndpoint(t)
 	token := agentLogin(ctx, t, "e2e-adv")
-	cs, progress, _ := mcpSession(ctx, t, token, "--wait", "90s", "--progress", "200ms")
+	cs, progress, _ := mcpSession(ctx, t, []string{"AIRLOCK_AGENT_VAULT_TOKEN=" + token}, token, "--wait", "90s", "--progress", "200ms")
 
 	t.Run("the tools are the agent's action types, with the catalog's schemas", func(t *testing.T) {
 		res, err := cs.ListTools(ctx, nil)
@@ -250,7 +251,16 @@ func TestMCPPendingPastTheWaitThenPolled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	endpoint := approvalEndpoint(t)
-	cs, _, _ := mcpSession(ctx, t, agentLogin(ctx, t, "e2e-adv"), "--wait", "2s")
+	// This server logs in to Vault as the agent itself (AppRole), as a
+	// long-running one should: its token is renewed while it runs.
+	id, err := env.broker.EnsureAgentIdentity(ctx, "e2e-adv")
+	require.NoError(t, err)
+	sid, err := env.broker.AgentSecretID(ctx, "e2e-adv")
+	require.NoError(t, err)
+	sidFile := filepath.Join(t.TempDir(), "secret-id")
+	require.NoError(t, os.WriteFile(sidFile, []byte(sid.Value()), 0o600))
+	cs, _, _ := mcpSession(ctx, t, []string{"AIRLOCK_AGENT_AUTH_METHOD=approle", "AIRLOCK_AGENT_AUTH_MOUNT=" + id.AppRoleMount,
+		"AIRLOCK_AGENT_ROLE_ID=" + id.RoleID, "AIRLOCK_AGENT_SECRET_ID_FILE=" + sidFile}, sid.Value(), "--wait", "2s")
 
 	// A client that claims the write is harmless changes nothing: Airlock
 	// never reads hints from clients.

@@ -15,6 +15,7 @@ import (
 	"github.com/airlockhq/airlock/mcpserver"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
+	"github.com/airlockhq/airlock/vault"
 )
 
 // runMCP serves one agent's MCP tools over stdio (stdout is the protocol:
@@ -39,19 +40,17 @@ func runMCP(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if envOr("AIRLOCK_AGENT_VAULT_TOKEN", os.Getenv("VAULT_TOKEN")) == "" {
-		return fmt.Errorf("mcp: no Vault token to sign as agent %q: log in to Vault as the agent and set AIRLOCK_AGENT_VAULT_TOKEN (README: Connect your agent)", *agent)
-	}
-	signer, err := agentSigner(*agent)
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	signer, logout, err := mcpSigner(ctx, *agent, logger)
 	if err != nil {
 		return err
 	}
+	defer logout()
 	st, done, err := cf.starter(ctx, starter.WithSigner(signer))
 	if err != nil {
 		return err
 	}
 	defer done()
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	srv, err := mcpserver.New(mcpserver.Config{AgentID: *agent, Catalog: cat, Cycles: st, Wait: *wait, ProgressInterval: *progress, UIBaseURL: *ui,
 		Namespace: envOr("TEMPORAL_NAMESPACE", cf.namespace), Logger: logger})
 	if err != nil {
@@ -78,4 +77,28 @@ func runMCP(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// mcpSigner signs as the agent. With AIRLOCK_AGENT_AUTH_METHOD (approle or
+// kubernetes) the server logs in to Vault as the agent and keeps that token
+// alive for as long as it runs; otherwise it signs with the agent's token
+// (agentSigner), which stops working when it expires.
+func mcpSigner(ctx context.Context, agent string, logger *slog.Logger) (starter.Signer, func(), error) {
+	method := os.Getenv("AIRLOCK_AGENT_AUTH_METHOD")
+	if method == "" {
+		if envOr("AIRLOCK_AGENT_VAULT_TOKEN", os.Getenv("VAULT_TOKEN")) == "" {
+			return nil, nil, fmt.Errorf("mcp: nothing to sign as agent %q with: set AIRLOCK_AGENT_AUTH_METHOD (approle, kubernetes) or AIRLOCK_AGENT_VAULT_TOKEN (README: Connect your agent)", agent)
+		}
+		s, err := agentSigner(agent)
+		return s, func() {}, err
+	}
+	sess, err := vault.Login(ctx, vault.Config{Address: os.Getenv("VAULT_ADDR")}, vault.LoginConfig{
+		Method: vault.AuthMethod(method), Mount: os.Getenv("AIRLOCK_AGENT_AUTH_MOUNT"), Role: os.Getenv("AIRLOCK_AGENT_AUTH_ROLE"),
+		JWTFile: os.Getenv("AIRLOCK_AGENT_JWT_FILE"), RoleID: os.Getenv("AIRLOCK_AGENT_ROLE_ID"), SecretIDFile: os.Getenv("AIRLOCK_AGENT_SECRET_ID_FILE"),
+		OnError: func(err error) { logger.Warn("agent Vault login", "agent", agent, "err", err) },
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("mcp: log in to Vault as agent %s: %w", agent, err)
+	}
+	return sess.Signer(), sess.Close, nil
 }
