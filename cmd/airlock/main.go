@@ -24,6 +24,7 @@ Usage:
   airlock approvals [--listen :8080]  serve Slack's interaction endpoint (SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN)
   airlock codec-server [--listen :8081] decrypt payloads for the Temporal UI (VAULT_ADDR, VAULT_TOKEN, AIRLOCK_CODEC_TOKEN)
   airlock bootstrap                   dev/demo setup for a catalog: Vault policies, token roles, agent keys, namespaces (docker-compose runs it)
+  airlock mcp --agent <id> [--http :8090]  serve the agent's actions as MCP tools (stdio, or streamable HTTP)
   airlock cycle start -f req.json     propose a cycle (JSON CycleRequest); --wait prints its result
   airlock cycle show <workflow-id>    show a cycle's status and actions (id: cycle/<agent>/<cycle-id>)
   airlock cycle pending               list actions waiting for a human decision
@@ -92,6 +93,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runAgent(ctx, args[1:], stdout)
 	case "bootstrap":
 		return runBootstrap(ctx, args[1:], stdout)
+	case "mcp":
+		return runMCP(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
