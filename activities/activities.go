@@ -6,6 +6,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -70,6 +71,15 @@ type Activities struct {
 	// AgentStates overrides where PlanCycle reads an agent's state.
 	// Default: its Agent workflow, through Temporal.
 	AgentStates AgentStateReader
+	// AuditSigner signs cycles' audit-trail heads (SignAuditHead). Nil:
+	// trails record that their heads are unsigned, which `cycle audit`
+	// refuses.
+	AuditSigner AuditHeadSigner
+
+	// trustSent remembers, per agent, the catalog trust settings this worker
+	// has signalled to the agent's workflow: they are not in the memo that
+	// cycles read, so without it every cycle would re-signal them.
+	trustSent sync.Map // agent id → policy.Trust
 }
 
 // Error types the workflow treats as permanent.

@@ -110,12 +110,20 @@ func (w workflowAgents) AgentState(ctx context.Context, in AgentStateInput) (Age
 	if err != nil {
 		return AgentStateOutput{}, fmt.Errorf("agent state %s: %w", id, err)
 	}
-	if !seed.Same(contract.AgentSeed{AgentID: ag.ID, Phases: v.Caps, Approvers: v.Approvers, Namespace: v.Namespace, Budgets: v.Budgets}) {
+	// The memo carries no trust settings: they count as delivered once this
+	// worker has signalled them (a signal per catalog change, not per cycle).
+	published := contract.AgentSeed{AgentID: ag.ID, Phases: v.Caps, Approvers: v.Approvers, Namespace: v.Namespace, Budgets: v.Budgets, Trust: seed.Trust}
+	if sent, ok := a.trustSent.Load(ag.ID); !ok || !sent.(policy.Trust).Same(seed.Trust) {
+		published.Trust = policy.Trust{}
+	}
+	if !seed.Same(published) {
 		// The catalog changed: the workflow clamps its phases to the new caps
-		// and takes the new approvers. Best effort: this cycle is capped below
-		// in any case.
+		// and takes the new approvers and trust settings. Best effort: this
+		// cycle is capped below in any case.
 		if err := a.Temporal.SignalWorkflow(ctx, id, "", contract.SignalAgentCatalog, seed); err != nil {
 			activity.GetLogger(ctx).Warn("signal catalog to agent", "agent", ag.ID, "error", err)
+		} else {
+			a.trustSent.Store(ag.ID, seed.Trust)
 		}
 	}
 	return AgentStateOutput{Status: v.Status, Phases: ag.CappedPhases(v.Phases), Why: v.Why}, nil

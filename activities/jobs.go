@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/log"
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	k8serrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/airlockhq/airlock/contract"
@@ -161,6 +162,17 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 	// nothing) is created; nothing is leased before both are in place, and a
 	// refusal removes the Job, so an action over budget leaves nothing.
 	reserved := make(chan error, 1)
+	// What an earlier attempt may have left (its Secret) is looked up
+	// meanwhile too: the name does not depend on the Job's creation.
+	type secretLookup struct {
+		sec *corev1.Secret
+		err error
+	}
+	prior := make(chan secretLookup, 1)
+	go func() {
+		sec, err := a.Jobs.GetSecret(ctx, spec.Namespace, k8s.SecretName(k8s.JobName(spec.WorkflowID, spec.ActionIndex)))
+		prior <- secretLookup{sec, err}
+	}()
 	go func() {
 		reserved <- a.reserve(ctx, contract.ReserveRequest{
 			BudgetHold:   contract.BudgetHold{AgentID: in.AgentID, WorkflowID: in.WorkflowID, Index: in.Action.Index, Kind: policy.BudgetRun},
@@ -169,6 +181,7 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 		})
 	}()
 	job, err := a.Jobs.CreateJob(ctx, spec)
+	found := <-prior
 	if rerr := <-reserved; rerr != nil {
 		// Refused or not answered: the Job goes unless an earlier attempt
 		// recorded a lease on it (then it stays for the retry to revoke or
@@ -203,7 +216,11 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 	// The Job's NetworkPolicy does not depend on its lease: written meanwhile.
 	netpol := make(chan error, 1)
 	go func() { netpol <- a.Jobs.CreateNetworkPolicy(ctx, job, spec.Egress) }()
-	if err := a.leaseOnce(ctx, in, job, &out); err != nil {
+	if found.err != nil {
+		<-netpol
+		return StageOutput{}, found.err
+	}
+	if err := a.leaseOnce(ctx, in, job, found.sec, &out); err != nil {
 		<-netpol
 		return StageOutput{}, err
 	}
@@ -214,9 +231,9 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 }
 
 // leaseOnce reuses what an earlier attempt leased for the Job, or leases.
-func (a *Activities) leaseOnce(ctx context.Context, in StageInput, job *batchv1.Job, out *StageOutput) error {
+func (a *Activities) leaseOnce(ctx context.Context, in StageInput, job *batchv1.Job, sec *corev1.Secret, out *StageOutput) error {
 	log := actionLogger(ctx, in.AgentID, in.WorkflowID, in.Action.Index)
-	reused, err := a.reuseLease(ctx, job, out)
+	reused, err := a.reuseLease(ctx, job, sec, out)
 	if err != nil {
 		return err
 	}
@@ -236,11 +253,7 @@ func (a *Activities) leaseOnce(ctx context.Context, in StageInput, job *batchv1.
 // attempt left — a Secret whose token is dead, an accessor recorded on the
 // Job whose Secret was never written — is revoked and removed, and the
 // caller leases anew.
-func (a *Activities) reuseLease(ctx context.Context, job *batchv1.Job, out *StageOutput) (bool, error) {
-	sec, err := a.Jobs.GetSecret(ctx, job.Namespace, out.SecretName)
-	if err != nil {
-		return false, err
-	}
+func (a *Activities) reuseLease(ctx context.Context, job *batchv1.Job, sec *corev1.Secret, out *StageOutput) (bool, error) {
 	if sec != nil && !k8s.OwnedBy(sec, job) {
 		// Not ours to reuse or delete: someone else's object has the name.
 		return false, permanent(ErrTypeJobConflict, fmt.Errorf("secret %s/%s exists and is not owned by job %s", sec.Namespace, sec.Name, job.Name))

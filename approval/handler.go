@@ -130,6 +130,14 @@ func (c HandlerConfig) LogValue() slog.Value { return slog.StringValue(c.String(
 //	502 the Decider failed · 503 it timed out, or the replay cache is full
 //
 // Nothing is decided for any 4xx but 403, and a 403 changes nothing.
+//
+// A "… with reason" button is answered 200 "reason asked" once its modal is
+// open (502 if Slack would not open it; 400 without a Notifier). The
+// modal's view_submission is authenticated and decided like a click, but
+// answered as Slack's modals want: an empty 200 closes the modal after a
+// decision; a blank or too long reason, a refusal or an outage is a 200
+// with response_action "errors" shown under the reason (only the outage
+// may be retried with the same request).
 type Handler struct {
 	secret        string
 	decider       Decider
@@ -433,6 +441,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		keep = h.promote(w, r, click)
 		return
 	}
+	if click.askReason {
+		keep = h.askReason(w, r, click)
+		return
+	}
+	if click.submitted && click.badReason != "" {
+		keep = true // the same bytes carry the same reason
+		h.log.Info("slack reason not accepted", "workflow_id", click.value.WorkflowID, "reason", click.badReason)
+		viewErrors(w, click.badReason)
+		return
+	}
 
 	// 5. Decide, bounded so Slack gets its answer in time. A click whose
 	// request went away is still decided: the user did click.
@@ -442,19 +460,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Kind:        click.value.Kind,
 		Approver:    click.user,
 		Via:         "slack",
+		Comment:     click.comment,
 	}
-	attrs := []any{"workflow_id", click.value.WorkflowID, "action_index", d.ActionIndex, "decision", string(d.Kind), "approver", d.Approver}
+	// The comment is not logged: the decision's history and audit trail
+	// keep it, logs need not.
+	attrs := []any{"workflow_id", click.value.WorkflowID, "action_index", d.ActionIndex, "decision", string(d.Kind), "approver", d.Approver, "with_comment", d.Comment != ""}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.decideTimeout)
 	res, err := h.decider.Decide(ctx, click.value.WorkflowID, d)
 	cancel()
 	if err != nil {
 		if reason, refused := refusal(err); refused {
 			keep = true
+			if click.submitted {
+				// Shown in the modal, which stays open.
+				h.log.Info("slack interaction rejected", append(attrs, "status", http.StatusForbidden, "reason", "refused: "+reason)...)
+				viewErrors(w, "Refused: "+reason)
+				return
+			}
 			h.reject(w, r, http.StatusForbidden, "refused: "+reason, attrs...)
 			h.tell(click, fmt.Sprintf(":no_entry_sign: Your %s was refused: %s", d.Kind, escape(reason)), attrs)
 			return
 		}
 		h.log.Error("slack decision failed", append(attrs, "error", err)...)
+		if click.submitted {
+			viewErrors(w, "Could not record the decision; try again.")
+			return
+		}
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 			h.reject(w, r, http.StatusServiceUnavailable, "decision timed out; try again", attrs...)
 			return
@@ -466,13 +497,55 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.log.Info("slack decision", append(attrs, "status", res.Status)...)
 
 	if res.Status == StatusAlreadyDecided {
-		answer(w, "already decided")
+		if click.submitted {
+			closeView(w)
+		} else {
+			answer(w, "already decided")
+		}
 		h.tell(click, ":information_source: This action was already decided; your click changed nothing.", attrs)
 		return
 	}
-	answer(w, res.Status)
+	if click.submitted {
+		closeView(w)
+	} else {
+		answer(w, res.Status)
+	}
 	h.update(click, d, res, attrs)
 }
+
+// askReason serves a verified click on "Deny with reason" or "Stop with
+// reason": it opens the reason modal, which carries the button's value.
+// Nothing is decided until the modal is submitted. It reports whether the
+// request's replay reservation is to be kept.
+func (h *Handler) askReason(w http.ResponseWriter, r *http.Request, c click) bool {
+	attrs := []any{"workflow_id", c.value.WorkflowID, "action_index", c.value.ActionIndex, "decision", string(c.value.Kind), "by", c.user}
+	if h.notifier == nil {
+		h.reject(w, r, http.StatusBadRequest, "reasons not enabled here (no Slack bot token)", attrs...)
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.decideTimeout)
+	err := h.notifier.OpenReasonModal(ctx, c.triggerID, ReasonMetadata{Ref: c.ref, Value: c.value})
+	cancel()
+	if err != nil {
+		h.log.Error("slack reason modal failed", append(attrs, "error", err)...)
+		h.reject(w, r, http.StatusBadGateway, "could not ask for a reason; try again", attrs...)
+		return false
+	}
+	h.log.Info("slack reason asked", attrs...)
+	answer(w, "reason asked")
+	return true
+}
+
+// viewErrors answers a modal submission with an error under its reason
+// input; the modal stays open.
+func viewErrors(w http.ResponseWriter, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	json.NewEncoder(w).Encode(slack.NewErrorsViewSubmissionResponse(map[string]string{blockReason: clipRaw(msg, 300)}))
+}
+
+// closeView answers a modal submission by closing the modal.
+func closeView(w http.ResponseWriter) { w.WriteHeader(http.StatusOK) }
 
 // kill serves a verified click on "Kill agent": the clicking user asks the
 // Agent workflow to kill the agent; its validator decides whether they may.
@@ -537,6 +610,9 @@ func (h *Handler) update(c click, d contract.Decision, res contract.DecisionResu
 		At:          res.DecidedAt,
 		Summary:     c.blocks,
 	}
+	if d.Comment != "" {
+		o.Detail = "Reason: " + d.Comment
+	}
 	if res.Status != StatusApproved && res.Status != StatusWaiting || len(o.By) == 0 {
 		o.By = nil
 		if res.DecidedBy != "" {
@@ -572,6 +648,14 @@ type click struct {
 	promote *PromoteButtonValue
 	ref     MessageRef
 	blocks  []slack.Block
+	// askReason is set for a "… with reason" button: open the modal.
+	askReason bool
+	triggerID string
+	// submitted is set for a submitted reason modal, with the reason typed
+	// (comment) or why it is not accepted (badReason).
+	submitted bool
+	comment   string
+	badReason string
 }
 
 const errContentType = "content type must be application/x-www-form-urlencoded"
@@ -592,6 +676,9 @@ func parseClick(contentType string, body []byte) (click, string) {
 	var cb slack.InteractionCallback
 	if err := json.Unmarshal([]byte(form.Get("payload")), &cb); err != nil {
 		return click{}, "malformed payload JSON"
+	}
+	if cb.Type == slack.InteractionTypeViewSubmission {
+		return parseSubmission(cb)
 	}
 	if cb.Type != slack.InteractionTypeBlockActions {
 		return click{}, "unsupported interaction type"
@@ -614,6 +701,15 @@ func parseClick(contentType string, body []byte) (click, string) {
 			return click{}, "invalid button value"
 		}
 		c.promote = &pv
+	case ActionDenyWithReason, ActionStopWithReason:
+		v, err := ParseButtonValue(a.Value)
+		if err != nil || v.Kind != reasonKinds[a.ActionID] {
+			return click{}, "invalid button value"
+		}
+		if cb.TriggerID == "" {
+			return click{}, "missing trigger_id"
+		}
+		c.value, c.askReason, c.triggerID = v, true, cb.TriggerID
 	default:
 		kind, known := actionKinds[a.ActionID]
 		if !known {
@@ -637,5 +733,24 @@ func parseClick(contentType string, body []byte) (click, string) {
 	if c.ref.TS == "" {
 		c.ref.TS = cb.Message.Timestamp
 	}
+	return c, ""
+}
+
+// parseSubmission reads a submitted reason modal: its private_metadata is
+// checked exactly as a button's value (ParseReasonMetadata), so a
+// submission decides no more than the button that opened the modal could.
+func parseSubmission(cb slack.InteractionCallback) (click, string) {
+	if cb.View.CallbackID != CallbackReason {
+		return click{}, "unknown view"
+	}
+	m, err := ParseReasonMetadata(cb.View.PrivateMetadata)
+	if err != nil {
+		return click{}, "invalid view metadata"
+	}
+	if cb.User.ID == "" {
+		return click{}, "missing user"
+	}
+	c := click{user: cb.User.ID, value: m.Value, ref: m.Ref, submitted: true}
+	c.comment, c.badReason = reasonOf(cb.View.State)
 	return c, ""
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/airlockhq/airlock/contract"
 )
@@ -32,13 +33,26 @@ const (
 //   - it never panics and never answers 5xx (the Decider never fails here);
 //   - a request whose X-Slack-Signature is not the HMAC of its timestamp
 //     and body under the signing secret never reaches the Decider;
-//   - the Decider is only reached by a well-formed click, and it decides
-//     exactly what the click carried, for the user who clicked;
+//   - the Decider is only reached by a well-formed click or reason modal
+//     submission, and it decides exactly what it carried (with the typed
+//     reason as the comment), for the user who clicked or submitted;
+//   - a 200 that decides nothing is only a reason modal's error answer;
 //   - an authenticated request sent again (with the signature's hex in any
 //     letter case, which is the same signature) is a 409 that decides nothing.
 func FuzzHandler(f *testing.F) {
 	approve := mustButtonValue(f, contract.DecisionApprove)
 	deny := mustButtonValue(f, contract.DecisionDeny)
+	reasonMeta := "r1|C0APPROVE|1700000000.000001|" + deny
+	stopMeta := "r1||" + "|" + mustButtonValue(f, contract.DecisionStop)
+	submission := func(user, callbackID, meta, reason string) string {
+		b, _ := json.Marshal(map[string]any{
+			"type": "view_submission", "user": map[string]any{"id": user},
+			"view": map[string]any{"callback_id": callbackID, "private_metadata": meta, "state": map[string]any{"values": map[string]any{
+				blockReason: map[string]any{actionReasonText: map[string]any{"type": "plain_text_input", "value": reason}},
+			}}},
+		})
+		return string(b)
+	}
 	const form = "application/x-www-form-urlencoded"
 	seeds := []struct {
 		payload, user, actionID, value, contentType, sig, stamp string
@@ -64,7 +78,16 @@ func FuzzHandler(f *testing.F) {
 		{`{"type":"block_actions","actions":[{"action_id":"airlock_approve","block_id":"b","value":"` + approve + `"},{"action_id":"airlock_deny","value":"` + deny + `"}],"user":{"id":"U0ALICE"}}`, "", "", "", form, "", "", fuzzSigned, 0},
 		{`{"type":"block_actions","actions":[{"action_id":"airlock_approve","value":"` + approve + `"}],"user":{"id":"U0ALICE"}}`, "", "", "", form, "", "", fuzzSigned, 0},
 		{`{"type":"block_actions","actions":{"x":1},"message":{"blocks":[{"type":"nope"}]}}`, "", "", "", form, "", "", fuzzSigned, 0},
-		{"payload=%7B&payload=x", "", "", "", form, "", "", fuzzSigned, 0}, // a raw form body
+		{submission("U0BOB", CallbackReason, reasonMeta, "the DB is the bottleneck"), "", "", "", form, "", "", fuzzSigned, 0},
+		{submission("U0BOB", CallbackReason, stopMeta, "  change freeze\n"), "", "", "", form, "", "", fuzzSigned, 0xff},
+		{submission("U0BOB", CallbackReason, reasonMeta, " \t\n"), "", "", "", form, "", "", fuzzSigned, 0}, // blank reason
+		{submission("U0BOB", CallbackReason, "r1|C|1|"+approve, "x"), "", "", "", form, "", "", fuzzSigned, 0},
+		{submission("U0BOB", "other_view", reasonMeta, "x"), "", "", "", form, "", "", fuzzSigned, 0},
+		{submission("", CallbackReason, reasonMeta, "x"), "", "", "", form, "", "", fuzzSigned, 0},
+		{submission("U0BOB", CallbackReason, reasonMeta, "x"), "", "", "", form, "", "", fuzzTampered, 3},
+		{`{"type":"view_submission","user":{"id":"U0BOB"},"view":{"callback_id":"airlock_reason","private_metadata":"` + reasonMeta + `","state":{"values":{"airlock_reason":7}}}}`, "", "", "", form, "", "", fuzzSigned, 0},
+		{"", "U0ALICE", ActionDenyWithReason, deny, form, "", "", fuzzSigned, 0}, // no notifier here: 400
+		{"payload=%7B&payload=x", "", "", "", form, "", "", fuzzSigned, 0},       // a raw form body
 		{"%zz", "", "", "", form, "", "", fuzzSigned, 0},
 		{"{[", "", "", "", form, "", "", fuzzSigned, 0},
 	}
@@ -109,16 +132,16 @@ func FuzzHandler(f *testing.F) {
 		}
 		defer h.Close()
 
-		send := func(sig string) int {
+		send := func(sig string) (int, string) {
 			r := httptest.NewRequest(http.MethodPost, "/slack/interactions", strings.NewReader(body))
 			r.Header.Set("Content-Type", contentType)
 			r.Header.Set("X-Slack-Signature", sig)
 			r.Header.Set("X-Slack-Request-Timestamp", stampHeader)
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, r)
-			return w.Code
+			return w.Code, w.Body.String()
 		}
-		code := send(sigHeader)
+		code, answer := send(sigHeader)
 		calls, _, _ := dec.snapshot()
 
 		if code >= 500 {
@@ -135,8 +158,8 @@ func FuzzHandler(f *testing.F) {
 		}
 		switch len(calls) {
 		case 0:
-			if code < 400 {
-				t.Fatalf("answered %d without deciding anything", code)
+			if code < 400 && !isViewErrors(answer) {
+				t.Fatalf("answered %d %q without deciding anything", code, answer)
 			}
 		case 1:
 			wantID, want, ok := clickOf(body, contentType)
@@ -157,7 +180,7 @@ func FuzzHandler(f *testing.F) {
 		}
 
 		// The same request again is a replay, whatever the case of its hex.
-		if again := send(flipHexCase(sigHeader, caseMask)); again != http.StatusConflict {
+		if again, _ := send(flipHexCase(sigHeader, caseMask)); again != http.StatusConflict {
 			t.Errorf("replayed request (signature %q) answered %d, want 409", flipHexCase(sigHeader, caseMask), again)
 		}
 		if again, _, _ := dec.snapshot(); len(again) != len(calls) {
@@ -264,7 +287,13 @@ func clickOf(body, contentType string) (string, contract.Decision, bool) {
 		} `json:"user"`
 		Actions []json.RawMessage `json:"actions"`
 	}
-	if err := json.Unmarshal([]byte(form.Get("payload")), &p); err != nil || p.Type != "block_actions" || p.User.ID == "" {
+	if err := json.Unmarshal([]byte(form.Get("payload")), &p); err != nil || p.User.ID == "" {
+		return "", contract.Decision{}, false
+	}
+	if p.Type == "view_submission" {
+		return submissionOf(form.Get("payload"), p.User.ID)
+	}
+	if p.Type != "block_actions" {
 		return "", contract.Decision{}, false
 	}
 	var blockActions []json.RawMessage
@@ -311,4 +340,44 @@ func flipHexCase(sig string, mask uint64) string {
 		mask >>= 1
 	}
 	return string(b)
+}
+
+// submissionOf independently decodes the decision a reason modal's
+// submission carries: our modal, metadata this package produced, and a
+// reason that is not blank nor too long once trimmed.
+func submissionOf(payload, user string) (string, contract.Decision, bool) {
+	var p struct {
+		View struct {
+			CallbackID      string `json:"callback_id"`
+			PrivateMetadata string `json:"private_metadata"`
+			State           struct {
+				Values map[string]map[string]struct {
+					Value string `json:"value"`
+				} `json:"values"`
+			} `json:"state"`
+		} `json:"view"`
+	}
+	if err := json.Unmarshal([]byte(payload), &p); err != nil || p.View.CallbackID != CallbackReason {
+		return "", contract.Decision{}, false
+	}
+	m, err := ParseReasonMetadata(p.View.PrivateMetadata)
+	if err != nil {
+		return "", contract.Decision{}, false
+	}
+	reason := strings.TrimSpace(p.View.State.Values[blockReason][actionReasonText].Value)
+	if reason == "" || !utf8.ValidString(reason) || utf8.RuneCountInString(reason) > MaxComment {
+		return "", contract.Decision{}, false
+	}
+	v := m.Value
+	return v.WorkflowID, contract.Decision{ActionIndex: v.ActionIndex, ActionHash: v.ActionHash, Kind: v.Kind, Approver: user, Via: "slack", Comment: reason}, true
+}
+
+// isViewErrors reports whether an answer is a modal's response_action
+// "errors" (the modal stays open; nothing was decided).
+func isViewErrors(body string) bool {
+	var r struct {
+		ResponseAction string            `json:"response_action"`
+		Errors         map[string]string `json:"errors"`
+	}
+	return json.Unmarshal([]byte(body), &r) == nil && r.ResponseAction == "errors" && r.Errors[blockReason] != ""
 }

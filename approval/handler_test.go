@@ -239,8 +239,12 @@ func TestHandlerRejectsWithoutDeciding(t *testing.T) {
 			code: http.StatusBadRequest, text: "malformed payload JSON",
 		},
 		"wrong interaction type": {
-			body: withPayload(`{"type":"view_submission","user":{"id":"U0ALICE"}}`),
+			body: withPayload(`{"type":"view_closed","user":{"id":"U0ALICE"}}`),
 			code: http.StatusBadRequest, text: "unsupported interaction type",
+		},
+		"a view that is not ours": {
+			body: withPayload(`{"type":"view_submission","user":{"id":"U0ALICE"},"view":{"callback_id":"other"}}`),
+			code: http.StatusBadRequest, text: "unknown view",
 		},
 		"no action": {
 			body: withPayload(`{"type":"block_actions","user":{"id":"U0ALICE"},"actions":[]}`),
@@ -461,7 +465,7 @@ func TestHandlerWaitingKeepsTheButtons(t *testing.T) {
 	got := e.slack.received()
 	require.Len(t, got, 3)
 	assert.Equal(t, "chat.update", got[0].Method)
-	assert.Equal(t, []string{ActionApprove, ActionDeny, ActionKillAgent}, actionIDs(got[0].blocks(t)), "still waiting: buttons stay")
+	assert.Equal(t, []string{ActionApprove, ActionDeny, ActionDenyWithReason, ActionKillAgent}, actionIDs(got[0].blocks(t)), "still waiting: buttons stay")
 	assert.Contains(t, got[0].texts(t), "approved so far by <@U0ALICE> (1 of 2)")
 	assert.Equal(t, "chat.postEphemeral", got[1].Method)
 	assert.Equal(t, "chat.update", got[2].Method)

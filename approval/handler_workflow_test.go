@@ -166,7 +166,8 @@ func newCycleEnv(t *testing.T) *cycleEnv {
 			return contract.MessageRef{Channel: "C0APPROVE", TS: "1700000000.00000" + strconv.Itoa(n.Pending.Action.Index)}, nil
 		})
 	c.env.OnActivity(contract.ActivityUpdateApproval, mock.Anything, mock.Anything).Return(nil)
-	c.env.OnActivity(c.acts.ReleaseAction, mock.Anything, mock.Anything).Return(activities.ReleaseOutput{}, nil)
+	// Release follows whatever was staged; a cycle denied outright has none.
+	c.env.OnActivity(c.acts.ReleaseAction, mock.Anything, mock.Anything).Return(activities.ReleaseOutput{}, nil).Maybe()
 	// The agent is active at the catalog's phases and takes every report.
 	c.acts.AgentStates = activeAgents{}
 	c.env.OnActivity(c.acts.ReportCycle, mock.Anything, mock.Anything).Return(contract.ReportCycleResult{Counted: true}, nil)

@@ -52,9 +52,10 @@ const (
 
 // Message renders the Block Kit message for a pending action:
 //   - NoticeApproval: approval request with Approve / Deny (each behind a
-//     confirm dialog) and how many distinct approvals are still needed;
+//     confirm dialog), "Deny with reason" (a modal) and how many distinct
+//     approvals are still needed;
 //   - NoticeVeto: supervised action inside bounds that runs at the deadline
-//     unless someone presses Stop;
+//     unless someone presses Stop (or "Stop with reason");
 //   - NoticeShadow: "would do" summary with Agree / Disagree, feedback only;
 //   - NoticeDone: autonomous action that ran, no buttons.
 func Message(p contract.PendingAction, mode contract.NoticeMode) ([]slack.Block, error) {
@@ -82,6 +83,16 @@ func Message(p contract.PendingAction, mode contract.NoticeMode) ([]slack.Block,
 		}
 		return slack.NewButtonBlockElement(ActionID(kind), value, plain(label)), nil
 	}
+	// withReason opens a modal asking why before deciding kind (no confirm
+	// dialog: the modal is the confirmation).
+	withReason := func(kind contract.DecisionKind, label string) (*slack.ButtonBlockElement, error) {
+		b, err := button(kind, label)
+		if err != nil {
+			return nil, err
+		}
+		b.ActionID = ReasonActionID(kind)
+		return b, nil
+	}
 	switch mode {
 	case contract.NoticeApproval:
 		blocks = append(blocks, progressBlock(p.Needed, p.ApprovedBy, p.Approvers, p.Principal),
@@ -102,7 +113,11 @@ func Message(p contract.PendingAction, mode contract.NoticeMode) ([]slack.Block,
 			"Deny "+a.Type+"?",
 			fmt.Sprintf("The action will not run and agent %s's cycle records the denial.", p.AgentID),
 			"Deny", slack.StyleDanger))
-		buttons = append(buttons, approve, deny)
+		denyWhy, err := withReason(contract.DecisionDeny, "Deny with reason")
+		if err != nil {
+			return nil, err
+		}
+		buttons = append(buttons, approve, deny, denyWhy)
 	case contract.NoticeVeto:
 		blocks = append(blocks, ctxBlock(blockNote, fmt.Sprintf(
 			":stopwatch: *Runs at %s unless stopped.* Supervised phase, inside bounds: no approval needed, but anyone allowed may veto.", slackDate(p.Deadline))))
@@ -114,7 +129,11 @@ func Message(p contract.PendingAction, mode contract.NoticeMode) ([]slack.Block,
 			"Stop "+a.Type+"?",
 			fmt.Sprintf("The action will not run and agent %s's cycle records the veto.", p.AgentID),
 			"Stop it", slack.StyleDanger))
-		buttons = append(buttons, stop)
+		stopWhy, err := withReason(contract.DecisionStop, "Stop with reason")
+		if err != nil {
+			return nil, err
+		}
+		buttons = append(buttons, stop, stopWhy)
 	case contract.NoticeShadow:
 		blocks = append(blocks, ctxBlock(blockNote,
 			":memo: Shadow phase: this was recorded, never run. *Agree / Disagree only records feedback* for promotion evidence; it never makes anything run."))

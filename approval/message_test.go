@@ -116,17 +116,17 @@ func TestMessageButtonsPerMode(t *testing.T) {
 	}{
 		"advisory approval": {
 			mode: contract.NoticeApproval, needed: 1,
-			buttons: []want{{ActionApprove, slack.StylePrimary, true}, {ActionDeny, slack.StyleDanger, true}},
+			buttons: []want{{ActionApprove, slack.StylePrimary, true}, {ActionDeny, slack.StyleDanger, true}, {ActionDenyWithReason, slack.StyleDefault, false}},
 			says:    []string{"Approval needed: scale-deployment", "Needs 1 approver: 0 of 1", "No decision by then means *denied*", "ops-bot", "advisory", "high"},
 		},
 		"critical approval": {
 			mode: contract.NoticeApproval, needed: 2,
-			buttons: []want{{ActionApprove, slack.StylePrimary, true}, {ActionDeny, slack.StyleDanger, true}},
+			buttons: []want{{ActionApprove, slack.StylePrimary, true}, {ActionDeny, slack.StyleDanger, true}, {ActionDenyWithReason, slack.StyleDefault, false}},
 			says:    []string{"Needs 2 distinct approvers: 0 of 2", "Approvers: <@U0ALICE>, <@U0BOB>, <@U0CAROL>"},
 		},
 		"supervised veto": {
 			mode:    contract.NoticeVeto,
-			buttons: []want{{ActionStop, slack.StyleDanger, true}},
+			buttons: []want{{ActionStop, slack.StyleDanger, true}, {ActionStopWithReason, slack.StyleDefault, false}},
 			says:    []string{"unless stopped", "<!date^1893596645^"},
 		},
 		"shadow feedback": {
@@ -167,7 +167,11 @@ func TestMessageButtonsPerMode(t *testing.T) {
 				assert.Equal(t, w.confirm, got[i].Confirm != nil, "confirm dialog on %s", w.actionID)
 				v, err := ParseButtonValue(got[i].Value)
 				require.NoError(t, err)
-				assert.Equal(t, ButtonValue{WorkflowID: testWF, ActionIndex: 0, ActionHash: testHash, Kind: actionKinds[w.actionID]}, v)
+				kind, ok := actionKinds[w.actionID]
+				if !ok {
+					kind = reasonKinds[w.actionID] // a modal asks why, then decides this
+				}
+				assert.Equal(t, ButtonValue{WorkflowID: testWF, ActionIndex: 0, ActionHash: testHash, Kind: kind}, v)
 			}
 			text := allText(t, blocks)
 			for _, s := range tc.says {
@@ -232,7 +236,7 @@ func TestMessageTruncatesAndEscapesAgentText(t *testing.T) {
 	assert.True(t, utf8.ValidString(inner))
 
 	// Buttons are unaffected by long text.
-	assert.Len(t, buttons(blocks), 3)
+	assert.Len(t, buttons(blocks), 4)
 }
 
 func TestButtonValueRoundTrip(t *testing.T) {
@@ -334,7 +338,7 @@ func TestOutcomeMessage(t *testing.T) {
 		"waiting keeps the buttons": {
 			o:       Outcome{Status: StatusWaiting, By: []string{"U0ALICE"}},
 			says:    []string{"approved so far by <@U0ALICE> (1 of 2)"},
-			buttons: 3, // Approve, Deny, Kill agent
+			buttons: 4, // Approve, Deny, Deny with reason, Kill agent
 		},
 	}
 	for name, tc := range tests {

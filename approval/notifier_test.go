@@ -50,6 +50,7 @@ func newRecordingSlack(t testing.TB) *recordingSlack {
 		for _, m := range []string{"chat.postMessage", "chat.update", "chat.postEphemeral"} {
 			c.Handle("/"+m, rs.handle(m))
 		}
+		c.Handle("/views.open", rs.handleView)
 	})
 	rs.Start()
 	t.Cleanup(rs.Stop)
@@ -77,6 +78,29 @@ func (rs *recordingSlack) handle(method string) http.HandlerFunc {
 		}
 		json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": r.PostForm.Get("channel"), "ts": ts, "message_ts": ts})
 	}
+}
+
+// handleView records a views.open call (a JSON body) as a call whose form
+// holds its trigger_id and its view's JSON.
+func (rs *recordingSlack) handleView(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		TriggerID string          `json:"trigger_id"`
+		View      json.RawMessage `json:"view"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	rs.mu.Lock()
+	rs.calls = append(rs.calls, slackCall{Method: "views.open", Form: url.Values{"trigger_id": {req.TriggerID}, "view": {string(req.View)}}})
+	fail := rs.fail
+	rs.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	if fail != "" {
+		json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": fail})
+		return
+	}
+	json.NewEncoder(w).Encode(map[string]any{"ok": true, "view": map[string]any{"id": "V0REASON"}})
 }
 
 func (rs *recordingSlack) received() []slackCall {
@@ -158,7 +182,7 @@ func TestNotifierPostThenUpdate(t *testing.T) {
 	assert.Equal(t, "C0APPROVE", post.Form.Get("channel"))
 	assert.Contains(t, post.Form.Get("text"), "Approval needed: agent ops-bot wants to run scale-deployment")
 	blocks := post.blocks(t)
-	assert.Equal(t, []string{ActionApprove, ActionDeny, ActionKillAgent}, actionIDs(blocks))
+	assert.Equal(t, []string{ActionApprove, ActionDeny, ActionDenyWithReason, ActionKillAgent}, actionIDs(blocks))
 	raw := post.Form.Get("blocks")
 	assert.Contains(t, raw, `"style":"primary"`)
 	assert.Contains(t, raw, `"style":"danger"`)
@@ -187,7 +211,7 @@ func TestNotifierActivities(t *testing.T) {
 
 	calls := rs.received()
 	require.Len(t, calls, 2)
-	assert.Equal(t, []string{ActionStop, ActionKillAgent}, actionIDs(calls[0].blocks(t)))
+	assert.Equal(t, []string{ActionStop, ActionStopWithReason, ActionKillAgent}, actionIDs(calls[0].blocks(t)))
 	assert.Contains(t, calls[0].texts(t), "unless stopped")
 	assert.Empty(t, actionIDs(calls[1].blocks(t)))
 	assert.Contains(t, calls[1].texts(t), "*Expired*")

@@ -172,3 +172,95 @@ func hasControl(s string) bool {
 	}
 	return false
 }
+
+// Buttons that ask for a reason first: a click opens a modal (views.open)
+// and the decision is made when the modal is submitted, with the reason as
+// the decision's comment. Their value is the ButtonValue of the decision.
+const (
+	ActionDenyWithReason = "airlock_deny_reason"
+	ActionStopWithReason = "airlock_stop_reason"
+)
+
+// reasonKinds maps each reason button's action_id to the only decision it
+// may carry.
+var reasonKinds = map[string]contract.DecisionKind{
+	ActionDenyWithReason: contract.DecisionDeny,
+	ActionStopWithReason: contract.DecisionStop,
+}
+
+// MaxPrivateMetadata is Slack's limit for a view's private_metadata.
+const MaxPrivateMetadata = 3000
+
+// reasonPrefix versions the reason modal's private_metadata format.
+const reasonPrefix = "r1"
+
+// ReasonMetadata is what the reason modal carries in its private_metadata:
+// the clicked button's value (checked exactly as a button's value is, so a
+// submission can only decide what a button could) and the message it was
+// on, to edit it after the decision.
+//
+// Encoded as "r1|<channel>|<ts>|<button value>".
+type ReasonMetadata struct {
+	Ref   MessageRef
+	Value ButtonValue
+}
+
+// Encode returns the private_metadata.
+func (m ReasonMetadata) Encode() (string, error) {
+	if err := m.validate(); err != nil {
+		return "", err
+	}
+	v, err := m.Value.Encode()
+	if err != nil {
+		return "", err
+	}
+	s := strings.Join([]string{reasonPrefix, m.Ref.Channel, m.Ref.TS, v}, "|")
+	if len(s) > MaxPrivateMetadata {
+		return "", fmt.Errorf("%w: %d bytes of private_metadata, Slack allows %d", ErrBadButtonValue, len(s), MaxPrivateMetadata)
+	}
+	return s, nil
+}
+
+// ParseReasonMetadata decodes private_metadata produced by Encode. Only
+// canonical encodings of a deny or stop decision are accepted.
+func ParseReasonMetadata(s string) (ReasonMetadata, error) {
+	if len(s) > MaxPrivateMetadata {
+		return ReasonMetadata{}, fmt.Errorf("%w: too long", ErrBadButtonValue)
+	}
+	parts := strings.SplitN(s, "|", 4)
+	if len(parts) != 4 || parts[0] != reasonPrefix {
+		return ReasonMetadata{}, fmt.Errorf("%w: unknown format", ErrBadButtonValue)
+	}
+	v, err := ParseButtonValue(parts[3])
+	if err != nil {
+		return ReasonMetadata{}, err
+	}
+	m := ReasonMetadata{Ref: MessageRef{Channel: parts[1], TS: parts[2]}, Value: v}
+	if err := m.validate(); err != nil {
+		return ReasonMetadata{}, err
+	}
+	return m, nil
+}
+
+func (m ReasonMetadata) validate() error {
+	if ReasonActionID(m.Value.Kind) == "" {
+		return fmt.Errorf("%w: a reason is only asked for deny or stop, not %q", ErrBadButtonValue, m.Value.Kind)
+	}
+	for _, s := range []string{m.Ref.Channel, m.Ref.TS} {
+		if strings.ContainsAny(s, "|") || hasControl(s) {
+			return fmt.Errorf("%w: message reference must be without '|' or control characters", ErrBadButtonValue)
+		}
+	}
+	return nil
+}
+
+// ReasonActionID returns the action_id of the button asking for a reason
+// before deciding k ("" if k takes no reason in Slack).
+func ReasonActionID(k contract.DecisionKind) string {
+	for id, kind := range reasonKinds {
+		if kind == k {
+			return id
+		}
+	}
+	return ""
+}

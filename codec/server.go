@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -19,8 +20,13 @@ type HandlerOptions struct {
 	// UIOrigin is the one browser origin allowed to call the server, e.g.
 	// the Temporal Web UI at http://localhost:8233 (scheme://host[:port],
 	// no path). Requests from any other origin are refused; requests with
-	// no Origin (the temporal CLI, scripts) are allowed. Required.
+	// no Origin (the temporal CLI, scripts) are allowed. Required unless
+	// UIOrigins is set.
 	UIOrigin string
+	// UIOrigins are further allowed origins, for a UI reached under more
+	// than one name (http://127.0.0.1:8233 and http://localhost:8233 are
+	// different origins to a browser). Default: none.
+	UIOrigins []string
 	// Token is the bearer token every /encode and /decode request must
 	// carry ("Authorization: Bearer <Token>"), compared in constant time.
 	// Required unless InsecureNoAuth.
@@ -35,14 +41,22 @@ type HandlerOptions struct {
 
 // NewHandler serves Temporal's remote codec protocol (POST …/encode and
 // …/decode with JSON Payloads) for the Temporal Web UI and CLI, with CORS
-// for exactly one UI origin and bearer-token authentication.
+// for exactly the UI's origins and bearer-token authentication.
 func NewHandler(c converter.PayloadCodec, opts HandlerOptions) (http.Handler, error) {
 	if c == nil {
 		return nil, errors.New("codec handler: no codec")
 	}
-	origin, err := canonicalOrigin(opts.UIOrigin)
-	if err != nil {
-		return nil, err
+	want := opts.UIOrigins
+	if opts.UIOrigin != "" || len(want) == 0 {
+		want = append([]string{opts.UIOrigin}, want...)
+	}
+	origins := map[string]bool{}
+	for _, o := range want {
+		origin, err := canonicalOrigin(o)
+		if err != nil {
+			return nil, err
+		}
+		origins[origin] = true
 	}
 	if opts.Token == "" && !opts.InsecureNoAuth {
 		return nil, errors.New("codec handler: no token (set AIRLOCK_CODEC_TOKEN, or explicitly allow unauthenticated access)")
@@ -55,7 +69,7 @@ func NewHandler(c converter.PayloadCodec, opts HandlerOptions) (http.Handler, er
 	}
 	h := &handler{
 		next:    converter.NewPayloadCodecHTTPHandler(c),
-		origin:  origin,
+		origins: origins,
 		maxBody: opts.MaxBodyBytes,
 	}
 	if opts.Token != "" {
@@ -67,8 +81,8 @@ func NewHandler(c converter.PayloadCodec, opts HandlerOptions) (http.Handler, er
 
 type handler struct {
 	next     http.Handler
-	origin   string
-	tokenSum []byte // sha256 of the token; nil: no authentication
+	origins  map[string]bool // canonical origins allowed
+	tokenSum []byte          // sha256 of the token; nil: no authentication
 	maxBody  int64
 }
 
@@ -81,7 +95,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Add("Vary", "Origin")
 	origin := r.Header.Get("Origin")
 	if origin != "" {
-		if origin != h.origin {
+		if !h.origins[origin] {
 			http.Error(w, "origin not allowed", http.StatusForbidden)
 			return
 		}
@@ -131,7 +145,7 @@ func canonicalOrigin(s string) (string, error) {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
 		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return "", errors.New("codec handler: UI origin must look like http(s)://host[:port]")
+		return "", fmt.Errorf("codec handler: UI origin must look like http(s)://host[:port], not %q", s)
 	}
 	return u.Scheme + "://" + strings.ToLower(u.Host), nil
 }

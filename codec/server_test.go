@@ -180,3 +180,64 @@ func TestNewHandlerOptions(t *testing.T) {
 		assertSame(t, orig, got)
 	})
 }
+
+// The UI answers under every name it is printed with; a browser calls each
+// a different origin, and only those are allowed.
+func TestHandlerOrigins(t *testing.T) {
+	c := newCodec(t, newTransit(t), Options{})
+	origins := []string{"http://127.0.0.1:8233", "http://localhost:8233"}
+	h, err := NewHandler(c, HandlerOptions{UIOrigins: origins, Token: codecToken})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	orig := payloads(t, request{Agent: "sample", APIKey: secret})
+	enc := encode(t, c, orig)
+
+	tests := map[string]struct {
+		origin string
+		want   int
+	}{
+		"the UI by address":   {origin: "http://127.0.0.1:8233", want: http.StatusOK},
+		"the UI by name":      {origin: "http://localhost:8233", want: http.StatusOK},
+		"another port":        {origin: "http://127.0.0.1:8234", want: http.StatusForbidden},
+		"https, not http":     {origin: "https://localhost:8233", want: http.StatusForbidden},
+		"another host":        {origin: "http://127.0.0.2:8233", want: http.StatusForbidden},
+		"a lookalike suffix":  {origin: "http://localhost:8233.evil.example", want: http.StatusForbidden},
+		"the literal null":    {origin: "null", want: http.StatusForbidden},
+		"no origin (the CLI)": {origin: "", want: http.StatusOK},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			header := map[string]string{"Authorization": "Bearer " + codecToken}
+			if tc.origin != "" {
+				header["Origin"] = tc.origin
+			}
+			resp := codecRequest(t, srv.URL, "/decode", enc, header)
+			if tc.want != http.StatusOK {
+				b, _ := io.ReadAll(resp.Body)
+				assert.Equal(t, tc.want, resp.StatusCode, string(b))
+				assert.NotContains(t, string(b), secret)
+				assert.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
+				return
+			}
+			assertSame(t, orig, readPayloads(t, resp)) // decoded
+			assert.Equal(t, tc.origin, resp.Header.Get("Access-Control-Allow-Origin"), "CORS names the caller's own origin")
+		})
+	}
+
+	t.Run("UIOrigin and UIOrigins together", func(t *testing.T) {
+		h, err := NewHandler(c, HandlerOptions{UIOrigin: "http://localhost:8233", UIOrigins: []string{"http://127.0.0.1:8233"}, Token: codecToken})
+		require.NoError(t, err)
+		s := httptest.NewServer(h)
+		defer s.Close()
+		for _, o := range origins {
+			resp := codecRequest(t, s.URL, "/decode", enc, map[string]string{"Authorization": "Bearer " + codecToken, "Origin": o})
+			assert.Equal(t, http.StatusOK, resp.StatusCode, o)
+		}
+	})
+
+	t.Run("a bad origin in the list is an error", func(t *testing.T) {
+		_, err := NewHandler(c, HandlerOptions{UIOrigins: []string{"http://localhost:8233", "localhost:8233"}, Token: codecToken})
+		assert.ErrorContains(t, err, `UI origin must look like http(s)://host[:port], not "localhost:8233"`)
+	})
+}

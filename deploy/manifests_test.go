@@ -47,8 +47,9 @@ func TestWorkerDeploymentIsAdmittedAndRestricted(t *testing.T) {
 // files an operator applies never drift from what the worker needs.
 func TestVaultPolicyFilesMatchTheCode(t *testing.T) {
 	for file, want := range map[string]string{
-		"airlock-worker.hcl": vault.WorkerPolicyHCL(vault.WorkerPolicyConfig{}),
-		"airlock-agent.hcl":  vault.AgentPolicyHCL(vault.DefaultTokenRole, vault.DefaultReadTokenRole),
+		"airlock-worker.hcl":  vault.WorkerPolicyHCL(vault.WorkerPolicyConfig{}),
+		"airlock-agent.hcl":   vault.AgentPolicyHCL(vault.DefaultTokenRole, vault.DefaultReadTokenRole),
+		"airlock-auditor.hcl": vault.AuditorPolicyHCL(),
 	} {
 		got, err := os.ReadFile(filepath.Join("vault", file))
 		require.NoError(t, err)

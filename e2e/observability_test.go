@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -170,4 +171,37 @@ func TestWorkerLogsCarryAgentCycleActionAndTraceIDs(t *testing.T) {
 	assert.NotEmpty(t, line["RunID"])
 	assert.Equal(t, span.SpanContext().TraceID().String(), line["trace_id"])
 	assert.Equal(t, res.Actions[0].LeaseAccessor, line["accessor"])
+}
+
+// Planning reads the agent's memo; the catalog is signalled to the agent's
+// workflow only when it changed. An agent with trust settings of its own
+// (not in the memo) once cost a signal, and an agent workflow task that
+// the cycle's budget Update then queued behind, on every cycle.
+func TestAnUnchangedCatalogIsNotResignalledEachCycle(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ag, ok := env.catalog.Agent("e2e")
+	require.True(t, ok)
+	require.False(t, ag.Trust.WithDefaults().Same(policy.Trust{}.WithDefaults()), "the e2e agent has trust settings of its own")
+	run := func(n int) map[string]int {
+		env.spans.Reset()
+		ctx, span := env.tel.Tracer().Start(ctx, "agent proposes cycle")
+		res, err := env.starter.RunCycle(ctx, contract.CycleRequest{AgentID: "e2e", CycleID: fmt.Sprintf("%s-%d", cycleID(t), n),
+			Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "unchanged"}}}})
+		span.End()
+		require.NoError(t, err)
+		require.Equal(t, contract.OutcomeSucceeded, res.Outcome)
+		names := map[string]int{}
+		for _, s := range env.spans.GetSpans() {
+			if s.SpanContext.TraceID() == span.SpanContext().TraceID() {
+				names[s.Name]++
+			}
+		}
+		require.Positive(t, names["RunActivity:PlanCycle"], "the cycle planned: %v", names)
+		return names
+	}
+	run(1) // may deliver what this worker has not signalled yet
+	for n := 2; n <= 3; n++ {
+		assert.Zero(t, run(n)["SignalWorkflow:"+contract.SignalAgentCatalog], "cycle %d re-signalled an unchanged catalog", n)
+	}
 }

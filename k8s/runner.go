@@ -326,16 +326,23 @@ func ownedBy(refs []metav1.OwnerReference, job *batchv1.Job) bool {
 // do not outlive the action; the Job stays until ttlSecondsAfterFinished for
 // inspection. Objects already gone are fine.
 func (r *Runner) Cleanup(ctx context.Context, namespace, jobName string) error {
+	// Independent objects: deleted at the same time.
+	netpol := make(chan error, 1)
+	go func() {
+		err := r.cs.NetworkingV1().NetworkPolicies(namespace).Delete(ctx, NetworkPolicyName(jobName), metav1.DeleteOptions{})
+		if err != nil && !k8serrors.IsNotFound(err) {
+			err = fmt.Errorf("delete network policy %s/%s: %w", namespace, NetworkPolicyName(jobName), err)
+		} else {
+			err = nil
+		}
+		netpol <- err
+	}()
 	var errs []error
 	err := r.cs.CoreV1().Secrets(namespace).Delete(ctx, SecretName(jobName), metav1.DeleteOptions{})
 	if err != nil && !k8serrors.IsNotFound(err) {
 		errs = append(errs, fmt.Errorf("delete secret %s/%s: %w", namespace, SecretName(jobName), err))
 	}
-	err = r.cs.NetworkingV1().NetworkPolicies(namespace).Delete(ctx, NetworkPolicyName(jobName), metav1.DeleteOptions{})
-	if err != nil && !k8serrors.IsNotFound(err) {
-		errs = append(errs, fmt.Errorf("delete network policy %s/%s: %w", namespace, NetworkPolicyName(jobName), err))
-	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, <-netpol)...)
 }
 
 // Delete removes the Job and its Pods now, for cancellation and the kill

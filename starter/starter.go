@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
@@ -28,6 +29,8 @@ type Client struct {
 	taskQueue string
 	signer    Signer
 	now       func() time.Time
+	// tracerProvider receives Start's span (trace.go). Nil: the global one.
+	tracerProvider trace.TracerProvider
 }
 
 // Signer signs bytes as an agent with the agent's own Vault Transit key.
@@ -109,8 +112,11 @@ func SignRequest(ctx context.Context, s Signer, req contract.CycleRequest, at ti
 
 // Start validates, signs (WithSigner) and starts a cycle. Starting the same
 // agent and cycle id again returns the existing cycle instead of running
-// it twice.
-func (c *Client) Start(ctx context.Context, req contract.CycleRequest) (*Run, error) {
+// it twice. The start is a span, child of the span in ctx (the agent's: see
+// ContextWithTraceparent), with the request's thoughts as events.
+func (c *Client) Start(ctx context.Context, req contract.CycleRequest) (_ *Run, err error) {
+	ctx, span := c.startSpan(ctx, req)
+	defer func() { endSpan(span, err) }()
 	if err := c.Validate(req); err != nil {
 		return nil, err
 	}
@@ -126,6 +132,8 @@ func (c *Client) Start(ctx context.Context, req contract.CycleRequest) (*Run, er
 		TaskQueue:                c.taskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		StaticSummary:            StaticSummary(req),
+		StaticDetails:            StaticDetails(req),
 	}, contract.CycleWorkflowName, req)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {

@@ -20,8 +20,9 @@ type WorkerPolicyConfig struct {
 // tokens), look up, renew and revoke tokens by accessor and leases by id,
 // and keep the agent-token registry. It reads no secret: dynamic and KV
 // secrets are read with the action's own token (Broker.As). Transit, used
-// by the payload codec, needs its own paths; the only Transit path here is
-// verify on the agents' signing keys (never sign).
+// by the payload codec, needs its own paths; the Transit paths here are
+// verify on the agents' signing keys (never sign) and sign with the audit
+// key (AuditKeyName).
 func WorkerPolicyHCL(c WorkerPolicyConfig) string {
 	if c.ActionRole == "" {
 		c.ActionRole = DefaultTokenRole
@@ -78,5 +79,9 @@ path "%[3]s/metadata/%[4]s/*" {
 path "%[5]s/verify/%[6]s*" {
   capabilities = ["update"]
 }
-`, c.AgentRole, c.ActionRole, mount, path, DefaultTransitMount, AgentKeyPrefix)
+# Tamper-evident audit trails: sign each cycle's chain head.
+path "%[5]s/sign/%[7]s" {
+  capabilities = ["update"]
+}
+`, c.AgentRole, c.ActionRole, mount, path, DefaultTransitMount, AgentKeyPrefix, AuditKeyName)
 }

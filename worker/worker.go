@@ -258,6 +258,8 @@ func NewActivities(ctx context.Context, cfg Config) (*activities.Activities, fun
 	}
 	acts.Broker, acts.Agents = sess.Broker, agents
 	acts.Identity = vault.NewVerifier(sess.Broker) // verify agents' request signatures (never sign)
+	// Sign cycles' audit-trail heads (transit/sign/airlock-audit).
+	acts.AuditSigner = vault.NewAuditSigner(sess.Broker)
 	return acts, func() { agents.Close(); sess.Close() }, nil
 }
 

@@ -21,6 +21,7 @@ var (
 	// apiserver or Temporal's visibility are down — an agent once killed
 	// must end up with nothing running and nothing valid.
 	killOptions = workflow.ActivityOptions{
+		Summary:                "kill: cancel cycles, delete Jobs, revoke tokens",
 		StartToCloseTimeout:    5 * time.Minute,
 		HeartbeatTimeout:       15 * time.Second,
 		ScheduleToCloseTimeout: time.Hour,
@@ -32,6 +33,7 @@ var (
 		},
 	}
 	seedOptions = workflow.LocalActivityOptions{
+		Summary:             "read the agent from the catalog",
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			MaximumAttempts:        5,

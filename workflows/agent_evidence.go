@@ -209,7 +209,7 @@ func (ag *agent) gate(ctx workflow.Context, class policy.Class) contract.Gate {
 }
 
 // alertOptions: a lost alert must not stop the agent's workflow.
-var alertOptions = workflow.LocalActivityOptions{StartToCloseTimeout: 15 * time.Second, ScheduleToCloseTimeout: time.Minute}
+var alertOptions = workflow.LocalActivityOptions{Summary: "post agent alert", StartToCloseTimeout: 15 * time.Second, ScheduleToCloseTimeout: time.Minute}
 
 // alert tells the agent's approvers (Slack, or the worker's log) about a
 // promotion offer or a demotion.

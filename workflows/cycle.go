@@ -23,6 +23,7 @@ const rollbackIndexOffset = 10000
 // credentials, and a lease is always revoked in the end.
 var (
 	planOptions = workflow.LocalActivityOptions{
+		Summary:             "plan against the catalog",
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			MaximumAttempts:        3,
@@ -70,8 +71,10 @@ var (
 const jobFailedPrefix = "job failed: "
 
 // step runs a short cycle step (stage, dry-run, release): a local activity
-// in cycles of version 4, a heartbeating activity before.
-func (c *cycle) step(ctx workflow.Context, opts workflow.ActivityOptions, local workflow.LocalActivityOptions, fn, arg any) workflow.Future {
+// in cycles of version 4, a heartbeating activity before. The summary is
+// what the Temporal UI shows for it.
+func (c *cycle) step(ctx workflow.Context, summary string, opts workflow.ActivityOptions, local workflow.LocalActivityOptions, fn, arg any) workflow.Future {
+	opts.Summary, local.Summary = summary, summary
 	if c.localSteps {
 		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, local), fn, arg)
 	}
@@ -96,7 +99,7 @@ func runOptions(deadline time.Duration) workflow.ActivityOptions {
 // against the catalog, then handles each action as the trust model says.
 // Actions run in order; after a failure or a denial the rest are skipped.
 // Its metrics go through the SDK's metrics handler (metrics.go).
-func AgentCycle(ctx workflow.Context, req contract.CycleRequest) (_ contract.CycleResult, err error) {
+func AgentCycle(ctx workflow.Context, req contract.CycleRequest) (res contract.CycleResult, err error) {
 	info := workflow.GetInfo(ctx)
 	c := &cycle{req: req, gates: map[int]*gate{}}
 	c.res = contract.CycleResult{WorkflowID: info.WorkflowExecution.ID, AgentID: req.AgentID, CycleID: req.CycleID}
@@ -141,6 +144,11 @@ func AgentCycle(ctx workflow.Context, req contract.CycleRequest) (_ contract.Cyc
 	if v >= 3 {
 		c.agentState = true
 		defer func() { c.reportToAgent(ctx, err) }()
+	}
+	// Cycles started before audit signing (audit.go) replay unsigned.
+	if workflow.GetVersion(ctx, "audit-signature", workflow.DefaultVersion, 1) >= 1 {
+		c.signing = true
+		defer func() { res.Audit = c.signHead(ctx, true) }()
 	}
 	if v >= 1 {
 		if err := c.verify(ctx); err != nil {
@@ -305,7 +313,7 @@ func (c *cycle) shadow(ctx workflow.Context, act policy.RenderedAction) contract
 	var dry activities.DryRunOutput
 	var a *activities.Activities
 	wfID := workflow.GetInfo(ctx).WorkflowExecution.ID
-	if err := c.step(ctx, stageOptions, stageLocalOptions, a.DryRunAction, activities.StageInput{
+	if err := c.step(ctx, actionSummary("dry-run", act), stageOptions, stageLocalOptions, a.DryRunAction, activities.StageInput{
 		WorkflowID: wfID, AgentID: plan.AgentID, Namespace: plan.Namespace, Action: act,
 	}).Get(ctx, &dry); err != nil {
 		base.DryRun = "unknown: " + errorMessage(err)
@@ -355,6 +363,9 @@ func (c *cycle) gated(ctx workflow.Context, act policy.RenderedAction) contract.
 	}
 	waitStart := workflow.Now(ctx)
 	g, ref := c.await(ctx, act, notice, needed, window)
+	if c.signing {
+		c.signHead(ctx, false)
+	}
 	decisions := slices.Clone(g.decisions)
 	if g.refusal == nil {
 		approvalWait(ctx, plan.AgentID, workflow.Now(ctx).Sub(waitStart), g.status)
@@ -419,7 +430,7 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r cont
 			in.AgentID, in.WorkflowID, in.Index = plan.AgentID, wfID, act.Index
 		}
 		var out activities.ReleaseOutput
-		if err := c.step(dctx, releaseOptions, releaseLocalOptions, a.ReleaseAction, in).Get(dctx, &out); err != nil {
+		if err := c.step(dctx, actionSummary("release", act), releaseOptions, releaseLocalOptions, a.ReleaseAction, in).Get(dctx, &out); err != nil {
 			workflow.GetLogger(ctx).Error("release action", "job", job.Name, "error", err)
 			if r.Error == "" {
 				r.Error = "release: " + err.Error()
@@ -434,7 +445,7 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r cont
 		c.record(dctx, contract.AuditResult, idx(act.Index), fmt.Sprintf("%s: %s", act.Type, r.Outcome), fields)
 	}()
 
-	err := c.step(ctx, stageOptions, stageLocalOptions, a.StageAction, activities.StageInput{
+	err := c.step(ctx, actionSummary("stage", act), stageOptions, stageLocalOptions, a.StageAction, activities.StageInput{
 		WorkflowID: wfID, AgentID: plan.AgentID, Namespace: plan.Namespace, Action: act,
 		Compensation: act.Index >= rollbackIndexOffset,
 	}).Get(ctx, &staged)
@@ -451,11 +462,13 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r cont
 	r.LeaseAccessor, r.LeaseTTL, r.DBLeaseID = staged.LeaseAccessor, staged.LeaseTTL, staged.DBLeaseID
 	c.record(ctx, contract.AuditLease, idx(act.Index), "credential leased", map[string]any{
 		"accessor": staged.LeaseAccessor, "ttl": staged.LeaseTTL.String(), "policies": staged.LeasePolicies,
-		"db_lease": staged.DBLeaseID, "job": staged.JobName, "secret": staged.SecretName,
+		"db_lease": staged.DBLeaseID, "job": staged.JobName, "secret": staged.SecretName, "namespace": job.Namespace,
 	})
 
 	var run activities.RunOutput
-	rctx := workflow.WithActivityOptions(ctx, runOptions(time.Duration(act.Deadline)))
+	ro := runOptions(time.Duration(act.Deadline))
+	ro.Summary = actionSummary("run", act)
+	rctx := workflow.WithActivityOptions(ctx, ro)
 	if err := workflow.ExecuteActivity(rctx, a.RunJob, activities.RunInput{
 		Namespace: job.Namespace, JobName: job.Name, ActionType: act.Type,
 		LeaseAccessor: staged.LeaseAccessor, DBLeaseID: staged.DBLeaseID,

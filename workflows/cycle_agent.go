@@ -19,6 +19,7 @@ import (
 // retried for a while, then the cycle fails closed.
 var (
 	agentOptions = workflow.LocalActivityOptions{
+		Summary:                "plan with the agent's state",
 		StartToCloseTimeout:    10 * time.Second,
 		ScheduleToCloseTimeout: 2 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -29,6 +30,7 @@ var (
 		},
 	}
 	reportOptions = workflow.LocalActivityOptions{
+		Summary:                "report to the agent",
 		StartToCloseTimeout:    15 * time.Second,
 		ScheduleToCloseTimeout: 5 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{

@@ -69,6 +69,9 @@ type cycle struct {
 	// shadowed are the shadow proposals reported to the agent's workflow,
 	// where their feedback lands.
 	shadowed []contract.ShadowProposal
+	// signing: the trail's head is signed at each decision and at the end
+	// (version "audit-signature", audit.go).
+	signing bool
 }
 
 var allowedKinds = map[contract.NoticeMode][]contract.DecisionKind{
@@ -233,10 +236,12 @@ var (
 // notice runs a message activity (post or edit): a local activity in
 // cycles of version 2, a regular one before.
 func (c *cycle) notice(ctx workflow.Context, name string, arg any) workflow.Future {
+	opts, local := noticeOptions, localNoticeOptions
+	opts.Summary, local.Summary = noticeSummary(name, arg), noticeSummary(name, arg)
 	if c.localNotices {
-		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localNoticeOptions), name, arg)
+		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, local), name, arg)
 	}
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, noticeOptions), name, arg)
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), name, arg)
 }
 
 // notify posts a message about a gate. A failure to post is logged, never
@@ -322,7 +327,8 @@ func (c *cycle) await(ctx workflow.Context, act policy.RenderedAction, notice co
 				continue
 			}
 			workflow.Go(ctx, func(ctx workflow.Context) {
-				if done, err := workflow.AwaitWithTimeout(ctx, n.after, func() bool { return g.closed }); done || err != nil {
+				wait := workflow.AwaitOptions{Timeout: n.after, TimerOptions: workflow.TimerOptions{Summary: fmt.Sprintf("%s after %s, action %d", n.what, n.after, act.Index)}}
+				if done, err := workflow.AwaitWithOptions(ctx, wait, func() bool { return g.closed }); done || err != nil {
 					return
 				}
 				refs = append(refs, c.notifyTo(ctx, g, n.channel))
@@ -330,7 +336,8 @@ func (c *cycle) await(ctx workflow.Context, act policy.RenderedAction, notice co
 			})
 		}
 	}
-	closed, err := workflow.AwaitWithTimeout(ctx, window, func() bool { return g.closed })
+	wait := workflow.AwaitOptions{Timeout: window, TimerOptions: workflow.TimerOptions{Summary: windowSummary(notice, act.Index)}}
+	closed, err := workflow.AwaitWithOptions(ctx, wait, func() bool { return g.closed })
 	if err != nil || !closed {
 		g.closed = true
 		switch {

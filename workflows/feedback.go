@@ -32,7 +32,8 @@ func ShadowFeedback(ctx workflow.Context, in contract.FeedbackRequest) (contract
 		return contract.FeedbackResult{}, err
 	}
 	ref := c.notify(ctx, g)
-	_, _ = workflow.AwaitWithTimeout(ctx, in.Window, func() bool { return len(g.decisions) >= len(in.Approvers) })
+	wait := workflow.AwaitOptions{Timeout: in.Window, TimerOptions: workflow.TimerOptions{Summary: windowSummary(contract.NoticeShadow, in.Action.Index)}}
+	_, _ = workflow.AwaitWithOptions(ctx, wait, func() bool { return len(g.decisions) >= len(in.Approvers) })
 	g.closed = true
 	c.settleOne(ctx, g, ref, "")
 	return contract.FeedbackResult{CycleWorkflowID: in.CycleWorkflowID, Index: in.Action.Index, Decisions: g.decisions}, nil

@@ -18,6 +18,7 @@ import (
 // recorded in history. An outage is retried for a while, then the cycle
 // fails closed (the agent signs and starts again).
 var verifyOptions = workflow.LocalActivityOptions{
+	Summary:                "verify the agent's signature",
 	StartToCloseTimeout:    10 * time.Second,
 	ScheduleToCloseTimeout: 2 * time.Minute,
 	RetryPolicy: &temporal.RetryPolicy{

@@ -299,7 +299,8 @@ func TestUnverifiedRequestsAreRefusedBeforeAnythingIsPlannedOrLeased(t *testing.
 			s.env.AssertNotCalled(t, "DryRunAction", mock.Anything, mock.Anything)
 
 			trail := auditOf(t, s)
-			last := trail[len(trail)-1]
+			require.Equal(t, contract.AuditSignature, trail[len(trail)-1].Kind, "the refusal's head is signed (or says why not)")
+			last := trail[len(trail)-2]
 			assert.Equal(t, contract.AuditIdentity, last.Kind)
 			assert.Equal(t, "request refused: unverified: "+tc.reason, last.Summary)
 			assert.Equal(t, tc.reason, last.Data["reason"])

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/airlockhq/airlock/contract"
+	"github.com/airlockhq/airlock/infraaudit"
 )
 
 // errAuditBroken makes `cycle audit` exit non-zero on a broken chain.
@@ -25,6 +26,10 @@ type auditOptions struct {
 	clientFlags
 	asJSON bool
 	file   string
+	// infra joins the trail with the Vault and apiserver audit logs
+	// (vaultLog, k8sLog) instead of printing it.
+	infra            bool
+	vaultLog, k8sLog string
 }
 
 func newCycleAuditCmd() *cobra.Command {
@@ -33,12 +38,20 @@ func newCycleAuditCmd() *cobra.Command {
 		Use:   "audit <workflow-id> | --file <trail.jsonl>",
 		Short: "Print and verify a cycle's hash-chained audit trail",
 		Long: `Print a cycle's audit trail — every thought, decision, lease accessor and
-result, in order — and verify its hash chain. Exits non-zero when the chain
-does not verify. --json exports the trail as JSON lines; --file verifies such
-an export offline, without Temporal.`,
+result, in order — and verify its hash chain and the Vault Transit signature
+of its head. Exits non-zero when the chain or the signature does not verify.
+--json exports the trail as JSON lines; --file verifies such an export offline,
+without Temporal (the signature check still asks Vault).
+
+--infra prints one timeline of the trail and what the infrastructure recorded
+about the cycle: the Vault file audit device's entries for its action tokens
+(issue, use, renew, revoke) and the kube-apiserver's audit events of its Jobs,
+Pods, Secrets and NetworkPolicies. Give --vault-audit-log, --k8s-audit-log or
+both (deploy/vault/AUDIT.md).`,
 		Example: `  airlock cycle audit cycle/advisor/c-1
   airlock cycle audit cycle/advisor/c-1 --json > trail.jsonl
-  airlock cycle audit --file trail.jsonl`,
+  airlock cycle audit --file trail.jsonl
+  airlock cycle audit cycle/advisor/c-1 --infra --vault-audit-log vault-audit.log --k8s-audit-log kube-audit.log`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usageError(cmd, fmt.Errorf("cycle audit: want one cycle id, got %d arguments", len(args)))
@@ -54,15 +67,22 @@ an export offline, without Temporal.`,
 	acceptUnusedCatalog(cmd)
 	cmd.Flags().BoolVar(&o.asJSON, "json", false, "print the trail as JSON lines (for export) instead of a verified table")
 	cmd.Flags().StringVar(&o.file, "file", "", "verify and print an exported JSON-lines trail instead of asking Temporal")
+	cmd.Flags().BoolVar(&o.infra, "infra", false, "join the trail with the Vault and apiserver audit logs of its tokens and objects")
+	cmd.Flags().StringVar(&o.vaultLog, "vault-audit-log", os.Getenv("AIRLOCK_VAULT_AUDIT_LOG"), "Vault file audit device log, for --infra (env AIRLOCK_VAULT_AUDIT_LOG)")
+	cmd.Flags().StringVar(&o.k8sLog, "k8s-audit-log", os.Getenv("AIRLOCK_K8S_AUDIT_LOG"), "kube-apiserver audit log (JSON), for --infra (env AIRLOCK_K8S_AUDIT_LOG)")
 	_ = cmd.MarkFlagFilename("file", "jsonl", "json")
+	_ = cmd.MarkFlagFilename("vault-audit-log")
+	_ = cmd.MarkFlagFilename("k8s-audit-log")
 	return cmd
 }
 
 // runAudit prints a cycle's thought audit trail and verifies its hash
-// chain; --json exports it as JSON lines; --file verifies an export.
+// chain and its chain-head signature (Vault Transit); --json exports it as
+// JSON lines; --file verifies an export; --infra joins it with the Vault
+// and apiserver audit logs (package infraaudit).
 func runAudit(ctx context.Context, o auditOptions, args []string, stdout io.Writer) error {
 	var trail []contract.AuditEntry
-	var source string
+	var source, workflowID string
 	switch {
 	case o.file != "":
 		t, err := readTrail(o.file)
@@ -83,7 +103,7 @@ func runAudit(ctx context.Context, o auditOptions, args []string, stdout io.Writ
 		if trail, err = st.Audit(ctx, id); err != nil {
 			return err
 		}
-		source = id
+		source, workflowID = id, id
 	default:
 		return errors.New("cycle audit: want one cycle id, or --file <trail.jsonl>")
 	}
@@ -96,6 +116,9 @@ func runAudit(ctx context.Context, o auditOptions, args []string, stdout io.Writ
 		}
 		return nil
 	}
+	if o.infra {
+		return infraaudit.Run(ctx, stdout, workflowID, trail, o.vaultLog, o.k8sLog)
+	}
 	printTrail(stdout, source, trail)
 	if b := contract.VerifyAudit(trail); b != nil {
 		fmt.Fprintf(stdout, "\nBROKEN at entry %d: %s\nentries from %d on cannot be trusted\n", b.Seq, b.Reason, b.Seq)
@@ -106,7 +129,7 @@ func runAudit(ctx context.Context, o auditOptions, args []string, stdout io.Writ
 		fmt.Fprintf(stdout, ", head %s", trail[n-1].Hash[:16])
 	}
 	fmt.Fprintln(stdout)
-	return nil
+	return infraaudit.VerifySignatures(ctx, stdout, infraaudit.VaultVerifier, trail, workflowID)
 }
 
 func readTrail(path string) ([]contract.AuditEntry, error) {

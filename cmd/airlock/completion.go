@@ -24,22 +24,31 @@ const completionTimeout = 2 * time.Second
 // positional argument.
 func completeAgents(cf *clientFlags) cobra.CompletionFunc {
 	return func(_ *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		if len(args) > 0 || cf.completionCatalog == "" {
+		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		cat, err := policy.LoadFile(cf.completionCatalog)
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		var out []cobra.Completion
-		for _, id := range cat.AgentIDs() {
-			if strings.HasPrefix(id, toComplete) {
-				ag, _ := cat.Agent(id)
-				out = append(out, cobra.CompletionWithDesc(id, "owner "+ag.Owner))
-			}
-		}
-		return out, cobra.ShellCompDirectiveNoFileComp
+		return agentCompletions(cf.completionCatalog, toComplete), cobra.ShellCompDirectiveNoFileComp
 	}
+}
+
+// agentCompletions are the agent ids in the catalog at path that start
+// with toComplete; none without a readable catalog.
+func agentCompletions(path, toComplete string) []cobra.Completion {
+	if path == "" {
+		return nil
+	}
+	cat, err := policy.LoadFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []cobra.Completion
+	for _, id := range cat.AgentIDs() {
+		if strings.HasPrefix(id, toComplete) {
+			ag, _ := cat.Agent(id)
+			out = append(out, cobra.CompletionWithDesc(id, "owner "+ag.Owner))
+		}
+	}
+	return out
 }
 
 // completeApprovers offers the approvers the catalog lists for the agent

@@ -17,6 +17,7 @@ import (
 	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
+	"github.com/airlockhq/airlock/telemetry"
 	"github.com/airlockhq/airlock/vault"
 	"github.com/airlockhq/airlock/worker"
 )
@@ -42,6 +43,9 @@ type clientFlags struct {
 	// completionCatalog names agents and approvers for shell completion
 	// only: commands that never start a cycle have no use for validation.
 	completionCatalog string
+	// tel traces the Temporal client when a cycle start joins the agent's
+	// trace (traceparent.go).
+	tel *telemetry.Telemetry
 }
 
 func (c *clientFlags) register(fs *pflag.FlagSet) {
@@ -85,7 +89,7 @@ func (c *clientFlags) starter(ctx context.Context, extra ...starter.Option) (*st
 		}
 		opts = append(opts, starter.WithCatalog(cat))
 	}
-	cc := worker.ClientConfig{Address: c.address, Namespace: c.namespace, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cc := worker.ClientConfig{Address: c.address, Namespace: c.namespace, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Telemetry: c.tel}
 	// Payloads are encrypted by workers; reading them needs the same Transit
 	// key. Without Vault credentials the CLI still works on plain payloads.
 	if os.Getenv("VAULT_TOKEN") != "" && os.Getenv("AIRLOCK_PLAIN_PAYLOADS") != "true" {
@@ -104,8 +108,9 @@ func (c *clientFlags) starter(ctx context.Context, extra ...starter.Option) (*st
 
 type cycleStartOptions struct {
 	clientFlags
-	file string
-	wait bool
+	file        string
+	wait        bool
+	traceparent string
 }
 
 func newCycleStartCmd() *cobra.Command {
@@ -119,21 +124,23 @@ An unsigned request is signed as its agent with the agent's own Vault token:
 AIRLOCK_AGENT_VAULT_TOKEN, else VAULT_TOKEN (at VAULT_ADDR). Starting the same
 agent and cycle id twice starts one cycle.`,
 		Example: `  airlock cycle start -f examples/cycle-request.json --wait
-  node examples/sign-request.mjs req.json | airlock cycle start -f -`,
+  node examples/sign-request.mjs req.json | airlock cycle start -f -
+  airlock cycle start -f req.json --traceparent 00-<trace-id>-<span-id>-01   # the cycle joins the agent's trace`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runCycleStart(cmd.Context(), o, cmd.OutOrStdout())
+			return runCycleStart(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	o.register(cmd.Flags())
 	o.registerCatalog(cmd, "catalog to validate the request against before starting it (env AIRLOCK_CATALOG); the worker validates again")
 	cmd.Flags().StringVarP(&o.file, "file", "f", "", "cycle request JSON file ('-' for stdin; required)")
 	cmd.Flags().BoolVar(&o.wait, "wait", false, "wait for the cycle to finish, print its result, and exit non-zero unless it succeeded")
+	cmd.Flags().StringVar(&o.traceparent, "traceparent", os.Getenv("TRACEPARENT"), "the agent's W3C traceparent: the cycle joins the agent's trace, exported to OTEL_EXPORTER_OTLP_* when set (env TRACEPARENT)")
 	_ = cmd.MarkFlagFilename("file", "json")
 	return cmd
 }
 
-func runCycleStart(ctx context.Context, o cycleStartOptions, stdout io.Writer) error {
+func runCycleStart(ctx context.Context, o cycleStartOptions, stdout, stderr io.Writer) error {
 	if o.file == "" {
 		return errors.New("cycle start: -f/--file <request.json> is required")
 	}
@@ -141,7 +148,11 @@ func runCycleStart(ctx context.Context, o cycleStartOptions, stdout io.Writer) e
 	if err != nil {
 		return err
 	}
-	var opts []starter.Option
+	ctx, opts, flush, err := joinTrace(ctx, o.traceparent, &o.clientFlags, stderr)
+	if err != nil {
+		return err
+	}
+	defer flush()
 	if req.Signature == nil {
 		signer, err := agentSigner(req.AgentID)
 		if err != nil {

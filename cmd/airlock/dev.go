@@ -14,6 +14,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/airlockhq/airlock/approval"
+	"github.com/airlockhq/airlock/contract"
+	"github.com/airlockhq/airlock/internal/devenv"
 	"github.com/airlockhq/airlock/internal/devsetup"
 	"github.com/airlockhq/airlock/internal/devstack"
 	"github.com/airlockhq/airlock/starter"
@@ -51,10 +54,13 @@ func newDevCmd() *cobra.Command {
 		Long: `Start a local stack — Temporal with its Web UI, Vault in dev mode, a Kubernetes
 apiserver with kwok's simulated node (or a real node with --real-node) — and a
 worker, prepare the catalog's agents, then run the sample request under an
-autonomous, a shadow and an advisory agent. Prints the exports that point the
-other commands at the stack. Ctrl-C stops everything.`,
+autonomous, a shadow and an advisory agent. The Temporal UI decrypts payloads
+through a local codec server, and a local approvals endpoint takes the same
+signed clicks as Slack's. Prints the exports that point the other commands at
+the stack, and the approval click for the advisory cycle's waiting action.
+Ctrl-C stops everything.`,
 		Example: `  airlock dev
-  airlock dev --exit                 # run the samples, then stop
+  airlock dev --exit                 # run the samples, approve the advisory one, then stop
   sudo airlock dev --real-node       # Jobs in real containers (Linux)`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -64,7 +70,7 @@ other commands at the stack. Ctrl-C stops everything.`,
 	cmd.Flags().StringVar(&o.catalog, "catalog", "deploy/catalog.yaml", "catalog the dev worker enforces and prepares agents for")
 	cmd.Flags().StringVar(&o.request, "request", "examples/cycle-request.json", "sample cycle request to run under each demo agent once the stack is up")
 	cmd.Flags().IntVar(&o.uiPort, "ui-port", 8233, "Temporal Web UI port (a free port if taken)")
-	cmd.Flags().BoolVar(&o.exit, "exit", false, "stop after the sample cycles instead of waiting for Ctrl-C")
+	cmd.Flags().BoolVar(&o.exit, "exit", false, "approve the advisory cycle's waiting action with a signed click (as a human would in Slack), wait for it, then stop instead of waiting for Ctrl-C")
 	cmd.Flags().BoolVar(&o.realNode, "real-node", false, "run Jobs in real containers on a local node (containerd, kubelet, kube-router; root on Linux) instead of kwok's simulated one")
 	_ = cmd.MarkFlagFilename("catalog", "yaml", "yml")
 	_ = cmd.MarkFlagFilename("request", "json")
@@ -86,8 +92,15 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 		l.Close()
 	}
 	start := time.Now()
+	// The UI is started with the codec server's URL: payloads are readable
+	// in it with no manual step.
+	codecLn, codecURL, err := devenv.CodecListener()
+	if err != nil {
+		return err
+	}
+	defer codecLn.Close()
 	stack, err := devstack.Start(ctx, devstack.Options{
-		Temporal: true, Vault: true, Kube: true, RealNode: o.realNode, TemporalUIPort: port,
+		Temporal: true, Vault: true, Kube: true, RealNode: o.realNode, TemporalUIPort: port, TemporalUICodecEndpoint: codecURL,
 		Logf: func(f string, a ...any) { say(f, a...) },
 	})
 	if err != nil {
@@ -153,6 +166,13 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	defer w.Stop()
+	decider := starter.New(tc, starter.WithCatalog(acts.Catalog))
+	servers, err := devenv.Start(devenv.Config{CodecListener: codecLn, Codec: cod, UIURL: stack.TemporalUIURL, Logger: tel.Logger,
+		Approvals: approval.HandlerConfig{Decider: approval.DeciderFunc(decider.Decide), Killer: approval.KillerFunc(decider.RequestKill), Promoter: approval.PromoterFunc(decider.Promote)}})
+	if err != nil {
+		return err
+	}
+	defer servers.Close()
 
 	var closers []func() // agents' Vault sessions
 	defer func() {
@@ -172,12 +192,9 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
   export KUBECONFIG=%s
   export AIRLOCK_CATALOG=%s
   worker log       %s
-
-  Payloads are encrypted (Vault Transit). To read them in the UI, run
-    go run ./cmd/airlock codec-server --insecure-no-auth --listen 127.0.0.1:8081
-  and set the UI's codec endpoint (top-right data-encoder icon) to http://127.0.0.1:8081
-
 `, stack.TemporalUIURL, stack.TemporalAddress, stack.VaultAddr, stack.VaultToken, stack.Kubeconfig, cfg.CatalogPath, logFile.Name())
+	servers.PrintServers(stdout, stack.TemporalUIURL)
+	fmt.Fprintln(stdout)
 
 	req, err := readRequest(o.request)
 	if err != nil {
@@ -238,16 +255,44 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 		return err
 	}
 	say("advisory: the read runs, then the write waits for a human — cycle %s", run.WorkflowID)
+	var waiting []contract.PendingAction
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		if p, err := st.Pending(ctx, run.WorkflowID); err == nil && len(p) > 0 {
 			say("  waiting: action %d (%s), %s", p[0].Action.Index, p[0].Action.Type, p[0].Action.Decision.Rule)
+			waiting = p
 			break
 		}
 	}
-	say("  approve it:  go run ./cmd/airlock approve %s --approver U0APPROVER1   (with the exports above)", run.WorkflowID)
+	if len(waiting) == 0 || len(waiting[0].Approvers) == 0 {
+		return fmt.Errorf("cycle %s: no action waits for approval", run.WorkflowID)
+	}
+	approver := waiting[0].Approvers[0]
+	if err := servers.PrintClick(stdout, waiting[0], contract.DecisionApprove, approver); err != nil {
+		return err
+	}
+	say("  approve it:  go run ./cmd/airlock approve %s --approver %s   (with the exports above)", run.WorkflowID, approver)
 	say("  or deny it:  go run ./cmd/airlock deny %s --approver U0APPROVER2", run.WorkflowID)
 	say("  what waits:  go run ./cmd/airlock cycle pending")
 	if o.exit {
+		// No human here: the same signed click, made by this process.
+		body, err := devenv.ClickBody(waiting[0], contract.DecisionApprove, approver)
+		if err != nil {
+			return err
+		}
+		answer, err := devenv.Click(ctx, servers.ApprovalsURL, servers.SigningSecret, body)
+		if err != nil {
+			return err
+		}
+		say("  clicked Approve as %s: %s", approver, answer)
+		res, err := run.Get(ctx)
+		if err != nil {
+			return fmt.Errorf("cycle %s: %w", run.WorkflowID, err)
+		}
+		printResult(stdout, res)
+		say("cycle %s: %s", res.WorkflowID, res.Outcome)
+		if res.Outcome != contract.OutcomeSucceeded {
+			return fmt.Errorf("cycle %s: %s", res.WorkflowID, res.Outcome)
+		}
 		return nil
 	}
 	say("stack is up; try: go run ./cmd/airlock cycle start -f examples/cycle-request.json --wait   (Ctrl-C stops everything)")

@@ -43,3 +43,7 @@ path "secret/metadata/airlock/agent-tokens/*" {
 path "transit/verify/airlock-agent-*" {
   capabilities = ["update"]
 }
+# Tamper-evident audit trails: sign each cycle's chain head.
+path "transit/sign/airlock-audit" {
+  capabilities = ["update"]
+}

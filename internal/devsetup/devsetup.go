@@ -64,6 +64,9 @@ func Prepare(ctx context.Context, cat *policy.Catalog, broker *vault.Broker, job
 	if err := broker.EnsureAgentRole(ctx, vault.AgentRoleConfig{}); err != nil {
 		return err
 	}
+	if err := broker.EnsureAuditKey(ctx); err != nil {
+		return err
+	}
 	for _, id := range cat.AgentIDs() {
 		ag, _ := cat.Agent(id)
 		q := k8s.Quota{Pods: ag.Quota.Pods, CPU: ag.Quota.CPU, Memory: ag.Quota.Memory}

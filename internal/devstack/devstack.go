@@ -66,6 +66,10 @@ type Options struct {
 	SearchAttributes []string
 	// TemporalUIPort is the Temporal Web UI port. Default: 0, a free port.
 	TemporalUIPort int
+	// TemporalUICodecEndpoint, if set, is the remote codec server the Web UI
+	// decodes payloads with (start-dev --ui-codec-endpoint), so a browser
+	// opening the UI sees cleartext with no manual setting. Default: none.
+	TemporalUICodecEndpoint string
 
 	// Logf receives progress lines. Default: discard.
 	Logf func(format string, args ...any)
@@ -120,6 +124,10 @@ type Stack struct {
 	VaultToken string // root token, random per Start
 	// vaultUnsealKey unseals a persistent Vault (Options.VaultPersistent).
 	vaultUnsealKey string
+
+	// VaultAuditLog is Vault's file audit device (JSON lines), and
+	// KubeAuditLog the apiserver's audit log (audit.k8s.io/v1 JSON lines).
+	VaultAuditLog, KubeAuditLog string
 
 	Kubeconfig string // admin kubeconfig (client certificate, group system:masters)
 	RestConfig *rest.Config
@@ -191,6 +199,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	} else if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("devstack: create dir: %w", err)
 	}
+	s.VaultAuditLog, s.KubeAuditLog = filepath.Join(s.Dir, vaultAuditFile), filepath.Join(s.Dir, kubeAuditFile)
 	// Children get their own HOME so no user configuration (~/.kwok,
 	// ~/.config/temporalio, ~/.vault-token) leaks in or gets written.
 	if err := os.MkdirAll(filepath.Join(s.Dir, "home"), 0o755); err != nil {

@@ -56,7 +56,11 @@ func (s *Stack) startKube(ctx context.Context) error {
 		if cs, err = kubernetes.NewForConfig(s.RestConfig); err != nil {
 			return nil, fmt.Errorf("start kubernetes: %w", err)
 		}
-		return s.apiServerProcess(ports[0], etcdURL, pki, cs), nil
+		auditArgs, err := s.kubeAuditArgs()
+		if err != nil {
+			return nil, fmt.Errorf("start kubernetes: %w", err)
+		}
+		return s.apiServerProcess(ports[0], etcdURL, pki, cs, auditArgs), nil
 	}); err != nil {
 		return err
 	}
@@ -150,7 +154,7 @@ func (s *Stack) etcdProcess(clientURL, peerURL string) *process {
 }
 
 // apiServerProcess is kube-apiserver serving on port, storing in etcdURL.
-func (s *Stack) apiServerProcess(port int, etcdURL string, pki *kubePKI, cs kubernetes.Interface) *process {
+func (s *Stack) apiServerProcess(port int, etcdURL string, pki *kubePKI, cs kubernetes.Interface, auditArgs []string) *process {
 	api := s.newProcess(ProcKubeAPIServer, "kube-apiserver",
 		"--etcd-servers="+etcdURL,
 		"--bind-address=127.0.0.1",
@@ -183,6 +187,7 @@ func (s *Stack) apiServerProcess(port int, etcdURL string, pki *kubePKI, cs kube
 		"--profiling=false",
 	)
 	api.args = append(api.args, s.realNodeAPIServerArgs()...)
+	api.args = append(api.args, auditArgs...)
 	api.ready = func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()

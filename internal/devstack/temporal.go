@@ -53,6 +53,9 @@ func (s *Stack) temporalProcess(ports []int) (*process, error) {
 		"--sqlite-pragma", "journal_mode=wal",
 		"--sqlite-pragma", "synchronous=normal",
 	}
+	if s.opts.TemporalUICodecEndpoint != "" {
+		args = append(args, "--ui-codec-endpoint", s.opts.TemporalUICodecEndpoint)
+	}
 	var want []string
 	for _, sa := range s.opts.SearchAttributes {
 		args = append(args, "--search-attribute", sa)

@@ -89,10 +89,12 @@ func (s *Stack) initAndUnseal(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := mounts["secret/"]; ok {
-		return nil
+	if _, ok := mounts["secret/"]; !ok {
+		if err := c.Sys().MountWithContext(ctx, "secret", &api.MountInput{Type: "kv", Options: map[string]string{"version": "2"}}); err != nil {
+			return err
+		}
 	}
-	return c.Sys().MountWithContext(ctx, "secret", &api.MountInput{Type: "kv", Options: map[string]string{"version": "2"}})
+	return enableVaultAudit(ctx, addr, s.VaultToken, s.VaultAuditLog)
 }
 
 // vaultProcess is Vault in dev mode listening on ports[0].
@@ -108,7 +110,12 @@ func (s *Stack) vaultProcess(ports []int) (*process, error) {
 		"-dev-no-store-token",
 		"-log-level=warn",
 	)
-	p.ready = func(ctx context.Context) error { return httpOK(ctx, http.DefaultClient, addr+"/v1/sys/health") }
+	p.ready = func(ctx context.Context) error {
+		if err := httpOK(ctx, http.DefaultClient, addr+"/v1/sys/health"); err != nil {
+			return err
+		}
+		return enableVaultAudit(ctx, addr, s.VaultToken, s.VaultAuditLog) // again after a restart: dev mode forgets
+	}
 	return p, nil
 }
 
