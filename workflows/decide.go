@@ -69,6 +69,10 @@ type cycle struct {
 	// shadowed are the shadow proposals reported to the agent's workflow,
 	// where their feedback lands.
 	shadowed []contract.ShadowProposal
+	// role is how the request's version was treated; canaryQuiet: a
+	// canary's shadow proposals post no message (cycle_canary.go).
+	role        policy.VersionRole
+	canaryQuiet bool
 }
 
 var allowedKinds = map[contract.NoticeMode][]contract.DecisionKind{
