@@ -323,6 +323,9 @@ func (c *cycle) shadow(ctx workflow.Context, act policy.RenderedAction) contract
 		base.DryRun = "rejected: " + dry.Reason
 	}
 	c.record(ctx, contract.AuditResult, idx(act.Index), "would do (shadow): dry-run "+base.DryRun, map[string]any{"outcome": base.Outcome, "dry_run": base.DryRun})
+	if c.canaryQuiet {
+		return base
+	}
 	// Feedback (Agree/Disagree) can never make anything run, and it
 	// outlives this cycle, which ends at once. Version 2: the message is
 	// posted here and the proposal goes to the agent's workflow with the

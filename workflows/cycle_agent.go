@@ -50,7 +50,7 @@ func (c *cycle) planForAgent(ctx workflow.Context) (policy.Plan, error) {
 	var a *activities.Activities
 	var out activities.PlanCycleOutput
 	lctx := workflow.WithLocalActivityOptions(ctx, agentOptions)
-	err := workflow.ExecuteLocalActivity(lctx, a.PlanCycle, activities.PlanInput{AgentID: c.req.AgentID, Actions: c.req.Actions}).Get(ctx, &out)
+	err := workflow.ExecuteLocalActivity(lctx, a.PlanCycle, activities.PlanInput{AgentID: c.req.AgentID, Actions: c.req.Actions, Version: c.req.Version}).Get(ctx, &out)
 	var appErr *temporal.ApplicationError
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -77,6 +77,7 @@ func (c *cycle) planForAgent(ctx workflow.Context) (policy.Plan, error) {
 		return policy.Plan{}, temporal.NewNonRetryableApplicationError(msg, contract.ErrTypeInvalidRequest, nil)
 	}
 	c.record(ctx, contract.AuditAgent, nil, "agent active", map[string]any{"status": st.Status, "phases": st.Phases})
+	c.noteRole(ctx, out)
 	return *out.Plan, nil
 }
 
@@ -123,6 +124,7 @@ func (c *cycle) reportToAgent(ctx workflow.Context, err error) {
 		}
 	}
 	r.Details = c.details()
+	c.versionReport(&r)
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	var a *activities.Activities
 	var out contract.ReportCycleResult

@@ -17,10 +17,10 @@ import (
 	"github.com/airlockhq/airlock/starter"
 )
 
-// runAgent dispatches `airlock agent list|show|kill|resume|promote`.
+// runAgent dispatches `airlock agent list|show|history|kill|resume|promote`.
 func runAgent(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("agent: want list, show, kill, resume or promote")
+		return errors.New("agent: want list, show, history, kill, resume or promote")
 	}
 	switch args[0] {
 	case "list":
@@ -33,8 +33,10 @@ func runAgent(ctx context.Context, args []string, stdout io.Writer) error {
 		return runAgentResume(ctx, args[1:], stdout)
 	case "promote":
 		return runAgentPromote(ctx, args[1:], stdout)
+	case "history":
+		return runAgentHistory(ctx, args[1:], stdout)
 	}
-	return fmt.Errorf("agent: unknown command %q (want list, show, kill, resume or promote)", args[0])
+	return fmt.Errorf("agent: unknown command %q (want list, show, history, kill, resume or promote)", args[0])
 }
 
 // multiFlag collects a repeated flag (--by U1 --by U2).
@@ -135,6 +137,7 @@ func printAgent(w io.Writer, s contract.AgentState) {
 	}
 	tw.Flush()
 	printTrust(w, s)
+	printVersions(w, s)
 	fmt.Fprintln(w, "transitions (oldest first):")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, t := range s.Transitions {
@@ -288,6 +291,8 @@ func runAgentPromote(ctx context.Context, args []string, stdout io.Writer) error
 	fs := flag.NewFlagSet("agent promote", flag.ContinueOnError)
 	cf.register(fs)
 	class := fs.String("class", "", "the action class to promote one phase: read or write")
+	version := fs.String("version", "", "promote the agent's canary version to trusted instead (retires the trusted one)")
+	notYet := fs.Bool("not-yet", false, "decline the offered promotion for now: offered again once new evidence arrives")
 	var by multiFlag
 	fs.Var(&by, "by", "an approver of the agent; repeat (autonomous and --override need 2 distinct approvers)")
 	override := fs.Bool("override", false, "promote although the gate is not met (needs --reason and 2 approvers; marked in the record)")
@@ -295,8 +300,8 @@ func runAgentPromote(ctx context.Context, args []string, stdout io.Writer) error
 	if err := fs.Parse(reorder(args)); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 || *class == "" {
-		return errors.New("agent promote: want <agent-id> --class read|write --by <approver>")
+	if fs.NArg() != 1 || (*class == "") == (*version == "") {
+		return errors.New("agent promote: want <agent-id> --class read|write (or --version <canary>) --by <approver> [--not-yet]")
 	}
 	id := fs.Arg(0)
 	st, done, err := cf.starter(ctx)
@@ -304,15 +309,51 @@ func runAgentPromote(ctx context.Context, args []string, stdout io.Writer) error
 		return err
 	}
 	defer done()
-	p, err := st.Promote(ctx, id, contract.PromoteRequest{Class: policy.Class(*class), By: by, Override: *override, Reason: *reason, Via: "cli"})
+	p, err := st.Promote(ctx, id, contract.PromoteRequest{Class: policy.Class(*class), Version: *version, Decline: *notYet,
+		By: by, Override: *override, Reason: *reason, Via: "cli"})
 	if err != nil {
 		return fmt.Errorf("agent promote %s: %w", id, err)
 	}
-	if p.Status == contract.PromotionPromoted {
-		fmt.Fprintf(stdout, "agent %s: %s actions promoted %s -> %s by %s\n", id, p.Class, p.From, p.To, strings.Join(p.By, ", "))
-		return nil
+	printPromotion(stdout, id, p)
+	return nil
+}
+
+// printPromotion prints what became of a promote (or not-yet) request.
+func printPromotion(w io.Writer, id string, p contract.Promotion) {
+	what := fmt.Sprintf("%s actions %s -> %s", p.Class, p.From, p.To)
+	if p.Version != "" {
+		what = "version " + p.Version + " -> trusted"
 	}
-	fmt.Fprintf(stdout, "agent %s: promotion of %s actions to %s waits for %d more approver(s) (%d/%d: %s)\n",
-		id, p.Class, p.To, p.Needed-len(p.By), len(p.By), p.Needed, strings.Join(p.By, ", "))
+	switch p.Status {
+	case contract.PromotionPromoted:
+		fmt.Fprintf(w, "agent %s: %s promoted by %s\n", id, what, strings.Join(p.By, ", "))
+	case contract.PromotionDeclined:
+		fmt.Fprintf(w, "agent %s: %s declined (not yet) by %s: offered again once new evidence arrives\n", id, what, strings.Join(p.DeclinedBy, ", "))
+	default:
+		fmt.Fprintf(w, "agent %s: promotion of %s waits for %d more approver(s) (%d/%d: %s)\n",
+			id, what, p.Needed-len(p.By), len(p.By), p.Needed, strings.Join(p.By, ", "))
+	}
+}
+
+func runAgentHistory(ctx context.Context, args []string, stdout io.Writer) error {
+	var cf clientFlags
+	fs := flag.NewFlagSet("agent history", flag.ContinueOnError)
+	cf.register(fs)
+	if err := fs.Parse(reorder(args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("agent history: want one agent id")
+	}
+	st, done, err := cf.starter(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	s, err := st.AgentState(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	printHistory(stdout, s)
 	return nil
 }
