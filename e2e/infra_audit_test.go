@@ -67,17 +67,25 @@ func TestInfraAuditJoinsTrailVaultAndKubernetesWithoutSecrets(t *testing.T) {
 	// workflow time, a few ms off the systems' clocks: checked apart.)
 	steps := []string{
 		"create jobs " + ns + "/" + jobName,
-		"create networkpolicies " + ns + "/" + k8s.NetworkPolicyName(jobName),
 		"token issued via auth/token/create/airlock-action-read: accessor " + acc,
 		"used: read secret/data/airlock/airlock-e2e-read/payments-api with token accessor " + acc,
 		"create secrets " + ns + "/" + k8s.SecretName(jobName),
 		"create pods/binding " + ns + "/" + jobName + "-",
 		"token revoked: accessor " + acc,
 		"delete secrets " + ns + "/" + k8s.SecretName(jobName),
-		"delete networkpolicies " + ns + "/" + k8s.NetworkPolicyName(jobName),
 		"delete jobs " + ns + "/" + jobName,
 	}
 	assertInOrder(t, out, steps)
+	// The NetworkPolicy is written while the token is leased, and removed
+	// with the Secret, once the token is revoked.
+	assertInOrder(t, out, []string{
+		"create jobs " + ns + "/" + jobName,
+		"create networkpolicies " + ns + "/" + k8s.NetworkPolicyName(jobName),
+		"create pods/binding " + ns + "/" + jobName + "-",
+		"token revoked: accessor " + acc,
+		"delete networkpolicies " + ns + "/" + k8s.NetworkPolicyName(jobName),
+		"delete jobs " + ns + "/" + jobName,
+	})
 	assertInOrder(t, out, []string{"cycle: cycle started", "lease: credential leased (accessor " + acc + ")",
 		"job: job " + ns + "/" + jobName, "lease: credential revoked (accessor " + acc + ")",
 		"cycle: cycle finished: succeeded", "signature: chain head"})
