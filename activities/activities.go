@@ -127,6 +127,9 @@ type PlanInput struct {
 	// Phases are the agent's current phases (its Agent workflow's state);
 	// nil plans with the catalog's. Never above the catalog's either way.
 	Phases map[policy.Class]policy.Phase `json:"phases,omitempty"`
+	// Version is the request's version (PlanCycle: a canary is planned in
+	// shadow).
+	Version string `json:"version,omitempty"`
 }
 
 // Plan validates a cycle's proposals against the worker's catalog and renders

@@ -32,6 +32,8 @@ type AgentStateOutput struct {
 	Phases map[policy.Class]policy.Phase `json:"phases"`
 	// Why is the reason of the last status change (who killed it and why).
 	Why string `json:"why,omitempty"`
+	// TrustedVersion is the agent's trusted version ("": none).
+	TrustedVersion string `json:"trusted_version,omitempty"`
 }
 
 // AgentStateReader reads an agent's live state for a cycle's plan.
@@ -44,6 +46,9 @@ type AgentStateReader interface {
 type PlanCycleOutput struct {
 	Agent AgentStateOutput `json:"agent"`
 	Plan  *policy.Plan     `json:"plan,omitempty"`
+	// Role is how the request's version was treated (policy.RoleOf); a
+	// canary is planned in shadow whatever the agent's phases.
+	Role policy.VersionRole `json:"role,omitempty"`
 }
 
 // PlanCycle reads the agent's live state (its Agent workflow) and, if the
@@ -71,6 +76,9 @@ func (a *Activities) PlanCycle(ctx context.Context, in PlanInput) (PlanCycleOutp
 		return out, nil
 	}
 	in.Phases = st.Phases
+	if out.Role = policy.RoleOf(in.Version, st.TrustedVersion); out.Role == policy.RoleCanary {
+		in.Phases = policy.CanaryPhases(st.Phases)
+	}
 	if out.Plan, err = a.Plan(ctx, in); err != nil {
 		return PlanCycleOutput{}, err
 	}
@@ -126,7 +134,7 @@ func (w workflowAgents) AgentState(ctx context.Context, in AgentStateInput) (Age
 			a.trustSent.Store(ag.ID, seed.Trust)
 		}
 	}
-	return AgentStateOutput{Status: v.Status, Phases: ag.CappedPhases(v.Phases), Why: v.Why}, nil
+	return AgentStateOutput{Status: v.Status, Phases: ag.CappedPhases(v.Phases), Why: v.Why, TrustedVersion: v.TrustedVersion}, nil
 }
 
 // readAgent reads what the agent's workflow published in its memo (one

@@ -17,22 +17,40 @@ import (
 // a PromoteButtonValue and a click asks the handler's AgentPromoter.
 const ActionPromote = "airlock_promote"
 
-// promoteValuePrefix versions the promote button's value format.
-const promoteValuePrefix = "p1"
+// ActionNotYet is the "Not yet" button next to Promote: the same value; a
+// click records the decline (who, when) in the agent's transitions and the
+// offer is not made again until new evidence arrived.
+const ActionNotYet = "airlock_not_yet"
 
-// PromoteButtonValue is what a "Promote" button carries.
+// promoteValuePrefix versions the promote button's value format;
+// versionValuePrefix is a canary version's.
+const (
+	promoteValuePrefix = "p1"
+	versionValuePrefix = "pv1"
+)
+
+// PromoteButtonValue is what a "Promote" (or "Not yet") button carries.
 //
-// Encoded as "p1|<agent id>|<class>|<to phase>".
+// Encoded as "p1|<agent id>|<class>|<to phase>", or for a canary version
+// "pv1|<agent id>|<version>".
 type PromoteButtonValue struct {
 	AgentID string
 	Class   policy.Class
 	To      policy.Phase
+	// Version is the canary version offered to become trusted (Class and
+	// To empty).
+	Version string
+	// NotYet: the click was on "Not yet" (from the action id, not the value).
+	NotYet bool
 }
 
 // Encode returns the button value.
 func (v PromoteButtonValue) Encode() (string, error) {
 	if err := v.validate(); err != nil {
 		return "", err
+	}
+	if v.Version != "" {
+		return strings.Join([]string{versionValuePrefix, v.AgentID, v.Version}, "|"), nil
 	}
 	return strings.Join([]string{promoteValuePrefix, v.AgentID, string(v.Class), string(v.To)}, "|"), nil
 }
@@ -43,6 +61,13 @@ func ParsePromoteButtonValue(s string) (PromoteButtonValue, error) {
 		return PromoteButtonValue{}, fmt.Errorf("%w: too long", ErrBadButtonValue)
 	}
 	parts := strings.Split(s, "|")
+	if len(parts) == 3 && parts[0] == versionValuePrefix {
+		v := PromoteButtonValue{AgentID: parts[1], Version: parts[2]}
+		if err := v.validate(); err != nil {
+			return PromoteButtonValue{}, err
+		}
+		return v, nil
+	}
 	if len(parts) != 4 || parts[0] != promoteValuePrefix {
 		return PromoteButtonValue{}, fmt.Errorf("%w: unknown format", ErrBadButtonValue)
 	}
@@ -57,6 +82,12 @@ func (v PromoteButtonValue) validate() error {
 	switch {
 	case v.AgentID == "" || strings.ContainsAny(v.AgentID, "|") || hasControl(v.AgentID):
 		return fmt.Errorf("%w: agent id must be non-empty, without '|' or control characters", ErrBadButtonValue)
+	case v.Version != "" && (v.Class != "" || v.To != ""):
+		return fmt.Errorf("%w: a version's promotion names no class", ErrBadButtonValue)
+	case v.Version != "":
+		if !policy.ValidVersion(v.Version) {
+			return fmt.Errorf("%w: malformed version", ErrBadButtonValue)
+		}
 	case v.Class != policy.ClassRead && v.Class != policy.ClassWrite:
 		return fmt.Errorf("%w: unknown class %q", ErrBadButtonValue, v.Class)
 	case !v.To.Valid() || v.To == policy.PhaseShadow:
@@ -84,16 +115,18 @@ func (f PromoterFunc) Promote(ctx context.Context, agentID string, req contract.
 // promote serves a "Promote" click; it reports whether the request may be
 // kept in the replay cache (see kill).
 func (h *Handler) promote(w http.ResponseWriter, r *http.Request, c click) bool {
-	attrs := []any{"agent", c.promote.AgentID, "class", c.promote.Class, "to", c.promote.To, "by", c.user}
+	pv := c.promote
+	attrs := []any{"agent", pv.AgentID, "class", pv.Class, "to", pv.To, "version", pv.Version, "not_yet", pv.NotYet, "by", c.user}
 	if h.promoter == nil {
 		h.reject(w, r, http.StatusBadRequest, "promotion not enabled here", attrs...)
 		return true
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.decideTimeout)
-	p, err := h.promoter.Promote(ctx, c.promote.AgentID, contract.PromoteRequest{Class: c.promote.Class, By: []string{c.user}, Via: "slack"})
+	p, err := h.promoter.Promote(ctx, pv.AgentID, contract.PromoteRequest{Class: pv.Class, Version: pv.Version, Decline: pv.NotYet,
+		By: []string{c.user}, Via: "slack"})
 	cancel()
-	if err == nil && p.To != c.promote.To && p.Status != contract.PromotionPromoted {
-		err = fmt.Errorf("%w: the offer was for %s; the agent's %s actions would now go to %s", ErrRefused, c.promote.To, c.promote.Class, p.To)
+	if err == nil && pv.Version == "" && !pv.NotYet && p.To != pv.To && p.Status != contract.PromotionPromoted {
+		err = fmt.Errorf("%w: the offer was for %s; the agent's %s actions would now go to %s", ErrRefused, pv.To, pv.Class, p.To)
 	}
 	if err != nil {
 		if reason, refused := refusal(err); refused {
@@ -111,13 +144,26 @@ func (h *Handler) promote(w http.ResponseWriter, r *http.Request, c click) bool 
 	}
 	h.log.Info("slack promote", append(attrs, "status", p.Status)...)
 	answer(w, p.Status)
-	msg := fmt.Sprintf(":arrow_up: Agent %s: %s actions promoted %s → %s.", code(c.promote.AgentID, 100), p.Class, p.From, p.To)
-	if p.Status != contract.PromotionPromoted {
-		msg = fmt.Sprintf(":hourglass: Agent %s: promotion of %s actions to %s needs %d distinct approvers; %d so far.",
-			code(c.promote.AgentID, 100), p.Class, p.To, p.Needed, len(p.By))
-	}
-	h.tell(c, msg, attrs)
+	h.tell(c, promoteAnswer(pv, p), attrs)
 	return true
+}
+
+// promoteAnswer tells the clicking user what became of the click.
+func promoteAnswer(pv *PromoteButtonValue, p contract.Promotion) string {
+	agent := code(pv.AgentID, 100)
+	what := fmt.Sprintf("%s actions %s → %s", p.Class, p.From, p.To)
+	if pv.Version != "" {
+		what = "version " + code(pv.Version, 64) + " → trusted"
+	}
+	switch {
+	case pv.NotYet:
+		return fmt.Sprintf(":zzz: Agent %s: promotion of %s declined for now; it is offered again once new evidence arrives.", agent, what)
+	case p.Status == contract.PromotionPromoted && pv.Version != "":
+		return fmt.Sprintf(":arrow_up: Agent %s: version %s is now trusted; the previous version is retired.", agent, code(pv.Version, 64))
+	case p.Status == contract.PromotionPromoted:
+		return fmt.Sprintf(":arrow_up: Agent %s: %s actions promoted %s → %s.", agent, p.Class, p.From, p.To)
+	}
+	return fmt.Sprintf(":hourglass: Agent %s: promotion of %s needs %d distinct approvers; %d so far.", agent, what, p.Needed, len(p.By))
 }
 
 // AgentAlertMessage is the message telling an agent's approvers about a
@@ -127,6 +173,8 @@ func AgentAlertMessage(a contract.AgentAlert) ([]slack.Block, error) {
 	switch a.Kind {
 	case contract.AlertPromotionOffered:
 		head = fmt.Sprintf(":seedling: Agent %s earned a promotion: %s actions %s → %s", a.AgentID, a.Class, a.From, a.To)
+	case contract.AlertVersionOffered:
+		head = fmt.Sprintf(":seedling: Agent %s: canary version %s agrees with the trusted version: make it trusted?", a.AgentID, a.Version)
 	case contract.TransitionDemoted:
 		head = fmt.Sprintf(":small_red_triangle_down: Agent %s demoted: %s actions %s → %s", a.AgentID, a.Class, a.From, a.To)
 	case contract.TransitionClockReset:
@@ -134,25 +182,40 @@ func AgentAlertMessage(a contract.AgentAlert) ([]slack.Block, error) {
 	default:
 		return nil, fmt.Errorf("agent alert: unknown kind %q", a.Kind)
 	}
+	line := evidenceLine(a.Evidence)
+	if a.Kind == contract.AlertVersionOffered && a.Canary != nil {
+		line = canaryLine(*a.Canary)
+	}
 	blocks := []slack.Block{
 		slack.NewSectionBlock(mrkdwn("*"+escape(head)+"*"), nil, nil),
 		slack.NewSectionBlock(mrkdwn(escape(clipRaw(a.Why, maxSectionText-100))), nil, nil),
-		slack.NewContextBlock("", mrkdwn(escape(evidenceLine(a.Evidence)))),
+		slack.NewContextBlock("", mrkdwn(escape(line))),
 	}
-	if a.Kind != contract.AlertPromotionOffered {
+	if a.Kind != contract.AlertPromotionOffered && a.Kind != contract.AlertVersionOffered {
 		return blocks, nil
 	}
-	value, err := PromoteButtonValue{AgentID: a.AgentID, Class: a.Class, To: a.To}.Encode()
+	pv := PromoteButtonValue{AgentID: a.AgentID, Class: a.Class, To: a.To}
+	if a.Kind == contract.AlertVersionOffered {
+		pv = PromoteButtonValue{AgentID: a.AgentID, Version: a.Version}
+	}
+	value, err := pv.Encode()
 	if err != nil {
 		return nil, err
 	}
 	btn := slack.NewButtonBlockElement(ActionPromote, value, slack.NewTextBlockObject(slack.PlainTextType, "Promote", false, false))
 	btn.Style = slack.StylePrimary
+	notYet := slack.NewButtonBlockElement(ActionNotYet, value, slack.NewTextBlockObject(slack.PlainTextType, "Not yet", false, false))
 	blocks = append(blocks,
-		slack.NewActionBlock("promote", btn),
-		slack.NewContextBlock("", mrkdwn(fmt.Sprintf("A human decides, never the machine: needs %d distinct approver(s) of the agent. Not yet? Ignore it; the offer stays in `airlock agent show %s`.",
+		slack.NewActionBlock("promote", btn, notYet),
+		slack.NewContextBlock("", mrkdwn(fmt.Sprintf("A human decides, never the machine: needs %d distinct approver(s) of the agent. Not yet? It is offered again once new evidence arrives; see `airlock agent show %s`.",
 			a.Needed, escape(a.AgentID)))))
 	return blocks, nil
+}
+
+// canaryLine sums up a canary version's evidence.
+func canaryLine(ce contract.CanaryEvidence) string {
+	return fmt.Sprintf("Canary %s since %s: %d cycles · %d paired with the trusted version (%d same actions, %d different) · %d unpaired · %d violations",
+		ce.Version, ce.Since.UTC().Format("2006-01-02 15:04Z"), ce.Cycles, ce.Pairs, ce.Agreed, ce.Disagreed, ce.Unpaired, ce.Violations)
 }
 
 // evidenceLine sums up a class's evidence.
@@ -173,8 +236,16 @@ func (n *Notifier) PostAgentAlert(ctx context.Context, a contract.AgentAlert) er
 		return err
 	}
 	if _, _, err := n.api.PostMessageContext(ctx, n.channel, slack.MsgOptionBlocks(blocks...),
-		slack.MsgOptionText(fmt.Sprintf("Agent %s: %s %s → %s", a.AgentID, a.Kind, a.From, a.To), false)); err != nil {
+		slack.MsgOptionText(alertText(a), false)); err != nil {
 		return n.wrap("post agent alert", err)
 	}
 	return nil
+}
+
+// alertText is the notification's plain text.
+func alertText(a contract.AgentAlert) string {
+	if a.Version != "" {
+		return fmt.Sprintf("Agent %s: %s %s → trusted", a.AgentID, a.Kind, a.Version)
+	}
+	return fmt.Sprintf("Agent %s: %s %s → %s", a.AgentID, a.Kind, a.From, a.To)
 }

@@ -695,11 +695,12 @@ func parseClick(contentType string, body []byte) (click, string) {
 			return click{}, "invalid button value"
 		}
 		c.kill = &kv
-	case ActionPromote:
+	case ActionPromote, ActionNotYet:
 		pv, err := ParsePromoteButtonValue(a.Value)
 		if err != nil {
 			return click{}, "invalid button value"
 		}
+		pv.NotYet = a.ActionID == ActionNotYet
 		c.promote = &pv
 	case ActionDenyWithReason, ActionStopWithReason:
 		v, err := ParseButtonValue(a.Value)

@@ -117,6 +117,14 @@ type CycleReport struct {
 	Shadow []ShadowProposal `json:"shadow,omitempty"`
 	// Refusals counts the cycle's actions refused over budget, by budget.
 	Refusals map[string]int `json:"refusals,omitempty"`
+	// Version and CorrelationID are the request's; Canary: the cycle was
+	// planned as a canary (every action in shadow).
+	Version       string `json:"version,omitempty"`
+	CorrelationID string `json:"correlation_id,omitempty"`
+	Canary        bool   `json:"canary,omitempty"`
+	// Proposed are the planned actions, for pairing (set when the request
+	// has a correlation_id).
+	Proposed []ProposedAction `json:"proposed,omitempty"`
 }
 
 // ReportCycleResult says whether a report was counted or was a repeat.
@@ -255,6 +263,9 @@ type AgentState struct {
 	Shadow []ShadowProposal `json:"shadow,omitempty"`
 	// Budget is what the agent holds against its budgets.
 	Budget AgentBudget `json:"budget"`
+	// Versions are the agent's trusted version, its canary and the
+	// canary's evidence.
+	Versions AgentVersions `json:"versions,omitzero"`
 	// RecentCycles are the last reported cycle ids (idempotent reports).
 	RecentCycles []string `json:"recent_cycles,omitempty"`
 	// Runs counts continue-as-new hand-overs.
@@ -343,6 +354,10 @@ type AgentTransition struct {
 	Trigger string       `json:"trigger,omitempty"`
 	// Evidence is the class's evidence when it changed phase.
 	Evidence *ClassEvidence `json:"evidence,omitempty"`
+	// Version, for a version's transition (canary, version-promoted, or a
+	// declined version offer), and the canary's evidence then.
+	Version string          `json:"version,omitempty"`
+	Canary  *CanaryEvidence `json:"canary,omitempty"`
 }
 
 // KillRequest asks to kill an agent: one approver of the agent, a reason.
@@ -426,16 +441,24 @@ type AgentView struct {
 	Approvers []string                      `json:"approvers,omitempty"`
 	Namespace string                        `json:"namespace"`
 	Budgets   policy.Budgets                `json:"budgets,omitzero"`
+	// TrustedVersion and Canary are the agent's versions ("": none).
+	TrustedVersion string `json:"trusted_version,omitempty"`
+	Canary         string `json:"canary,omitempty"`
 }
 
 // View is the part of the state a cycle plans with.
 func (s AgentState) View() AgentView {
-	return AgentView{Status: s.Status, Why: s.Why, Phases: maps.Clone(s.Phases), Caps: maps.Clone(s.Caps),
-		Approvers: slices.Clone(s.Approvers), Namespace: s.Namespace, Budgets: s.Budget.Limits}
+	v := AgentView{Status: s.Status, Why: s.Why, Phases: maps.Clone(s.Phases), Caps: maps.Clone(s.Caps),
+		Approvers: slices.Clone(s.Approvers), Namespace: s.Namespace, Budgets: s.Budget.Limits, TrustedVersion: s.Versions.Trusted}
+	if s.Versions.Canary != nil {
+		v.Canary = s.Versions.Canary.Version
+	}
+	return v
 }
 
 // Same reports whether two views say the same.
 func (v AgentView) Same(o AgentView) bool {
 	return v.Status == o.Status && v.Why == o.Why && maps.Equal(v.Phases, o.Phases) && maps.Equal(v.Caps, o.Caps) &&
-		slices.Equal(v.Approvers, o.Approvers) && v.Namespace == o.Namespace && v.Budgets == o.Budgets
+		slices.Equal(v.Approvers, o.Approvers) && v.Namespace == o.Namespace && v.Budgets == o.Budgets &&
+		v.TrustedVersion == o.TrustedVersion && v.Canary == o.Canary
 }

@@ -82,6 +82,10 @@ type SignatureReport struct {
 	// Final: the last signature is the cycle's final one and nothing but
 	// it follows the head it signs.
 	Final bool
+	// Unsigned lists the entries recording a decision-time head that could
+	// not be signed (Vault unreachable). The final signature covers those
+	// heads too: the chain is hash-linked.
+	Unsigned []int
 }
 
 // ErrAuditUnsigned: a trail, or its tail, carries no valid signature.
@@ -106,6 +110,10 @@ func VerifyAuditSignatures(trail []AuditEntry, workflowID string, verify VerifyS
 		h, err := headSignatureOf(e)
 		if err != nil {
 			return r, fmt.Errorf("entry %d: malformed signature entry: %v", e.Seq, err)
+		}
+		if h.Error != "" && !h.Final {
+			r.Unsigned = append(r.Unsigned, e.Seq)
+			continue
 		}
 		if h.Error != "" {
 			return r, fmt.Errorf("%w: entry %d: the head (entry %d) could not be signed: %s", ErrAuditUnsigned, e.Seq, h.HeadSeq, h.Error)

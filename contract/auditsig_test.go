@@ -129,3 +129,33 @@ func TestSignedTrailVerifiesAndRewritesDoNot(t *testing.T) {
 		})
 	}
 }
+
+// A decision-time head that could not be signed (Vault was down) does not
+// make the trail unverifiable: the final signature covers it. Rewriting an
+// entry before it still fails.
+func TestAnUnsignedDecisionHeadIsCoveredByTheFinalSignature(t *testing.T) {
+	_, priv, err := ed25519.GenerateKey(nil)
+	require.NoError(t, err)
+	k := localKey{priv}
+	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	var tr []contract.AuditEntry
+	tr = contract.AppendAudit(tr, at, contract.AuditCycle, nil, "cycle started", nil)
+	tr = contract.AppendAudit(tr, at, contract.AuditDecision, new(int), "approve by U2 via slack", map[string]any{"approver": "U2"})
+	hs := contract.HeadSignature{WorkflowID: sigWF, HeadSeq: 1, Head: tr[1].Hash, Error: "vault unavailable"}
+	tr = contract.AppendAudit(tr, at, contract.AuditSignature, nil, "NOT signed", hs.Data())
+	tr = contract.AppendAudit(tr, at, contract.AuditCycle, nil, "cycle finished: succeeded", nil)
+	tr = signHead(k, tr, sigWF, true)
+
+	r, err := contract.VerifyAuditSignatures(tr, sigWF, k.verify)
+	require.NoError(t, err)
+	assert.True(t, r.Final)
+	assert.Equal(t, []int{2}, r.Unsigned)
+
+	forged := make([]contract.AuditEntry, len(tr))
+	copy(forged, tr)
+	forged[1].Data = map[string]any{"approver": "U9"}
+	forged = rehash(forged)
+	forged[len(forged)-1].Data = tr[len(tr)-1].Data // the old signature, over the old head
+	_, err = contract.VerifyAuditSignatures(rehash(forged), sigWF, k.verify)
+	require.Error(t, err, "a rewritten decision is caught by the final signature")
+}

@@ -17,6 +17,24 @@ import (
 // part of the signed bytes and changes whenever the signed fields do.
 const CanonicalFormat = "airlock.cycle-request.v1"
 
+// CanonicalFormatV2 is the encoding of a request that carries a version or
+// a correlation_id: v1's keys plus "version" and "correlation_id" (both,
+// "" for the absent one). A request without either is encoded as v1, byte
+// for byte, so every signer, recorded history and running cycle from
+// before versions stays valid. The format name is signed, so neither
+// direction can be forged: dropping the fields from a v2 request changes
+// the format (and the keys) and its signature no longer verifies; adding
+// them to a v1 request does the same.
+const CanonicalFormatV2 = "airlock.cycle-request.v2"
+
+// CanonicalFormatOf is the format CanonicalRequest uses for req.
+func CanonicalFormatOf(req CycleRequest) string {
+	if req.Version != "" || req.CorrelationID != "" {
+		return CanonicalFormatV2
+	}
+	return CanonicalFormat
+}
+
 // MaxSignatureSkew is how far a request's signed_at may be from the moment
 // the Temporal server started its cycle, either way. It bounds how long a
 // copied request stays usable.
@@ -48,6 +66,8 @@ type Signature struct {
 //   - signed_at is the signature's signed_at string as sent ("" if none).
 //   - object keys sorted by their UTF-16 code units, at every depth;
 //     no whitespace outside strings.
+//   - with a version or a correlation_id, format is CanonicalFormatV2 and
+//     the object also has exactly the keys correlation_id and version.
 //   - strings as JSON.stringify writes them: only ", \ and control
 //     characters are escaped (\b \t \n \f \r, others \u00xx in lowercase
 //     hex); everything else, including <, >, & and U+2028, is raw UTF-8.
@@ -74,8 +94,11 @@ func CanonicalRequest(req CycleRequest) ([]byte, error) {
 		signedAt = req.Signature.SignedAt
 	}
 	doc := map[string]any{
-		"format": CanonicalFormat, "agent_id": req.AgentID, "cycle_id": req.CycleID, "principal": req.Principal,
+		"format": CanonicalFormatOf(req), "agent_id": req.AgentID, "cycle_id": req.CycleID, "principal": req.Principal,
 		"signed_at": signedAt, "thoughts": thoughts, "actions": actions,
+	}
+	if doc["format"] == CanonicalFormatV2 {
+		doc["version"], doc["correlation_id"] = req.Version, req.CorrelationID
 	}
 	// A JSON round trip gives the values the worker decodes (numbers as
 	// float64, structs as objects), whatever Go types the agent used.

@@ -53,6 +53,18 @@ type CycleRequest struct {
 	Principal string            `json:"principal,omitempty"`
 	Thoughts  []Thought         `json:"thoughts,omitempty"`
 	Actions   []policy.Proposal `json:"actions"`
+	// Version is the agent's build that proposed the cycle (signed). An
+	// agent has one trusted version and at most one canary: a version
+	// that is not the trusted one is a canary, whose writes all run in
+	// shadow whatever the agent's phases. Empty: the agent's phases apply
+	// as before versions, unless the agent has a trusted version (then
+	// its writes run in shadow too: an agent that names versions cannot
+	// shed its canary status by omitting one).
+	Version string `json:"version,omitempty"`
+	// CorrelationID pairs cycles the agent's runtime started for the same
+	// input on its trusted and its canary version (signed): Airlock
+	// records whether both proposed the same actions.
+	CorrelationID string `json:"correlation_id,omitempty"`
 	// Signature proves the request comes from agent AgentID: its own Vault
 	// Transit key signed CanonicalRequest(request). Unsigned requests are
 	// refused (DESIGN invariant 9); starter.WithSigner fills it in.
@@ -102,6 +114,12 @@ func (r CycleRequest) Validate() error {
 		if !(t.Confidence >= 0 && t.Confidence <= 1) { // NaN too: JSON cannot carry it
 			add(fmt.Sprintf("thoughts[%d].confidence", i), "must be between 0 and 1, got %v", t.Confidence)
 		}
+	}
+	if r.Version != "" && !policy.ValidVersion(r.Version) {
+		add("version", "must be 1-64 letters, digits, '.', '_', '+' or '-', starting with a letter or digit")
+	}
+	if r.CorrelationID != "" && !cycleIDPattern.MatchString(r.CorrelationID) {
+		add("correlation_id", "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
 	}
 	if len(r.Actions) == 0 {
 		add("actions", "at least one action is required")

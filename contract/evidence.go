@@ -59,10 +59,12 @@ type ClassEvidence struct {
 
 // Gate is a class's promotion gate checked against its evidence.
 type Gate struct {
-	Class policy.Class `json:"class"`
-	From  policy.Phase `json:"from"`
-	To    policy.Phase `json:"to"`
-	Met   bool         `json:"met"`
+	Class policy.Class `json:"class,omitempty"`
+	// Version is set instead of a class for a canary version's gate.
+	Version string       `json:"version,omitempty"`
+	From    policy.Phase `json:"from"`
+	To      policy.Phase `json:"to"`
+	Met     bool         `json:"met"`
 	// Checks say, one per condition, what was needed and what is there
 	// ("23/30 shadow proposals with feedback").
 	Checks []GateCheck `json:"checks"`
@@ -76,6 +78,9 @@ type GateCheck struct {
 
 func (g Gate) String() string {
 	s := fmt.Sprintf("%s: %s → %s ", g.Class, g.From, g.To)
+	if g.Version != "" {
+		s = fmt.Sprintf("version %s → trusted ", g.Version)
+	}
 	if g.Met {
 		s += "met"
 	} else {
@@ -138,8 +143,15 @@ func CheckGate(class policy.Class, ev ClassEvidence, current, capPhase policy.Ph
 // the approvers asking (Slack clicks arrive one at a time and add up).
 // Override promotes past an unmet gate: it needs ResumeApprovers distinct
 // approvers and a Reason, and is marked in the record.
+//
+// Version promotes the agent's canary version to trusted instead (Class
+// empty): one approver, or two with Override. Decline ("Not yet") records
+// that the askers decline the class's (or the version's) offer: it is not
+// offered again until more evidence arrived (policy.Trust.ReofferAfter).
 type PromoteRequest struct {
-	Class    policy.Class `json:"class"`
+	Class    policy.Class `json:"class,omitempty"`
+	Version  string       `json:"version,omitempty"`
+	Decline  bool         `json:"decline,omitempty"`
 	By       []string     `json:"by"`
 	Override bool         `json:"override,omitempty"`
 	Reason   string       `json:"reason,omitempty"`
@@ -148,9 +160,11 @@ type PromoteRequest struct {
 
 // Promotion is a promotion waiting for humans, or what became of one.
 type Promotion struct {
-	Class policy.Class `json:"class"`
-	From  policy.Phase `json:"from"`
-	To    policy.Phase `json:"to"`
+	Class policy.Class `json:"class,omitempty"`
+	// Version, for a canary version's promotion to trusted.
+	Version string       `json:"version,omitempty"`
+	From    policy.Phase `json:"from"`
+	To      policy.Phase `json:"to"`
 	// Status: offered (gate met, nobody asked yet), waiting (needs another
 	// approver), promoted.
 	Status   string    `json:"status"`
@@ -160,6 +174,17 @@ type Promotion struct {
 	Reason   string    `json:"reason,omitempty"`
 	At       time.Time `json:"at,omitzero"`
 	Gate     Gate      `json:"gate"`
+	// DeclinedBy said "Not yet" (status declined) when the evidence
+	// counted EvidenceAt pieces; it is offered again at EvidenceAt +
+	// policy.Trust.ReofferAfter.
+	DeclinedBy []string `json:"declined_by,omitempty"`
+	EvidenceAt int      `json:"evidence_at,omitempty"`
+}
+
+// Pieces counts the evidence a class gathered in its phase, the measure
+// of "new evidence" after a decline.
+func (ev ClassEvidence) Pieces() int {
+	return ev.ShadowProposals + ev.Feedback.Agree + ev.Feedback.Disagree + ev.Approved + ev.Denied + ev.Runs + ev.Vetoed
 }
 
 // Promotion statuses.
@@ -189,14 +214,17 @@ const AlertPromotionOffered = "promotion-offered"
 
 // AgentAlert is a message to an agent's approvers about its trust.
 type AgentAlert struct {
-	AgentID   string       `json:"agent_id"`
-	Kind      string       `json:"kind"`
-	Class     policy.Class `json:"class"`
-	From      policy.Phase `json:"from"`
-	To        policy.Phase `json:"to"`
-	Trigger   string       `json:"trigger,omitempty"`
-	Why       string       `json:"why"`
-	Approvers []string     `json:"approvers,omitempty"`
+	AgentID string       `json:"agent_id"`
+	Kind    string       `json:"kind"`
+	Class   policy.Class `json:"class"`
+	From    policy.Phase `json:"from"`
+	To      policy.Phase `json:"to"`
+	Trigger string       `json:"trigger,omitempty"`
+	// Version and Canary, for a canary version's offer.
+	Version   string          `json:"version,omitempty"`
+	Canary    *CanaryEvidence `json:"canary,omitempty"`
+	Why       string          `json:"why"`
+	Approvers []string        `json:"approvers,omitempty"`
 	// Needed is how many approvers a promotion needs.
 	Needed   int           `json:"needed,omitempty"`
 	Evidence ClassEvidence `json:"evidence"`

@@ -15,7 +15,7 @@ import (
 )
 
 // rawHistory fetches a workflow's history as the server stores it.
-func rawHistory(ctx context.Context, t *testing.T, wfID string) *historypb.History {
+func rawHistory(ctx context.Context, t testing.TB, wfID string) *historypb.History {
 	t.Helper()
 	h := &historypb.History{}
 	it := env.tc.GetWorkflowHistory(ctx, wfID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)

@@ -177,10 +177,18 @@ func TestInvariant9OnlyAVerifiedAgentGetsACycle(t *testing.T) {
 
 			// Nothing was planned, leased or created. The refusal is only
 			// reported to the claimed agent (counted as unverified).
-			got := activitiesRun(ctx, t, run.WorkflowID)
-			require.NotEmpty(t, got)
-			assert.Equal(t, "ReportCycle", got[len(got)-1], "the claimed agent counts the attempt")
-			got = got[:len(got)-1]
+			// And the trail's head is signed (audit.go), as every cycle's.
+			var got []string
+			closing := map[string]bool{}
+			for _, name := range activitiesRun(ctx, t, run.WorkflowID) {
+				if name == "ReportCycle" || name == "SignAuditHead" {
+					closing[name] = true
+					continue
+				}
+				got = append(got, name)
+			}
+			assert.True(t, closing["ReportCycle"], "the claimed agent counts the attempt")
+			assert.True(t, closing["SignAuditHead"], "the refusal's trail is signed")
 			if tc.reason == activities.UnverifiedUnsigned || tc.reason == activities.UnverifiedStale {
 				assert.Empty(t, got, "refused before any other activity")
 			} else {
@@ -193,6 +201,9 @@ func TestInvariant9OnlyAVerifiedAgentGetsACycle(t *testing.T) {
 				assert.NotContains(t, []string{contract.AuditPolicy, contract.AuditLease, contract.AuditJob}, e.Kind, "no decision, no token, no Job")
 			}
 			last := trail[len(trail)-1]
+			if last.Kind == contract.AuditSignature {
+				last = trail[len(trail)-2]
+			}
 			assert.Equal(t, contract.AuditIdentity, last.Kind)
 			assert.Equal(t, "request refused: unverified: "+tc.reason, last.Summary)
 		})

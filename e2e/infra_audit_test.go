@@ -65,9 +65,7 @@ func TestInfraAuditJoinsTrailVaultAndKubernetesWithoutSecrets(t *testing.T) {
 	t.Logf("cycle audit --infra:\n%s", out)
 	// What Vault and the apiserver recorded, in order. (Trail entries carry
 	// workflow time, a few ms off the systems' clocks: checked apart.)
-	// Staging writes the NetworkPolicy while it leases, and release deletes
-	// it with the Secret: each is ordered against the Job, not the lease.
-	assertInOrder(t, out, []string{
+	steps := []string{
 		"create jobs " + ns + "/" + jobName,
 		"token issued via auth/token/create/airlock-action-read: accessor " + acc,
 		"used: read secret/data/airlock/airlock-e2e-read/payments-api with token accessor " + acc,
@@ -76,7 +74,10 @@ func TestInfraAuditJoinsTrailVaultAndKubernetesWithoutSecrets(t *testing.T) {
 		"token revoked: accessor " + acc,
 		"delete secrets " + ns + "/" + k8s.SecretName(jobName),
 		"delete jobs " + ns + "/" + jobName,
-	})
+	}
+	assertInOrder(t, out, steps)
+	// The NetworkPolicy is written while the token is leased, and removed
+	// with the Secret, once the token is revoked.
 	assertInOrder(t, out, []string{
 		"create jobs " + ns + "/" + jobName,
 		"create networkpolicies " + ns + "/" + k8s.NetworkPolicyName(jobName),

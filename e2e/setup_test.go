@@ -205,6 +205,15 @@ agents:
     phases: {read: autonomous, write: advisory}
     trust: {start: shadow}
     budgets: {actions_per_hour: 100000, pending_approvals: 1000, approval_requests_per_hour: 100000}
+  # Canary versions (canary_test.go): v1 is trusted with autonomous writes;
+  # any other version is a canary whose writes are dry runs.
+  - id: e2e-canary
+    owner: airlock-tests
+    approvers: [U1, U2]
+    namespace: airlock-e2e-canary
+    actions: [echo, quick-write]
+    phases: {read: autonomous, write: autonomous}
+    trust: {version: v1, canary: {min_pairs: 2, min_agreement: 1}}
   # The Agent workflow's report throughput (agent_bench_test.go).
   - id: e2e-reports
     owner: airlock-tests

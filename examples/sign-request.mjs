@@ -23,9 +23,11 @@ export function canonical(v) {
 }
 
 // canonicalRequest is the exact string the agent signs: the request without
-// its signature, every field present (empty values for absent ones).
+// its signature, every field present (empty values for absent ones). A
+// request with a version or a correlation_id is format v2 and carries both
+// keys; one without either stays v1, byte for byte.
 export function canonicalRequest(req, signedAt) {
-  return canonical({
+  const doc = {
     format: "airlock.cycle-request.v1",
     agent_id: req.agent_id ?? "",
     cycle_id: req.cycle_id ?? "",
@@ -33,7 +35,13 @@ export function canonicalRequest(req, signedAt) {
     signed_at: signedAt,
     thoughts: (req.thoughts ?? []).map((t) => ({ step: t.step ?? 0, content: t.content ?? "", confidence: t.confidence ?? 0 })),
     actions: (req.actions ?? []).map((a) => ({ type: a.type ?? "", params: a.params ?? {}, rationale: a.rationale ?? "" })),
-  });
+  };
+  if (req.version || req.correlation_id) {
+    doc.format = "airlock.cycle-request.v2";
+    doc.version = req.version ?? "";
+    doc.correlation_id = req.correlation_id ?? "";
+  }
+  return canonical(doc);
 }
 
 // sign asks Vault to sign the canonical request with the agent's key.

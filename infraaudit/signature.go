@@ -41,6 +41,9 @@ func VerifySignatures(ctx context.Context, w io.Writer, newVerifier func() (Head
 	}
 	fmt.Fprintf(w, "chain head signed by transit key %s version %d: valid (entry %d of %d; %d signatures checked)\n",
 		v.Key(), r.Last.KeyVersion, r.Last.HeadSeq, len(trail), r.Signed)
+	if len(r.Unsigned) > 0 {
+		fmt.Fprintf(w, "note: %d decision-time head(s) could not be signed (entries %v); the final signature covers them\n", len(r.Unsigned), r.Unsigned)
+	}
 	return nil
 }
 

@@ -226,6 +226,22 @@ func hashOf(a RenderedAction) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// EffectHash is the hash of what the action would do — image, command,
+// environment, credentials, egress, resources, parameters — leaving out
+// who decided what about it (Decision), why the agent wants it
+// (Rationale) and where it sits in its cycle (Index). Two versions of an
+// agent proposed the same action when their effect hashes are equal,
+// whatever phase each was planned in.
+func (a RenderedAction) EffectHash() string {
+	a.Index, a.Decision, a.Rationale = 0, Decision{}, ""
+	if a.Rollback != nil {
+		rb := *a.Rollback
+		rb.Index, rb.Decision, rb.Rationale, rb.Hash = 0, Decision{}, "", ""
+		a.Rollback = &rb
+	}
+	return hashOf(a)
+}
+
 // VerifyHash reports whether a rendered action still matches its hash.
 func (a RenderedAction) VerifyHash() bool { return a.Hash != "" && hashOf(a) == a.Hash }
 

@@ -1,6 +1,9 @@
 package policy
 
-import "slices"
+import (
+	"regexp"
+	"slices"
+)
 
 // Trust is how an agent earns and loses phases (issue "earned trust"):
 // the evidence a promotion needs (Gates, offered to humans, never applied
@@ -13,6 +16,76 @@ type Trust struct {
 	Start    Phase    `json:"start,omitempty"`
 	Gates    Gates    `json:"gates,omitzero"`
 	Demotion Demotion `json:"demotion,omitzero"`
+	// Version is the agent's initially trusted version (requests carrying
+	// another version are canaries). Default: "" — no version is trusted
+	// until a human promotes a canary; unversioned requests keep the
+	// agent's phases.
+	Version string `json:"version,omitempty"`
+	// Canary is what promoting a canary version needs.
+	Canary CanaryGates `json:"canary,omitzero"`
+	// ReofferAfter is how many new pieces of evidence a class (or a
+	// canary: pairs) needs after a human said "Not yet" to an offer
+	// before it is offered again. Default: 10.
+	ReofferAfter int `json:"reoffer_after,omitempty"`
+}
+
+// CanaryGates are the evidence a canary version needs before humans are
+// offered to make it the trusted version: over the last Window paired
+// cycles (same correlation_id, one from each version), at least MinPairs
+// pairs and at least MinAgreement of them proposing the same actions
+// (types and rendered hashes); no violation by the canary.
+type CanaryGates struct {
+	// Defaults: 20, 0.95, 50.
+	MinPairs     int     `json:"min_pairs,omitempty"`
+	MinAgreement float64 `json:"min_agreement,omitempty"`
+	Window       int     `json:"window,omitempty"`
+}
+
+var versionPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$`)
+
+// ValidVersion reports whether v is a well-formed agent version: 1-64
+// letters, digits, '.', '_', '+' or '-', starting with a letter or digit.
+func ValidVersion(v string) bool { return versionPattern.MatchString(v) }
+
+// VersionRole is how a cycle's version is treated.
+type VersionRole string
+
+const (
+	// RoleUnversioned: no version, and the agent trusts none: the agent's
+	// phases apply, as before versions.
+	RoleUnversioned VersionRole = "unversioned"
+	// RoleTrusted: the agent's trusted version: its phases apply.
+	RoleTrusted VersionRole = "trusted"
+	// RoleCanary: any other version (an unknown version is never trusted
+	// by default), or no version from an agent that trusts one: every
+	// action is planned in shadow.
+	RoleCanary VersionRole = "canary"
+)
+
+// RoleOf decides how a request of version is treated by an agent whose
+// trusted version is trusted ("" when none).
+func RoleOf(version, trusted string) VersionRole {
+	switch {
+	case version == "" && trusted == "":
+		return RoleUnversioned
+	case version != "" && version == trusted:
+		return RoleTrusted
+	}
+	return RoleCanary
+}
+
+// CanaryPhases are the phases a canary's cycle is planned with: shadow
+// for every class, whatever the agent earned (writes are dry runs; reads
+// run with read-only credentials).
+func CanaryPhases(phases map[Class]Phase) map[Class]Phase {
+	out := make(map[Class]Phase, len(phases))
+	for cl := range phases {
+		out[cl] = PhaseShadow
+	}
+	for _, cl := range []Class{ClassRead, ClassWrite} {
+		out[cl] = PhaseShadow
+	}
+	return out
 }
 
 // Gates are the evidence each promotion needs, counted per action class
@@ -95,13 +168,17 @@ func (t Trust) WithDefaults() Trust {
 	deff(&d.FailureRate, 0.10)
 	deff(&d.DisagreeRate, 0.20)
 	def(&d.Window, 20)
+	def(&t.Canary.MinPairs, 20)
+	deff(&t.Canary.MinAgreement, 0.95)
+	def(&t.Canary.Window, 50)
+	def(&t.ReofferAfter, 10)
 	t.Demotion.Disabled = slices.Clone(d.Disabled)
 	return t
 }
 
 // Same reports whether two trust settings are the same.
 func (t Trust) Same(o Trust) bool {
-	return t.Start == o.Start && t.Gates == o.Gates && t.Demotion.ConsecutiveDenials == o.Demotion.ConsecutiveDenials &&
+	return t.Start == o.Start && t.Gates == o.Gates && t.Version == o.Version && t.Canary == o.Canary && t.ReofferAfter == o.ReofferAfter && t.Demotion.ConsecutiveDenials == o.Demotion.ConsecutiveDenials &&
 		t.Demotion.FailureRate == o.Demotion.FailureRate && t.Demotion.DisagreeRate == o.Demotion.DisagreeRate &&
 		t.Demotion.Window == o.Demotion.Window && slices.Equal(t.Demotion.Disabled, o.Demotion.Disabled)
 }
@@ -114,6 +191,7 @@ func validateTrust(probs *Problems, at string, t *Trust) {
 		{"gates.min_feedback", t.Gates.MinFeedback}, {"gates.min_approvals", t.Gates.MinApprovals},
 		{"gates.min_runs", t.Gates.MinRuns}, {"gates.min_days", t.Gates.MinDays},
 		{"demotion.consecutive_denials", t.Demotion.ConsecutiveDenials}, {"demotion.window", t.Demotion.Window},
+		{"canary.min_pairs", t.Canary.MinPairs}, {"canary.window", t.Canary.Window}, {"reoffer_after", t.ReofferAfter},
 	}
 	for _, f := range ints {
 		if f.v < 0 {
@@ -126,11 +204,18 @@ func validateTrust(probs *Problems, at string, t *Trust) {
 	}{
 		{"gates.min_agree", t.Gates.MinAgree}, {"gates.min_approved", t.Gates.MinApproved}, {"gates.max_vetoed", t.Gates.MaxVetoed},
 		{"demotion.failure_rate", t.Demotion.FailureRate}, {"demotion.disagree_rate", t.Demotion.DisagreeRate},
+		{"canary.min_agreement", t.Canary.MinAgreement},
 	}
 	for _, f := range rates {
 		if f.v < 0 || f.v > 1 {
 			probs.add("%s.trust.%s: must be a fraction between 0 and 1, got %v", at, f.name, f.v)
 		}
+	}
+	if t.Canary.MinPairs > t.Canary.Window && t.Canary.Window > 0 {
+		probs.add("%s.trust.canary.min_pairs: %d can never be met in a window of %d pairs", at, t.Canary.MinPairs, t.Canary.Window)
+	}
+	if t.Version != "" && !ValidVersion(t.Version) {
+		probs.add("%s.trust.version: %q must be 1-64 letters, digits, '.', '_', '+' or '-', starting with a letter or digit", at, t.Version)
 	}
 	if t.Start != "" && !t.Start.Valid() {
 		probs.add("%s.trust.start: unknown phase %q", at, t.Start)

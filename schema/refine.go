@@ -33,6 +33,8 @@ var refinements = []refinement{
 		desc: "The agent's id in the catalog. The request must be signed with this agent's key."},
 	{typ: typeOf[contract.CycleRequest](), field: "cycle_id", apply: func(s *jsonschema.Schema) { s.Pattern = `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$` },
 		desc: "The cycle's idempotency key, unique per agent: the workflow id must be cycle/<agent_id>/<cycle_id>."},
+	{typ: typeOf[contract.CycleRequest](), field: "version", apply: func(s *jsonschema.Schema) { s.Pattern = `^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$` }},
+	{typ: typeOf[contract.CycleRequest](), field: "correlation_id", apply: func(s *jsonschema.Schema) { s.Pattern = `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$` }},
 	{typ: typeOf[contract.CycleRequest](), field: "thoughts",
 		desc: "The agent's reasoning steps, recorded in the audit trail and shown to approvers."},
 	{typ: typeOf[contract.CycleRequest](), field: "actions", apply: func(s *jsonschema.Schema) { one := uint64(1); s.MinItems = &one },

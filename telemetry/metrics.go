@@ -24,6 +24,9 @@ const (
 	MetricLeasesFailed  = "airlock_leases_failed_total"   // counter{kind}
 	MetricPolicyDenials = "airlock_policy_denials_total"  // counter{agent, rule}; budget refusals: rule="budget <name>"
 	MetricClickToRun    = "airlock_click_to_run_seconds"  // histogram{agent}: approving decision → container started
+	// MetricAgentTransitions: counter{agent, kind}: promoted, demoted,
+	// clock-reset, canary, version-promoted, declined, killed, resumed, …
+	MetricAgentTransitions = "airlock_agent_transitions_total"
 
 	// Recorded from activities (operate.go).
 	MetricKillSwitch = "airlock_kill_switch_total" // counter{agent}: kills carried out
@@ -94,6 +97,7 @@ func WorkflowViews() []sdkmetric.View {
 	return []sdkmetric.View{
 		desc(MetricCycles, "Agent cycles finished, by agent, the phase they ended in and outcome."),
 		desc(MetricPolicyDenials, "Proposals the policy refused, by agent and rule."),
+		desc(MetricAgentTransitions, "Changes of an agent's trust (promotions, demotions, versions, declines) and status, by agent and kind."),
 		sdkmetric.NewView(sdkmetric.Instrument{Name: MetricApprovalWait}, sdkmetric.Stream{
 			Description: "Time an action waited for a human decision.",
 			Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: approvalWaitBuckets},

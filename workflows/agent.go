@@ -57,6 +57,9 @@ type agent struct {
 	// earned: this run keeps evidence, demotes and offers promotions
 	// (version 2 of "agent-memo").
 	earned bool
+	// canary: this run keeps versions, pairs canaries and takes "Not yet"
+	// (version 1 of "agent-canary", agent_canary.go).
+	canary bool
 }
 
 // Agent is the long-running workflow holding one agent's live state
@@ -82,6 +85,7 @@ func Agent(ctx workflow.Context, in contract.AgentInput) (contract.AgentState, e
 	// Version 2 keeps evidence, demotes and offers promotions.
 	v := workflow.GetVersion(ctx, "agent-memo", workflow.DefaultVersion, 2)
 	ag.memo, ag.earned = v >= 1, v >= 2
+	ag.canary = workflow.GetVersion(ctx, "agent-canary", workflow.DefaultVersion, 1) >= 1
 	switch {
 	case in.State != nil:
 		ag.st = *in.State
@@ -100,6 +104,7 @@ func Agent(ctx workflow.Context, in contract.AgentInput) (contract.AgentState, e
 		}
 		ag.seed(ctx, seed)
 	}
+	ag.adoptCatalogVersion(ctx)
 	ag.publish(ctx)
 	if err := ag.registerHandlers(ctx); err != nil {
 		return contract.AgentState{}, err
@@ -151,6 +156,7 @@ func (ag *agent) snapshot() contract.AgentState {
 	s.Budget = s.Budget.Clone()
 	s.Evidence, s.Promotions = maps.Clone(s.Evidence), maps.Clone(s.Promotions)
 	s.Shadow = slices.Clone(s.Shadow)
+	s.Versions = s.Versions.Clone()
 	for i := range s.Shadow {
 		s.Shadow[i].Feedback = slices.Clone(s.Shadow[i].Feedback)
 		s.Shadow[i].Selves = slices.Clone(s.Shadow[i].Selves)
@@ -201,6 +207,7 @@ func (ag *agent) transition(ctx workflow.Context, t contract.AgentTransition) {
 	ag.st.Status = t.To
 	ag.syncEvidence(t.At)
 	ag.st.Transitions = append(ag.st.Transitions, t)
+	agentTransition(ctx, ag.st.AgentID, t.Kind)
 	if n := len(ag.st.Transitions) - contract.AgentTransitionsKept; n > 0 {
 		ag.st.Transitions = slices.Delete(ag.st.Transitions, 0, n)
 	}
@@ -237,6 +244,7 @@ func (ag *agent) applyCatalog(ctx workflow.Context, s contract.AgentSeed) {
 	ag.st.Approvers, ag.st.Namespace = slices.Clone(s.Approvers), s.Namespace
 	ag.st.Budget.Limits = s.Budgets
 	ag.st.Trust = s.Trust
+	ag.adoptCatalogVersion(ctx)
 	if changed {
 		ag.transition(ctx, contract.AgentTransition{Kind: contract.TransitionCatalog, To: ag.st.Status, Why: "catalog changed the phase caps"})
 	}
@@ -314,6 +322,11 @@ func (ag *agent) report(ctx workflow.Context, r contract.CycleReport) (contract.
 		c.Unverified++
 	}
 	c.CountRefusals(r.Refusals)
+	if ag.absorbVersion(ctx, r) {
+		// A canary's evidence is pairing: nothing it did counts for the
+		// classes, and its violations do not demote the trusted version.
+		return contract.ReportCycleResult{Counted: true}, nil
+	}
 	ag.addShadow(ctx, r.Shadow)
 	ag.absorb(ctx, r)
 	return contract.ReportCycleResult{Counted: true}, nil

@@ -183,10 +183,12 @@ func (ag *agent) demote(ctx workflow.Context, class policy.Class, to policy.Phas
 }
 
 // offerPromotion offers humans a promotion whose gate is met (once per
-// phase): the machine never promotes.
+// phase, again after a "Not yet" once new evidence arrived): the machine
+// never promotes.
 func (ag *agent) offerPromotion(ctx workflow.Context, class policy.Class) {
-	if _, pending := ag.st.Promotions[class]; pending {
-		return
+	if p, pending := ag.st.Promotions[class]; pending && (p.Status != contract.PromotionDeclined ||
+		ag.st.Evidence[class].Pieces() < p.EvidenceAt+ag.trust().ReofferAfter) {
+		return // waiting for humans, or declined and no new evidence yet
 	}
 	gate := ag.gate(ctx, class)
 	if !gate.Met {

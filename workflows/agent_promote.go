@@ -18,6 +18,9 @@ import (
 // not the agent's approver, and — unless overridden with a reason — a gate
 // that is not met, naming the numbers.
 func (ag *agent) validatePromote(ctx workflow.Context, r contract.PromoteRequest) error {
+	if r.Version != "" || r.Decline {
+		return ag.validateVersionOrDecline(r)
+	}
 	if !ag.earned {
 		return errors.New("this agent's workflow predates earned trust: promote after it continues as new")
 	}
@@ -55,9 +58,15 @@ func (ag *agent) validatePromote(ctx workflow.Context, r contract.PromoteRequest
 // enough distinct approvers asked (two for autonomous or an override).
 func (ag *agent) promote(ctx workflow.Context, r contract.PromoteRequest) (contract.Promotion, error) {
 	ag.handled++
+	switch {
+	case r.Decline:
+		return ag.decline(ctx, r)
+	case r.Version != "":
+		return ag.promoteVersion(ctx, r)
+	}
 	gate := ag.gate(ctx, r.Class)
 	p, ok := ag.st.Promotions[r.Class]
-	if !ok || p.From != gate.From {
+	if !ok || p.From != gate.From || p.Status == contract.PromotionDeclined {
 		p = contract.Promotion{Class: r.Class, From: gate.From, To: gate.To, Status: contract.PromotionWaiting}
 	}
 	p.Gate = gate

@@ -20,12 +20,14 @@ func (c *cycle) record(ctx workflow.Context, kind string, action *int, summary s
 func idx(i int) *int { return &i }
 
 // Signing the chain head retries while Vault is down: a decision waits up
-// to decisionSignWindow (the action it lets run needs Vault anyway), the
-// cycle's end up to finalSignWindow. After that the trail records that the
-// head is unsigned — which `cycle audit` refuses — and the cycle keeps its
-// result: its outcome never depends on the audit key.
+// to decisionSignWindow, the cycle's end up to finalSignWindow. After that
+// the trail records that the head is unsigned and the cycle goes on: its
+// outcome never depends on the audit key. A decision's head left unsigned
+// is covered by the final signature (the chain is hash-linked), so the
+// decision does not hold up the action (which retries staging while Vault
+// is down); a final head left unsigned is what `cycle audit` refuses.
 const (
-	decisionSignWindow = 2 * time.Minute
+	decisionSignWindow = 10 * time.Second
 	finalSignWindow    = 10 * time.Minute
 )
 

@@ -141,14 +141,27 @@ func AgentCycle(ctx workflow.Context, req contract.CycleRequest) (res contract.C
 	v := workflow.GetVersion(ctx, "verified-identity", workflow.DefaultVersion, 4)
 	c.localNotices = v >= 2
 	c.localSteps = v >= 4
-	if v >= 3 {
-		c.agentState = true
+	c.agentState = v >= 3
+	// Cycles started before audit signing (audit.go) replay unsigned.
+	c.signing = workflow.GetVersion(ctx, "audit-signature", workflow.DefaultVersion, 1) >= 1
+	// The report to the agent and the final signature are independent:
+	// since version 1 of "close-together" they are made at once (two
+	// local activities in one step); before, one after the other.
+	together := c.agentState && c.signing && workflow.GetVersion(ctx, "close-together", workflow.DefaultVersion, 1) >= 1
+	if c.agentState && !together {
 		defer func() { c.reportToAgent(ctx, err) }()
 	}
-	// Cycles started before audit signing (audit.go) replay unsigned.
-	if workflow.GetVersion(ctx, "audit-signature", workflow.DefaultVersion, 1) >= 1 {
-		c.signing = true
-		defer func() { res.Audit = c.signHead(ctx, true) }()
+	if c.signing {
+		defer func() {
+			var report workflow.Future
+			if together {
+				report = c.startReport(ctx, err)
+			}
+			res.Audit = c.signHead(ctx, true)
+			if report != nil {
+				c.awaitReport(ctx, report)
+			}
+		}()
 	}
 	if v >= 1 {
 		if err := c.verify(ctx); err != nil {
@@ -323,6 +336,9 @@ func (c *cycle) shadow(ctx workflow.Context, act policy.RenderedAction) contract
 		base.DryRun = "rejected: " + dry.Reason
 	}
 	c.record(ctx, contract.AuditResult, idx(act.Index), "would do (shadow): dry-run "+base.DryRun, map[string]any{"outcome": base.Outcome, "dry_run": base.DryRun})
+	if c.canaryQuiet {
+		return base
+	}
 	// Feedback (Agree/Disagree) can never make anything run, and it
 	// outlives this cycle, which ends at once. Version 2: the message is
 	// posted here and the proposal goes to the agent's workflow with the

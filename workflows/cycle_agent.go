@@ -50,7 +50,7 @@ func (c *cycle) planForAgent(ctx workflow.Context) (policy.Plan, error) {
 	var a *activities.Activities
 	var out activities.PlanCycleOutput
 	lctx := workflow.WithLocalActivityOptions(ctx, agentOptions)
-	err := workflow.ExecuteLocalActivity(lctx, a.PlanCycle, activities.PlanInput{AgentID: c.req.AgentID, Actions: c.req.Actions}).Get(ctx, &out)
+	err := workflow.ExecuteLocalActivity(lctx, a.PlanCycle, activities.PlanInput{AgentID: c.req.AgentID, Actions: c.req.Actions, Version: c.req.Version}).Get(ctx, &out)
 	var appErr *temporal.ApplicationError
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -77,6 +77,7 @@ func (c *cycle) planForAgent(ctx workflow.Context) (policy.Plan, error) {
 		return policy.Plan{}, temporal.NewNonRetryableApplicationError(msg, contract.ErrTypeInvalidRequest, nil)
 	}
 	c.record(ctx, contract.AuditAgent, nil, "agent active", map[string]any{"status": st.Status, "phases": st.Phases})
+	c.noteRole(ctx, out)
 	return *out.Plan, nil
 }
 
@@ -84,6 +85,11 @@ func (c *cycle) planForAgent(ctx workflow.Context) (policy.Plan, error) {
 // disconnected context (a cancelled cycle reports too). A report that
 // cannot be delivered is logged: it never changes the cycle's outcome.
 func (c *cycle) reportToAgent(ctx workflow.Context, err error) {
+	c.awaitReport(ctx, c.startReport(ctx, err))
+}
+
+// startReport builds the cycle's report and starts sending it.
+func (c *cycle) startReport(ctx workflow.Context, err error) workflow.Future {
 	r := contract.CycleReport{WorkflowID: c.res.WorkflowID, AgentID: c.req.AgentID, Outcome: string(c.res.Outcome), Actions: map[string]int{},
 		Shadow: c.shadowed}
 	var appErr *temporal.ApplicationError
@@ -123,11 +129,18 @@ func (c *cycle) reportToAgent(ctx workflow.Context, err error) {
 		}
 	}
 	r.Details = c.details()
+	c.versionReport(&r)
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	var a *activities.Activities
-	var out contract.ReportCycleResult
 	lctx := workflow.WithLocalActivityOptions(dctx, reportOptions)
-	if err := workflow.ExecuteLocalActivity(lctx, a.ReportCycle, r).Get(dctx, &out); err != nil {
+	return workflow.ExecuteLocalActivity(lctx, a.ReportCycle, r)
+}
+
+// awaitReport waits for the report; one that cannot be delivered is logged.
+func (c *cycle) awaitReport(ctx workflow.Context, f workflow.Future) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	var out contract.ReportCycleResult
+	if err := f.Get(dctx, &out); err != nil {
 		workflow.GetLogger(ctx).Warn("report cycle to agent", "agent", c.req.AgentID, "error", err)
 	}
 }

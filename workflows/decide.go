@@ -64,6 +64,10 @@ type cycle struct {
 	// agentState: the cycle plans with its Agent workflow's state and
 	// reports back to it (version "agent-state").
 	agentState bool
+	// role is how the request's version was treated; canaryQuiet: a
+	// canary's shadow proposals post no message (cycle_canary.go).
+	role        policy.VersionRole
+	canaryQuiet bool
 	// agentRefused: the agent was not active, the cycle was refused.
 	agentRefused bool
 	// shadowed are the shadow proposals reported to the agent's workflow,

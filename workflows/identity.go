@@ -101,7 +101,7 @@ func (c *cycle) verify(ctx workflow.Context) error {
 	c.identity = &identity{signer: out.Signer, principal: req.Principal}
 	c.record(ctx, contract.AuditIdentity, nil, "request verified: signed by "+out.Signer, map[string]any{
 		"signer": out.Signer, "principal": req.Principal, "key": out.Key, "key_version": out.KeyVersion,
-		"signature": sig.Signature, "signed_at": sig.SignedAt, "format": contract.CanonicalFormat,
+		"signature": sig.Signature, "signed_at": sig.SignedAt, "format": contract.CanonicalFormatOf(req),
 	})
 	return nil
 }

@@ -170,6 +170,10 @@ func TestCanonicalRequestMatchesJavaScript(t *testing.T) {
 	for name, req := range map[string]contract.CycleRequest{
 		"golden":         goldenRequest(),
 		"omitted fields": {AgentID: "a", CycleID: "b", Actions: []policy.Proposal{{Type: "t"}}, Signature: &contract.RequestSignature{SignedAt: "2026-01-01T00:00:00Z"}},
+		"versioned": {AgentID: "a", CycleID: "b", Version: "v2", CorrelationID: "in-1", Actions: []policy.Proposal{{Type: "t"}},
+			Signature: &contract.RequestSignature{SignedAt: "2026-01-01T00:00:00Z"}},
+		"correlation only": {AgentID: "a", CycleID: "b", CorrelationID: "in-1", Actions: []policy.Proposal{{Type: "t"}},
+			Signature: &contract.RequestSignature{SignedAt: "2026-01-01T00:00:00Z"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			raw, err := json.Marshal(req)

@@ -54,3 +54,11 @@ func clickToRun(ctx workflow.Context, agent, status string, decisions []contract
 	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{telemetry.AttrAgent: agent}).
 		Timer(telemetry.MetricClickToRun).Record(max(r.StartedAt.Sub(approved), 0))
 }
+
+// agentTransition counts an agent's transitions (promotions, demotions,
+// versions, declines) by kind.
+func agentTransition(ctx workflow.Context, agent, kind string) {
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{
+		telemetry.AttrAgent: agent, telemetry.AttrKind: kind,
+	}).Counter(telemetry.MetricAgentTransitions).Inc(1)
+}

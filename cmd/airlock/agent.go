@@ -22,12 +22,12 @@ import (
 func newAgentCmd() *cobra.Command {
 	cmd := newGroupCmd(&cobra.Command{
 		Use:   "agent",
-		Short: "List agents, show their trust state, kill, resume or promote them",
+		Short: "List agents, show their trust state and history, kill, resume or promote them",
 		Long: `Each agent has a lifecycle workflow (agent/<id>) holding its status, its trust
 phase per action class, its counters and budgets. These commands read it and
 send it the kill, resume and promote requests the agent's approvers make.`,
 	})
-	cmd.AddCommand(newAgentListCmd(), newAgentShowCmd(), newAgentKillCmd(), newAgentResumeCmd(), newAgentPromoteCmd())
+	cmd.AddCommand(newAgentListCmd(), newAgentShowCmd(), newAgentKillCmd(), newAgentResumeCmd(), newAgentPromoteCmd(), newAgentHistoryCmd())
 	return cmd
 }
 
@@ -148,6 +148,7 @@ func printAgent(w io.Writer, s contract.AgentState) {
 	}
 	tw.Flush()
 	printTrust(w, s)
+	printVersions(w, s)
 	fmt.Fprintln(w, "transitions (oldest first):")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, t := range s.Transitions {
@@ -337,6 +338,8 @@ func printTrust(w io.Writer, s contract.AgentState) {
 type agentPromoteOptions struct {
 	clientFlags
 	class    string
+	version  string
+	notYet   bool
 	by       []string
 	override bool
 	reason   string
@@ -345,15 +348,21 @@ type agentPromoteOptions struct {
 func newAgentPromoteCmd() *cobra.Command {
 	var o agentPromoteOptions
 	cmd := &cobra.Command{
-		Use:   "promote <agent-id> --class read|write --by <approver>",
+		Use:   "promote <agent-id> (--class read|write | --version <canary>) --by <approver>",
 		Short: "Promote an action class one trust phase when its evidence gate is met",
 		Long: `Promote one action class of an agent one phase (shadow → advisory →
 supervised → autonomous), up to the catalog's cap. The class's evidence must
 meet its gate ("agent show" prints it). Promotion to autonomous, and any
 --override of an unmet gate, needs two distinct approvers: the first --by
-records a pending promotion, the second completes it.`,
+records a pending promotion, the second completes it.
+
+--version promotes the agent's canary version to trusted (its agreement with
+the trusted version is the gate) and retires the old one. --not-yet declines
+an offered promotion: it is offered again once new evidence arrives.`,
 		Example: `  airlock agent promote sample --class write --by U0APPROVER1
-  airlock agent promote sample --class write --by U0APPROVER1 --by U0APPROVER2 --override --reason "incident drill"`,
+  airlock agent promote sample --class write --by U0APPROVER1 --by U0APPROVER2 --override --reason "incident drill"
+  airlock agent promote sample --version v2 --by U0APPROVER1
+  airlock agent promote sample --class write --not-yet --by U0APPROVER1`,
 		Args: exactArgs(1, "one agent id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runAgentPromote(cmd.Context(), o, args[0], cmd.OutOrStdout())
@@ -362,7 +371,9 @@ records a pending promotion, the second completes it.`,
 	}
 	o.register(cmd.Flags())
 	o.registerCompletionCatalog(cmd)
-	cmd.Flags().StringVar(&o.class, "class", "", "the action class to promote one phase: read or write (required)")
+	cmd.Flags().StringVar(&o.class, "class", "", "the action class to promote one phase: read or write (this or --version)")
+	cmd.Flags().StringVar(&o.version, "version", "", "promote the agent's canary version to trusted instead (retires the trusted one)")
+	cmd.Flags().BoolVar(&o.notYet, "not-yet", false, "decline the offered promotion for now: offered again once new evidence arrives")
 	cmd.Flags().StringArrayVar(&o.by, "by", nil, "an approver of the agent who agrees to the promotion; repeat (autonomous and --override need 2 distinct approvers)")
 	cmd.Flags().BoolVar(&o.override, "override", false, "promote although the gate is not met (needs --reason and 2 approvers; marked in the record)")
 	cmd.Flags().StringVar(&o.reason, "reason", "", "why the gate is overridden (required with --override)")
@@ -373,23 +384,70 @@ records a pending promotion, the second completes it.`,
 }
 
 func runAgentPromote(ctx context.Context, o agentPromoteOptions, id string, stdout io.Writer) error {
-	if o.class == "" {
-		return errors.New("agent promote: want <agent-id> --class read|write --by <approver>")
+	if (o.class == "") == (o.version == "") {
+		return errors.New("agent promote: want <agent-id> --class read|write (or --version <canary>) --by <approver> [--not-yet]")
 	}
 	st, done, err := o.starter(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
-	p, err := st.Promote(ctx, id, contract.PromoteRequest{Class: policy.Class(o.class), By: o.by, Override: o.override, Reason: o.reason, Via: "cli"})
+	p, err := st.Promote(ctx, id, contract.PromoteRequest{Class: policy.Class(o.class), Version: o.version, Decline: o.notYet,
+		By: o.by, Override: o.override, Reason: o.reason, Via: "cli"})
 	if err != nil {
 		return fmt.Errorf("agent promote %s: %w", id, err)
 	}
-	if p.Status == contract.PromotionPromoted {
-		fmt.Fprintf(stdout, "agent %s: %s actions promoted %s -> %s by %s\n", id, p.Class, p.From, p.To, strings.Join(p.By, ", "))
-		return nil
+	printPromotion(stdout, id, p)
+	return nil
+}
+
+// printPromotion prints what became of a promote (or not-yet) request.
+func printPromotion(w io.Writer, id string, p contract.Promotion) {
+	what := fmt.Sprintf("%s actions %s -> %s", p.Class, p.From, p.To)
+	if p.Version != "" {
+		what = "version " + p.Version + " -> trusted"
 	}
-	fmt.Fprintf(stdout, "agent %s: promotion of %s actions to %s waits for %d more approver(s) (%d/%d: %s)\n",
-		id, p.Class, p.To, p.Needed-len(p.By), len(p.By), p.Needed, strings.Join(p.By, ", "))
+	switch p.Status {
+	case contract.PromotionPromoted:
+		fmt.Fprintf(w, "agent %s: %s promoted by %s\n", id, what, strings.Join(p.By, ", "))
+	case contract.PromotionDeclined:
+		fmt.Fprintf(w, "agent %s: %s declined (not yet) by %s: offered again once new evidence arrives\n", id, what, strings.Join(p.DeclinedBy, ", "))
+	default:
+		fmt.Fprintf(w, "agent %s: promotion of %s waits for %d more approver(s) (%d/%d: %s)\n",
+			id, what, p.Needed-len(p.By), len(p.By), p.Needed, strings.Join(p.By, ", "))
+	}
+}
+
+func newAgentHistoryCmd() *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "history <agent-id>",
+		Short: "Print an agent's transitions: promotions, demotions, versions, declines",
+		Long: `Print every transition in the agent's record, oldest first: promotions (who
+approved, overrides), automatic demotions with their reason and evidence
+snapshot, canary versions seen and promoted, and offers declined (not yet).`,
+		Example: `  airlock agent history sample`,
+		Args:    exactArgs(1, "one agent id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAgentHistory(cmd.Context(), cf, args[0], cmd.OutOrStdout())
+		},
+		ValidArgsFunction: completeAgents(&cf),
+	}
+	cf.register(cmd.Flags())
+	cf.registerCompletionCatalog(cmd)
+	return cmd
+}
+
+func runAgentHistory(ctx context.Context, cf clientFlags, id string, stdout io.Writer) error {
+	st, done, err := cf.starter(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	s, err := st.AgentState(ctx, id)
+	if err != nil {
+		return err
+	}
+	printHistory(stdout, s)
 	return nil
 }

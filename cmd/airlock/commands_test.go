@@ -140,7 +140,7 @@ func TestBadCommandLinesFailClearly(t *testing.T) {
 		{[]string{"approve"}, "approve: want one cycle id (cycle/<agent>/<cycle-id>), got 0 arguments"},
 		{[]string{"deny", "sample/c-1"}, "deny: --approver (or AIRLOCK_APPROVER) is required"},
 		{[]string{"agent", "kill", "sample", "--by", "U1"}, "agent kill: want <agent-id> --reason <why> --by <approver>"},
-		{[]string{"agent", "promote", "sample", "--by", "U1"}, "agent promote: want <agent-id> --class read|write --by <approver>"},
+		{[]string{"agent", "promote", "sample", "--by", "U1"}, "agent promote: want <agent-id> --class read|write (or --version <canary>)"},
 		{[]string{"agent", "resume"}, "agent resume: want one agent id, got 0 arguments"},
 		{[]string{"agent", "list", "--catalog", ""}, "agent list: the catalog names the agents: set AIRLOCK_CATALOG or --catalog"},
 		{[]string{"bootstrap", "--catalog", ""}, "bootstrap: no catalog: set AIRLOCK_CATALOG or --catalog"},
