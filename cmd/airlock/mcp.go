@@ -15,6 +15,7 @@ import (
 	"github.com/airlockhq/airlock/mcpserver"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
+	"github.com/airlockhq/airlock/telemetry"
 	"github.com/airlockhq/airlock/vault"
 )
 
@@ -46,13 +47,22 @@ func runMCP(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer logout()
-	st, done, err := cf.starter(ctx, starter.WithSigner(signer))
+	// Always traced: any call may carry its agent's traceparent (mcpserver),
+	// which reaches the workflow through the client's tracing interceptor.
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "airlock-mcp", LogFormat: telemetry.LogFormatText, LogWriter: stderr, DisablePrometheus: true})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tel.Shutdown(context.WithoutCancel(ctx)) }()
+	cf.tel = tel
+	st, done, err := cf.starter(ctx, starter.WithSigner(signer), starter.WithTracerProvider(tel.TracerProvider))
 	if err != nil {
 		return err
 	}
 	defer done()
 	srv, err := mcpserver.New(mcpserver.Config{AgentID: *agent, Catalog: cat, Cycles: st, Wait: *wait, ProgressInterval: *progress, UIBaseURL: *ui,
-		Namespace: envOr("TEMPORAL_NAMESPACE", cf.namespace), Logger: logger})
+		Namespace: envOr("TEMPORAL_NAMESPACE", cf.namespace), Logger: logger,
+		Traceparent: os.Getenv(telemetry.EnvTraceParent), Tracestate: os.Getenv("TRACESTATE")})
 	if err != nil {
 		return err
 	}
