@@ -20,9 +20,10 @@ function env(name: string, fallback: string): string {
   return v === undefined || v === "" ? fallback : v;
 }
 
-// The structured result `airlock mcp` gives each call.
+// The structured result `airlock mcp` gives each call (mcpserver.Result):
+// status is the action's outcome, or pending/running.
 interface CycleOutcome {
-  outcome?: string;
+  status?: string;
   exit_code?: number;
   output?: string;
   workflow_id?: string;
@@ -65,13 +66,13 @@ async function main(): Promise<number> {
       tools: names,
       tool,
       is_error: res.isError === true,
-      outcome: out.outcome ?? "",
+      outcome: out.status ?? "",
       exit_code: out.exit_code ?? 0,
       output: out.output ?? "",
       workflow_id: out.workflow_id ?? "",
       ...(res.isError ? { error: text } : {}),
     });
-    return !res.isError && out.outcome === "succeeded" ? 0 : 1;
+    return !res.isError && out.status === "succeeded" ? 0 : 1;
   } finally {
     await client.close();
   }
