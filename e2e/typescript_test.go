@@ -231,6 +231,33 @@ func TestTypeScriptAgentStartsCycleAndReadsResultThroughCodecServer(t *testing.T
 		assert.NotContains(t, env.logs.String(), secretID)
 	})
 
+	// TRACEPARENT (the agent's LLM span) goes into the start's Temporal
+	// header as the Go SDK's tracing interceptor writes it: the worker's
+	// spans of the cycle are in the agent's trace, under the agent's span.
+	t.Run("joins the agent trace from TRACEPARENT", func(t *testing.T) {
+		cycle := cycleID(t)
+		vars, _ := agentEnv(t, cycle, cs.token)
+		tp, traceID := agentTraceparent(t)
+		stdout, stderr, err := runNode(ctx, t, "agent.js", append(vars, "TRACEPARENT="+tp, "TRACESTATE=agent=ts")...)
+		require.NoError(t, err, "stdout: %s\nstderr: %s", stdout, stderr)
+		assert.NotContains(t, stderr, "warning")
+		spans := requireCycleInTrace(t, traceID, contract.CycleWorkflowID("e2e", cycle))
+		run := spans["RunWorkflow:AgentCycle"]
+		assert.Equal(t, tp[36:52], run.Parent.SpanID().String(), "a child of the agent's span")
+		assert.Equal(t, "agent=ts", run.SpanContext.TraceState().String())
+	})
+
+	t.Run("a malformed TRACEPARENT is only a warning", func(t *testing.T) {
+		cycle := cycleID(t)
+		vars, _ := agentEnv(t, cycle, cs.token)
+		stdout, stderr, err := runNode(ctx, t, "agent.js", append(vars, "TRACEPARENT=00-nonsense-01")...)
+		require.NoError(t, err, "stdout: %s\nstderr: %s", stdout, stderr)
+		assert.Contains(t, stderr, `warning: invalid traceparent "00-nonsense-01"`)
+		var got tsAgentOutput
+		require.NoError(t, json.Unmarshal([]byte(stdout), &got), stdout)
+		assert.Equal(t, "succeeded", got.Outcome)
+	})
+
 	// Without the codec server's token nothing leaves the agent: no cycle.
 	t.Run("codec server refuses a wrong token", func(t *testing.T) {
 		cycle := cycleID(t)

@@ -99,7 +99,7 @@ func (s *Server) actionHandler(a *policy.ActionType) mcp.ToolHandler {
 		if err != nil {
 			return refusal(invalidText(a.Name, err)), nil
 		}
-		run, err := s.cfg.Cycles.Start(ctx, creq)
+		run, err := s.cfg.Cycles.Start(s.callTrace(ctx, req.Params.GetMeta(), a.Name), creq)
 		if err != nil {
 			s.logger.Warn("propose cycle", "action", a.Name, "err", err)
 			return refusal(fmt.Sprintf("Airlock could not propose %s: %v", a.Name, err)), nil

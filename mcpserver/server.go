@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/policy"
@@ -66,6 +67,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Version is reported to clients. Default: dev.
 	Version string
+	// Traceparent is the W3C trace context of the agent whose cycles this
+	// server proposes (e.g. the process's TRACEPARENT), with its
+	// Tracestate: every call's cycle joins that trace unless the call's
+	// _meta carries a traceparent of its own, which wins. A malformed one
+	// is logged as a warning and ignored. The starting Temporal client
+	// needs the tracing interceptor for the workflow to join. Optional.
+	Traceparent, Tracestate string
 }
 
 // Defaults.
@@ -82,6 +90,7 @@ type Server struct {
 	tools  map[string]*policy.ActionType
 	now    func() time.Time
 	logger *slog.Logger
+	trace  trace.SpanContext // Config.Traceparent, when valid
 }
 
 // New builds the server and its tools from the catalog. A catalog whose
@@ -125,6 +134,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, agent: ag, tools: map[string]*policy.ActionType{}, now: time.Now,
 		logger: logger.With("agent", ag.ID)}
+	// Tracing never stops the server: with a malformed TRACEPARENT cycles
+	// start in the calls' traces, or in their own.
+	var err error
+	if s.trace, err = spanContext(cfg.Traceparent, cfg.Tracestate); err != nil {
+		s.logger.Warn("the server's trace context (TRACEPARENT)", "err", err, "ignored", !s.trace.IsValid())
+	}
 	s.mcp = mcp.NewServer(&mcp.Implementation{Name: "airlock", Title: "Airlock", Version: cfg.Version}, &mcp.ServerOptions{
 		Instructions: fmt.Sprintf("Airlock runs actions on real infrastructure for agent %s. Each tool is an action type; "+
 			"what a call does depends on the agent's trust phase, said in each tool's description (list tools again for the current phase). "+

@@ -16,6 +16,7 @@ import (
 	"github.com/airlockhq/airlock/mcpserver"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/starter"
+	"github.com/airlockhq/airlock/telemetry"
 	"github.com/airlockhq/airlock/vault"
 )
 
@@ -91,7 +92,15 @@ func runMCP(ctx context.Context, o mcpOptions, stderr io.Writer) error {
 		return err
 	}
 	defer logout()
-	st, done, err := o.starter(ctx, starter.WithSigner(signer))
+	// Always traced: any call may carry its agent's traceparent (mcpserver),
+	// which reaches the workflow through the client's tracing interceptor.
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "airlock-mcp", LogFormat: telemetry.LogFormatText, LogWriter: stderr, DisablePrometheus: true})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tel.Shutdown(context.WithoutCancel(ctx)) }()
+	o.tel = tel
+	st, done, err := o.starter(ctx, starter.WithSigner(signer), starter.WithTracerProvider(tel.TracerProvider))
 	if err != nil {
 		return err
 	}
@@ -103,7 +112,8 @@ func runMCP(ctx context.Context, o mcpOptions, stderr io.Writer) error {
 		namespace = os.Getenv("TEMPORAL_NAMESPACE")
 	}
 	srv, err := mcpserver.New(mcpserver.Config{AgentID: o.agent, Catalog: cat, Cycles: st, Wait: o.wait, ProgressInterval: o.progress, UIBaseURL: o.ui,
-		Namespace: namespace, Logger: logger})
+		Namespace: namespace, Logger: logger,
+		Traceparent: os.Getenv(telemetry.EnvTraceParent), Tracestate: os.Getenv("TRACESTATE")})
 	if err != nil {
 		return err
 	}

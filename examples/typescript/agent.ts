@@ -20,13 +20,17 @@
 //   AIRLOCK_AGENT_ID     (default "sample"), AIRLOCK_CYCLE_ID (default ts-<ms since epoch>)
 //   AIRLOCK_ACTION       an action type from the catalog (default "cluster-read")
 //   AIRLOCK_ACTION_PARAMS its params as JSON (default {"service":"checkout"})
+//   TRACEPARENT          the agent's W3C traceparent (its LLM span), TRACESTATE
+//                        optional: the cycle joins that trace (trace.ts); a
+//                        malformed one is a warning, the cycle starts anyway
 //
 // Exit status: 0 when the cycle succeeded, 1 otherwise (the JSON line says why).
-import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from "@temporalio/client";
+import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowClientInterceptor } from "@temporalio/client";
 // @ts-ignore -- plain JavaScript without type declarations: the reference
 // signer every JavaScript agent shares, so the canonical encoding lives in one place.
 import { sign as signRequest } from "../sign-request.mjs";
 import { describe, RemoteCodec } from "./remote-codec.js";
+import { checkTraceparent, traceInterceptor } from "./trace.js";
 
 // The contract (contract/cycle.go, schema/cycle-request.schema.json).
 const TASK_QUEUE = "airlock";
@@ -90,6 +94,19 @@ async function agentToken(): Promise<{ token: string; done: () => Promise<void> 
   return { token, done: () => vault("auth/token/revoke-self", token, {}).then(() => {}) };
 }
 
+// joinTrace gives the client the agent's trace context, if it has one.
+function joinTrace(): WorkflowClientInterceptor[] {
+  const tp = process.env.TRACEPARENT;
+  if (!tp) return [];
+  const problem = checkTraceparent(tp);
+  if (problem) {
+    // A trace header never fails a cycle (as for `airlock cycle start`).
+    console.error(`warning: ${problem}; the cycle starts in a trace of its own`);
+    return [];
+  }
+  return [traceInterceptor(tp, process.env.TRACESTATE)];
+}
+
 function request(): CycleRequest {
   const agent = env("AIRLOCK_AGENT_ID", "sample");
   const action = env("AIRLOCK_ACTION", "cluster-read");
@@ -124,6 +141,7 @@ async function main(): Promise<number> {
       connection,
       namespace: env("TEMPORAL_NAMESPACE", "default"),
       dataConverter: { payloadCodecs: [codec] },
+      interceptors: { workflow: joinTrace() },
     });
     // The workflow id is fixed by the signed request: starting the same
     // cycle twice gives the same cycle, never a second run.
