@@ -60,10 +60,35 @@ func TestInvariant2FailClosedVaultOutage(t *testing.T) {
 		return err == nil && len(pending) == 1
 	}, 30*time.Second, 50*time.Millisecond)
 	require.NoError(t, env.stack.StopProcess(devstack.ProcVault))
+	// Vault returns (dev mode starts empty: the operator re-applies its
+	// setup). A dev Vault comes back empty: its payload key is created anew
+	// (as the setup did) and the worker seals with a fresh data key from now
+	// on, or payloads written from now would be readable only from its
+	// cache. Done on every path, so a failure here does not take the rest
+	// of the suite down with it.
 	restarted := false
+	restore := func(ctx context.Context) error {
+		restarted = true
+		if err := env.stack.StartProcess(ctx, devstack.ProcVault); err != nil {
+			return err
+		}
+		if err := devsetup.Prepare(ctx, env.catalog, env.broker, k8s.NewRunner(env.kube)); err != nil {
+			return err
+		}
+		if err := configureDatabase(ctx); err != nil {
+			return err
+		}
+		if _, err := worker.NewCodec(ctx, worker.CodecConfig{VaultAddr: env.stack.VaultAddr, VaultToken: env.stack.VaultToken}, true); err != nil {
+			return err
+		}
+		env.codec.Rotate()
+		return nil
+	}
 	defer func() {
 		if !restarted {
-			_ = env.stack.StartProcess(context.Background(), devstack.ProcVault)
+			if err := restore(context.Background()); err != nil {
+				t.Errorf("restore Vault: %v", err)
+			}
 		}
 	}()
 	_, err = env.starter.Decide(ctx, run.WorkflowID, contract.Decision{ActionIndex: 0, ActionHash: pending[0].Action.Hash,
@@ -89,18 +114,7 @@ func TestInvariant2FailClosedVaultOutage(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, status.Actions, "the action has not finished")
 
-	// Vault returns (dev mode starts empty: the operator re-applies its setup).
-	require.NoError(t, env.stack.StartProcess(ctx, devstack.ProcVault))
-	restarted = true
-	require.NoError(t, devsetup.Prepare(ctx, env.catalog, env.broker, k8s.NewRunner(env.kube)))
-	require.NoError(t, configureDatabase(ctx))
-	// A dev Vault comes back empty: its payload key is created anew (as
-	// the setup did) and the worker seals with a fresh data key from now
-	// on, or payloads written from now would be readable only from its
-	// cache.
-	_, err = worker.NewCodec(ctx, worker.CodecConfig{VaultAddr: env.stack.VaultAddr, VaultToken: env.stack.VaultToken}, true)
-	require.NoError(t, err)
-	env.codec.Rotate()
+	require.NoError(t, restore(ctx))
 	res, err := run.Get(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, contract.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)

@@ -19,22 +19,25 @@ func (c *cycle) record(ctx workflow.Context, kind string, action *int, summary s
 
 func idx(i int) *int { return &i }
 
-// Signing the chain head retries while Vault is down: a decision waits up
-// to decisionSignWindow, the cycle's end up to finalSignWindow. After that
-// the trail records that the head is unsigned and the cycle goes on: its
-// outcome never depends on the audit key. A decision's head left unsigned
-// is covered by the final signature (the chain is hash-linked), so the
-// decision does not hold up the action (which retries staging while Vault
-// is down); a final head left unsigned is what `cycle audit` refuses.
-const (
-	decisionSignWindow = 10 * time.Second
-	finalSignWindow    = 10 * time.Minute
-)
+// Signing the chain head at the cycle's end retries while Vault is down,
+// for up to finalSignWindow; after that the trail records that the head is
+// unsigned (which `cycle audit` refuses) and the cycle keeps its result: its
+// outcome never depends on the audit key. A decision's head is signed in
+// one attempt: the final signature covers it anyway (the chain is
+// hash-linked), so an outage must not hold the cycle's workflow task open
+// (queries wait on it) before the action's own staging retries.
+const finalSignWindow = 10 * time.Minute
 
-func signOptions(window time.Duration) workflow.LocalActivityOptions {
+func signOptions(final bool) workflow.LocalActivityOptions {
+	if !final {
+		return workflow.LocalActivityOptions{
+			StartToCloseTimeout: 5 * time.Second,
+			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+		}
+	}
 	return workflow.LocalActivityOptions{
 		StartToCloseTimeout:    10 * time.Second,
-		ScheduleToCloseTimeout: window,
+		ScheduleToCloseTimeout: finalSignWindow,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
@@ -57,13 +60,9 @@ func (c *cycle) signHead(ctx workflow.Context, final bool) []contract.AuditEntry
 	}
 	head := c.res.Audit[n-1]
 	in := activities.SignHeadInput{WorkflowID: c.res.WorkflowID, HeadSeq: head.Seq, Head: head.Hash, Final: final}
-	window := decisionSignWindow
-	if final {
-		window = finalSignWindow
-	}
 	var a *activities.Activities
 	var sig contract.HeadSignature
-	err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, signOptions(window)), a.SignAuditHead, in).Get(ctx, &sig)
+	err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, signOptions(final)), a.SignAuditHead, in).Get(ctx, &sig)
 	summary := fmt.Sprintf("chain head (entry %d) signed by transit key %s version %d", head.Seq, sig.Key, sig.KeyVersion)
 	if err != nil {
 		workflow.GetLogger(ctx).Error("sign audit head", "seq", head.Seq, "error", err)
