@@ -21,6 +21,8 @@ var slackMethodScopes = map[string]string{
 	"UpdateMessage": "chat:write",
 	"PostEphemeral": "chat:write",
 	"DeleteMessage": "chat:write",
+	// views.open needs no scope: a trigger_id from a verified interaction.
+	"OpenView": "",
 }
 
 // The Slack app manifest asks for exactly the scopes of the Web API calls
@@ -59,7 +61,9 @@ func TestSlackManifestMatchesTheCode(t *testing.T) {
 		for _, c := range call.FindAllStringSubmatch(string(src), -1) {
 			scope, ok := slackMethodScopes[c[1]]
 			require.True(t, ok, "%s calls slack %s: add its scope to the manifest and to slackMethodScopes", filepath.Base(f), c[1])
-			want = append(want, scope)
+			if scope != "" {
+				want = append(want, scope)
+			}
 		}
 	}
 	require.NotEmpty(t, want, "found Airlock's Slack calls")

@@ -129,10 +129,10 @@ func TestImage(t *testing.T) {
 	})
 
 	t.Run("airlock runs", func(t *testing.T) {
-		out, err := exec.CommandContext(t.Context(), filepath.Join(root, "airlock"), "help").CombinedOutput()
+		out, err := exec.CommandContext(t.Context(), filepath.Join(root, "airlock"), "--help").CombinedOutput()
 		require.NoError(t, err, "%s", out)
-		assert.Contains(t, string(out), "airlock worker")
-		assert.Contains(t, string(out), "airlock codec-server")
+		assert.Regexp(t, `(?m)^  worker\s`, string(out))
+		assert.Regexp(t, `(?m)^  codec-server\s`, string(out))
 	})
 
 	t.Run("healthcheck probes", func(t *testing.T) {
