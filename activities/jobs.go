@@ -142,9 +142,10 @@ func (a *Activities) issueToken(ctx context.Context, agentID string, req vault.T
 
 // StageAction prepares one action without starting it: the Job (suspended),
 // a Vault token leased for it and written into the Job's Secret, and the
-// NetworkPolicy. First it takes a running-Job hold on the agent's budgets
-// (running_jobs, actions_per_hour): over budget it fails with
-// ErrTypeBudgetExhausted and nothing is created or leased. It is idempotent
+// NetworkPolicy. It takes a running-Job hold on the agent's budgets
+// (running_jobs, actions_per_hour) before anything is recorded or handed
+// to the Job: over budget it fails with ErrTypeBudgetExhausted and leaves
+// no Job and no live token. It is idempotent
 // and crash-safe: the hold is per action, the suspended Job is the durable
 // intent, the lease's accessor is recorded on it before anything else
 // happens, and a retry reuses a live recorded lease or revokes a dead or
@@ -159,8 +160,11 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 	}
 	spec := JobSpec(in, a.JobVaultAddr)
 	// The budget hold is asked for while the suspended Job (which runs
-	// nothing) is created; nothing is leased before both are in place, and a
-	// refusal removes the Job, so an action over budget leaves nothing.
+	// nothing) is created and, for a fresh Job, its token is issued on its
+	// short fuse (LeaseFuse). Nothing is recorded or handed to the Job
+	// before the hold is granted; a refusal revokes that token at once and
+	// removes the Job, so an action over budget runs nothing and leaves no
+	// live credential.
 	reserved := make(chan error, 1)
 	// What an earlier attempt may have left (its Secret) is looked up
 	// meanwhile too: the name does not depend on the Job's creation.
@@ -182,7 +186,22 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 	}()
 	job, err := a.Jobs.CreateJob(ctx, spec)
 	found := <-prior
+	var early chan issuedToken
+	if err == nil && found.err == nil && found.sec == nil && job.Annotations[AnnotationLeaseAccessor] == "" {
+		// Nothing of an earlier attempt to reuse: a new lease is certain.
+		early = make(chan issuedToken, 1)
+		go func() {
+			cred, err := a.issueToken(ctx, in.AgentID, a.tokenRequest(in, job))
+			early <- issuedToken{cred, err}
+		}()
+	}
 	if rerr := <-reserved; rerr != nil {
+		if early != nil {
+			if t := <-early; t.err == nil {
+				a.Metrics.LeaseIssued(ctx, "token")
+				a.revokeUnused(ctx, in, t.cred)
+			}
+		}
 		// Refused or not answered: the Job goes unless an earlier attempt
 		// recorded a lease on it (then it stays for the retry to revoke or
 		// reuse). Without one it is an empty suspended object.
@@ -220,7 +239,7 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 		<-netpol
 		return StageOutput{}, found.err
 	}
-	if err := a.leaseOnce(ctx, in, job, found.sec, &out); err != nil {
+	if err := a.leaseOnce(ctx, in, job, found.sec, early, &out); err != nil {
 		<-netpol
 		return StageOutput{}, err
 	}
@@ -231,8 +250,16 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 }
 
 // leaseOnce reuses what an earlier attempt leased for the Job, or leases.
-func (a *Activities) leaseOnce(ctx context.Context, in StageInput, job *batchv1.Job, sec *corev1.Secret, out *StageOutput) error {
+func (a *Activities) leaseOnce(ctx context.Context, in StageInput, job *batchv1.Job, sec *corev1.Secret, early <-chan issuedToken, out *StageOutput) error {
 	log := actionLogger(ctx, in.AgentID, in.WorkflowID, in.Action.Index)
+	if early != nil {
+		// Issued while the budget hold was asked for (nothing to reuse).
+		if err := a.lease(ctx, in, job, early, out); err != nil {
+			return err
+		}
+		log.Info("leased credentials", "job", job.Name, "accessor", out.LeaseAccessor, "ttl", out.LeaseTTL)
+		return nil
+	}
 	reused, err := a.reuseLease(ctx, job, sec, out)
 	if err != nil {
 		return err
@@ -241,7 +268,7 @@ func (a *Activities) leaseOnce(ctx context.Context, in StageInput, job *batchv1.
 		log.Info("reusing lease from a previous attempt", "job", job.Name, "accessor", out.LeaseAccessor)
 		return nil
 	}
-	if err := a.lease(ctx, in, job, out); err != nil {
+	if err := a.lease(ctx, in, job, nil, out); err != nil {
 		return err
 	}
 	log.Info("leased credentials", "job", job.Name, "accessor", out.LeaseAccessor, "ttl", out.LeaseTTL)
@@ -290,42 +317,24 @@ func (a *Activities) reuseLease(ctx context.Context, job *batchv1.Job, sec *core
 // any point leaves either a recorded lease (a retry or ReleaseAction revokes
 // it) or one that dies within the fuse. On any error the token is revoked
 // (and with it every lease it took) before returning.
-func (a *Activities) lease(ctx context.Context, in StageInput, job *batchv1.Job, out *StageOutput) (err error) {
-	// Read actions (all that ever runs in shadow) get the read-only role.
-	req := leaseRequest{
-		Policies: in.Action.VaultPolicies,
-		ReadOnly: in.Action.Class == policy.ClassRead || in.Action.Decision.Phase == policy.PhaseShadow,
-		KV:       in.Action.VaultKV,
-		DBRole:   in.Action.VaultDBRole,
+func (a *Activities) lease(ctx context.Context, in StageInput, job *batchv1.Job, early <-chan issuedToken, out *StageOutput) (err error) {
+	req := leaseRequestFor(in)
+	var cred vault.Credential
+	if early != nil {
+		t := <-early
+		cred, err = t.cred, t.err
+	} else {
+		cred, err = a.issueToken(ctx, in.AgentID, a.tokenRequest(in, job))
 	}
-	cred, err := a.issueToken(ctx, in.AgentID, vault.TokenRequest{
-		Policies: req.Policies,
-		// Capped: a Job that outlives it gets its credentials rotated.
-		TTL:         a.credentialTTL(time.Duration(in.Action.Deadline) + a.leaseMargin()),
-		InitialTTL:  a.leaseFuse(),
-		DisplayName: "airlock-" + in.AgentID,
-		ReadOnly:    req.ReadOnly,
-		Metadata: map[string]string{
-			"agent": in.AgentID, "workflow_id": in.WorkflowID,
-			"action_index": strconv.Itoa(in.Action.Index), "job": job.Name,
-		},
-	})
 	if err != nil {
 		a.Metrics.LeaseFailed(ctx, "token")
 		return fmt.Errorf("lease credentials: %w", err)
 	}
 	a.Metrics.LeaseIssued(ctx, "token")
 	defer func() {
-		if err == nil {
-			return
-		}
-		// Nothing leased here may outlive a failure to hand it to the Job.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if rerr := a.Broker.Revoke(rctx, cred.Accessor); rerr != nil {
-			actionLogger(ctx, in.AgentID, in.WorkflowID, in.Action.Index).Warn("revoke unused token", "accessor", cred.Accessor, "error", rerr)
-		} else {
-			a.Metrics.LeaseRevoked(ctx, "token")
+		if err != nil {
+			// Nothing leased here may outlive a failure to hand it to the Job.
+			a.revokeUnused(ctx, in, cred)
 		}
 	}()
 	if err := a.Jobs.Annotate(ctx, job, map[string]string{AnnotationLeaseAccessor: cred.Accessor}); err != nil {
@@ -361,6 +370,52 @@ func (a *Activities) lease(ctx context.Context, in StageInput, job *batchv1.Job,
 	}
 	out.LeaseAccessor, out.LeaseTTL, out.LeasePolicies = cred.Accessor, ttl, cred.Policies
 	return nil
+}
+
+// issuedToken is a token issued for a Job, or why it could not be.
+type issuedToken struct {
+	cred vault.Credential
+	err  error
+}
+
+// leaseRequestFor is what an action's lease asks for. Read actions (all
+// that ever runs in shadow) get the read-only role.
+func leaseRequestFor(in StageInput) leaseRequest {
+	return leaseRequest{
+		Policies: in.Action.VaultPolicies,
+		ReadOnly: in.Action.Class == policy.ClassRead || in.Action.Decision.Phase == policy.PhaseShadow,
+		KV:       in.Action.VaultKV,
+		DBRole:   in.Action.VaultDBRole,
+	}
+}
+
+// tokenRequest issues the action's token on its short fuse, named after
+// the Job it is for.
+func (a *Activities) tokenRequest(in StageInput, job *batchv1.Job) vault.TokenRequest {
+	req := leaseRequestFor(in)
+	return vault.TokenRequest{
+		Policies: req.Policies,
+		// Capped: a Job that outlives it gets its credentials rotated.
+		TTL:         a.credentialTTL(time.Duration(in.Action.Deadline) + a.leaseMargin()),
+		InitialTTL:  a.leaseFuse(),
+		DisplayName: "airlock-" + in.AgentID,
+		ReadOnly:    req.ReadOnly,
+		Metadata: map[string]string{
+			"agent": in.AgentID, "workflow_id": in.WorkflowID,
+			"action_index": strconv.Itoa(in.Action.Index), "job": job.Name,
+		},
+	}
+}
+
+// revokeUnused revokes a token nothing was handed (and every lease it took).
+func (a *Activities) revokeUnused(ctx context.Context, in StageInput, cred vault.Credential) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := a.Broker.Revoke(rctx, cred.Accessor); err != nil {
+		actionLogger(ctx, in.AgentID, in.WorkflowID, in.Action.Index).Warn("revoke unused token", "accessor", cred.Accessor, "error", err)
+		return
+	}
+	a.Metrics.LeaseRevoked(ctx, "token")
 }
 
 // RunInput names a staged Job to start.

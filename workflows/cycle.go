@@ -138,23 +138,23 @@ func AgentCycle(ctx workflow.Context, req contract.CycleRequest) (res contract.C
 	// workflow task, so a single-action cycle takes two workflow tasks
 	// instead of four. A worker that dies in one is replaced when the
 	// workflow task times out (seconds); every step is idempotent.
-	v := workflow.GetVersion(ctx, "verified-identity", workflow.DefaultVersion, 4)
+	// Version 5 (same change id) signs the audit trail's head with the
+	// Transit audit key at each decision and at the end (audit.go), and
+	// sends the report to the agent while the final signature is made.
+	// (Every new change id costs each cycle a marker and a search-attribute
+	// upsert, so the cycle's changes share this one.)
+	v := workflow.GetVersion(ctx, "verified-identity", workflow.DefaultVersion, 5)
 	c.localNotices = v >= 2
 	c.localSteps = v >= 4
 	c.agentState = v >= 3
-	// Cycles started before audit signing (audit.go) replay unsigned.
-	c.signing = workflow.GetVersion(ctx, "audit-signature", workflow.DefaultVersion, 1) >= 1
-	// The report to the agent and the final signature are independent:
-	// since version 1 of "close-together" they are made at once (two
-	// local activities in one step); before, one after the other.
-	together := c.agentState && c.signing && workflow.GetVersion(ctx, "close-together", workflow.DefaultVersion, 1) >= 1
-	if c.agentState && !together {
+	c.signing = v >= 5
+	if c.agentState && !c.signing {
 		defer func() { c.reportToAgent(ctx, err) }()
 	}
 	if c.signing {
 		defer func() {
 			var report workflow.Future
-			if together {
+			if c.agentState {
 				report = c.startReport(ctx, err)
 			}
 			res.Audit = c.signHead(ctx, true)

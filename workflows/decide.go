@@ -74,7 +74,7 @@ type cycle struct {
 	// where their feedback lands.
 	shadowed []contract.ShadowProposal
 	// signing: the trail's head is signed at each decision and at the end
-	// (version "audit-signature", audit.go).
+	// (version 5 of "verified-identity", audit.go).
 	signing bool
 }
 
