@@ -37,9 +37,7 @@ func (f *fixture) agentAnswers(updateErr, resultErr error) *[]client.UpdateWorkf
 }
 
 // Over budget, staging fails at once (non-retryable, the budget named in
-// the error and its details) and leaves nothing: no Job, and no live token
-// (one issued on its short fuse while the hold was asked for is revoked at
-// once, never handed to anything).
+// the error and its details) before anything is created or leased.
 func TestStageOverBudgetCreatesAndLeasesNothing(t *testing.T) {
 	f := newFixture(t)
 	be := policy.BudgetError{Budget: policy.BudgetRunningJobs, AgentID: "stager", Used: 1, Limit: 1}

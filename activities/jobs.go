@@ -142,10 +142,9 @@ func (a *Activities) issueToken(ctx context.Context, agentID string, req vault.T
 
 // StageAction prepares one action without starting it: the Job (suspended),
 // a Vault token leased for it and written into the Job's Secret, and the
-// NetworkPolicy. It takes a running-Job hold on the agent's budgets
-// (running_jobs, actions_per_hour) before anything is recorded or handed
-// to the Job: over budget it fails with ErrTypeBudgetExhausted and leaves
-// no Job and no live token. It is idempotent
+// NetworkPolicy. First it takes a running-Job hold on the agent's budgets
+// (running_jobs, actions_per_hour): over budget it fails with
+// ErrTypeBudgetExhausted and nothing is created or leased. It is idempotent
 // and crash-safe: the hold is per action, the suspended Job is the durable
 // intent, the lease's accessor is recorded on it before anything else
 // happens, and a retry reuses a live recorded lease or revokes a dead or
@@ -160,11 +159,10 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 	}
 	spec := JobSpec(in, a.JobVaultAddr)
 	// The budget hold is asked for while the suspended Job (which runs
-	// nothing) is created and, for a fresh Job, its token is issued on its
-	// short fuse (LeaseFuse). Nothing is recorded or handed to the Job
-	// before the hold is granted; a refusal revokes that token at once and
-	// removes the Job, so an action over budget runs nothing and leaves no
-	// live credential.
+	// nothing) is created; nothing is leased before both are in place, and a
+	// refusal removes the Job, so an action over budget leaves nothing.
+	// (Leasing meanwhile was tried: under load the hold can take longer
+	// than the token's fuse, and every staging then failed and retried.)
 	reserved := make(chan error, 1)
 	// What an earlier attempt may have left (its Secret) is looked up
 	// meanwhile too: the name does not depend on the Job's creation.
@@ -186,22 +184,7 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 	}()
 	job, err := a.Jobs.CreateJob(ctx, spec)
 	found := <-prior
-	var early chan issuedToken
-	if err == nil && found.err == nil && found.sec == nil && job.Annotations[AnnotationLeaseAccessor] == "" {
-		// Nothing of an earlier attempt to reuse: a new lease is certain.
-		early = make(chan issuedToken, 1)
-		go func() {
-			cred, err := a.issueToken(ctx, in.AgentID, a.tokenRequest(in, job))
-			early <- issuedToken{cred, err}
-		}()
-	}
 	if rerr := <-reserved; rerr != nil {
-		if early != nil {
-			if t := <-early; t.err == nil {
-				a.Metrics.LeaseIssued(ctx, "token")
-				a.revokeUnused(ctx, in, t.cred)
-			}
-		}
 		// Refused or not answered: the Job goes unless an earlier attempt
 		// recorded a lease on it (then it stays for the retry to revoke or
 		// reuse). Without one it is an empty suspended object.
@@ -239,7 +222,7 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 		<-netpol
 		return StageOutput{}, found.err
 	}
-	if err := a.leaseOnce(ctx, in, job, found.sec, early, &out); err != nil {
+	if err := a.leaseOnce(ctx, in, job, found.sec, &out); err != nil {
 		<-netpol
 		return StageOutput{}, err
 	}
@@ -250,16 +233,8 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 }
 
 // leaseOnce reuses what an earlier attempt leased for the Job, or leases.
-func (a *Activities) leaseOnce(ctx context.Context, in StageInput, job *batchv1.Job, sec *corev1.Secret, early <-chan issuedToken, out *StageOutput) error {
+func (a *Activities) leaseOnce(ctx context.Context, in StageInput, job *batchv1.Job, sec *corev1.Secret, out *StageOutput) error {
 	log := actionLogger(ctx, in.AgentID, in.WorkflowID, in.Action.Index)
-	if early != nil {
-		// Issued while the budget hold was asked for (nothing to reuse).
-		if err := a.lease(ctx, in, job, early, out); err != nil {
-			return err
-		}
-		log.Info("leased credentials", "job", job.Name, "accessor", out.LeaseAccessor, "ttl", out.LeaseTTL)
-		return nil
-	}
 	reused, err := a.reuseLease(ctx, job, sec, out)
 	if err != nil {
 		return err
@@ -268,7 +243,7 @@ func (a *Activities) leaseOnce(ctx context.Context, in StageInput, job *batchv1.
 		log.Info("reusing lease from a previous attempt", "job", job.Name, "accessor", out.LeaseAccessor)
 		return nil
 	}
-	if err := a.lease(ctx, in, job, nil, out); err != nil {
+	if err := a.lease(ctx, in, job, out); err != nil {
 		return err
 	}
 	log.Info("leased credentials", "job", job.Name, "accessor", out.LeaseAccessor, "ttl", out.LeaseTTL)
@@ -317,15 +292,9 @@ func (a *Activities) reuseLease(ctx context.Context, job *batchv1.Job, sec *core
 // any point leaves either a recorded lease (a retry or ReleaseAction revokes
 // it) or one that dies within the fuse. On any error the token is revoked
 // (and with it every lease it took) before returning.
-func (a *Activities) lease(ctx context.Context, in StageInput, job *batchv1.Job, early <-chan issuedToken, out *StageOutput) (err error) {
+func (a *Activities) lease(ctx context.Context, in StageInput, job *batchv1.Job, out *StageOutput) (err error) {
 	req := leaseRequestFor(in)
-	var cred vault.Credential
-	if early != nil {
-		t := <-early
-		cred, err = t.cred, t.err
-	} else {
-		cred, err = a.issueToken(ctx, in.AgentID, a.tokenRequest(in, job))
-	}
+	cred, err := a.issueToken(ctx, in.AgentID, a.tokenRequest(in, job))
 	if err != nil {
 		a.Metrics.LeaseFailed(ctx, "token")
 		return fmt.Errorf("lease credentials: %w", err)
@@ -400,12 +369,6 @@ func (a *Activities) lease(ctx context.Context, in StageInput, job *batchv1.Job,
 	}
 	out.LeaseAccessor, out.LeaseTTL, out.LeasePolicies = cred.Accessor, ttl, cred.Policies
 	return nil
-}
-
-// issuedToken is a token issued for a Job, or why it could not be.
-type issuedToken struct {
-	cred vault.Credential
-	err  error
 }
 
 // leaseRequestFor is what an action's lease asks for. Read actions (all
