@@ -442,7 +442,10 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r cont
 			Namespace: job.Namespace, JobName: job.Name,
 			LeaseAccessor: staged.LeaseAccessor, DBLeaseID: staged.DBLeaseID, DeleteJob: ctx.Err() != nil,
 		}
-		if r.Budget == "" { // a refused action holds nothing to give back
+		// A refused action holds nothing to give back; the cycle's last
+		// step's hold is given back by the report to the agent that follows
+		// at once (since version 5: one agent workflow task less per cycle).
+		if r.Budget == "" && !(c.signing && c.lastStep(ctx, act)) {
 			in.AgentID, in.WorkflowID, in.Index = plan.AgentID, wfID, act.Index
 		}
 		var out activities.ReleaseOutput
@@ -504,6 +507,18 @@ func (c *cycle) execute(ctx workflow.Context, act policy.RenderedAction) (r cont
 		r.Outcome, r.Error = contract.OutcomeFailed, fmt.Sprintf(jobFailedPrefix+"%s (exit code %d)", run.Reason, run.ExitCode)
 	}
 	return r
+}
+
+// lastStep reports whether act is the last thing the cycle runs: the plan's
+// last action, not cancelled, and no rollback may follow it.
+func (c *cycle) lastStep(ctx workflow.Context, act policy.RenderedAction) bool {
+	if ctx.Err() != nil || !c.agentState || len(c.plan.Actions) == 0 {
+		return false
+	}
+	if act.Index >= rollbackIndexOffset {
+		return act.Index-rollbackIndexOffset == c.plan.Actions[len(c.plan.Actions)-1].Index
+	}
+	return act.Index == c.plan.Actions[len(c.plan.Actions)-1].Index && (act.Rollback == nil || act.Decision.Phase != policy.PhaseAutonomous)
 }
 
 func clip(s string, n int) string {
