@@ -56,6 +56,14 @@ func TestRecordHistories(t *testing.T) {
 		{"local-steps-advisory-approved", contract.CycleRequest{AgentID: "e2e-adv", Actions: []policy.Proposal{read, write}},
 			func(id string) { decide(id, contract.DecisionApprove, "U1") }, contract.OutcomeSucceeded},
 		{"local-steps-shadow", contract.CycleRequest{AgentID: "e2e-shadow", Actions: []policy.Proposal{read, write}}, nil, contract.OutcomeSucceeded},
+		// Version 5 of verified-identity: signed trail heads, the report
+		// alongside the final signature, the last hold released by it.
+		{"signed-autonomous", contract.CycleRequest{AgentID: "e2e", Actions: []policy.Proposal{read, {Type: "slow-write", Params: map[string]any{"target": "x"}}}}, nil, contract.OutcomeSucceeded},
+		{"signed-advisory-approved", contract.CycleRequest{AgentID: "e2e-adv", Actions: []policy.Proposal{read, write}},
+			func(id string) { decide(id, contract.DecisionApprove, "U1") }, contract.OutcomeSucceeded},
+		{"signed-advisory-denied", contract.CycleRequest{AgentID: "e2e-adv", Actions: []policy.Proposal{write}},
+			func(id string) { decide(id, contract.DecisionDeny, "U2") }, contract.OutcomeDenied},
+		{"signed-shadow", contract.CycleRequest{AgentID: "e2e-shadow", Actions: []policy.Proposal{read, write}}, nil, contract.OutcomeSucceeded},
 	}
 	for _, p := range paths {
 		t.Run(p.name, func(t *testing.T) {
