@@ -309,58 +309,28 @@ func (a *Activities) lease(ctx context.Context, in StageInput, job *batchv1.Job,
 	if err := a.Jobs.Annotate(ctx, job, map[string]string{AnnotationLeaseAccessor: cred.Accessor}); err != nil {
 		return err
 	}
-	// Recorded: the token is extended past its fuse while its Secret is
-	// written. A Secret whose token then fails to extend holds a dead token
-	// (revoked below); the retry finds it dead and leases anew.
-	type renewal struct {
-		ttl time.Duration
-		err error
-	}
-	renewed := make(chan renewal, 1)
-	go func() {
-		ttl, err := a.Broker.Renew(ctx, vault.TokenLease(cred.Accessor), a.actionTokenTTL())
-		renewed <- renewal{ttl, err}
-	}()
-	extended := func() (time.Duration, error) {
-		r := <-renewed
-		if r.err != nil {
-			return 0, fmt.Errorf("extend lease: %w", r.err)
-		}
-		return r.ttl, nil
-	}
-	if req.DBRole != "" {
-		// A database lease taken now must not be capped by the fuse: the
-		// token is extended first.
-		ttl, err := extended()
-		if err != nil {
-			return err
-		}
-		renewed <- renewal{ttl, nil}
+	ttl, err := a.Broker.Renew(ctx, vault.TokenLease(cred.Accessor), a.actionTokenTTL())
+	if err != nil {
+		return fmt.Errorf("extend lease: %w", err)
 	}
 	data, dbLease, err := a.readCredentials(ctx, cred, req.KV, req.DBRole)
 	var missing *missingKeyError
 	if errors.As(err, &missing) {
-		_, _ = extended()
 		return permanent(contract.ErrTypeInvalidAction, err)
 	}
 	if err != nil {
-		_, _ = extended()
 		return err
 	}
 	// The request lets RunJob issue the next credentials of a Job that
 	// outlives these (rotation.go).
-	ann := map[string]string{AnnotationLeaseAccessor: cred.Accessor, AnnotationLeaseTTL: a.actionTokenTTL().String(), AnnotationLeaseRequest: req.annotation()}
+	ann := map[string]string{AnnotationLeaseAccessor: cred.Accessor, AnnotationLeaseTTL: ttl.String(), AnnotationLeaseRequest: req.annotation()}
 	if dbLease != "" {
 		ann[AnnotationDBLease] = dbLease
 		out.DBLeaseID = dbLease
 	}
 	sec, err := a.Jobs.CreateSecret(ctx, job, data, ann)
-	ttl, rerr := extended()
 	if err != nil {
 		return err
-	}
-	if rerr != nil {
-		return rerr
 	}
 	if got := sec.Annotations[AnnotationLeaseAccessor]; got != cred.Accessor {
 		// A concurrent attempt wrote the Secret first: the next attempt
