@@ -88,7 +88,7 @@ func TestManyWaitingCycles(t *testing.T) {
 		if i < approved {
 			want = contract.OutcomeSucceeded
 		}
-		if assert.NoError(t, err) && assert.Equal(t, want, res.Outcome, ids[i]) {
+		if assert.NoError(t, err) && assert.Equal(t, want, res.Outcome, "%s: %+v", ids[i], res.Actions) {
 			ok.Add(1)
 		}
 	})
