@@ -80,6 +80,9 @@ type Activities struct {
 	// has signalled to the agent's workflow: they are not in the memo that
 	// cycles read, so without it every cycle would re-signal them.
 	trustSent sync.Map // agent id → policy.Trust
+	// reservations sends each agent's budget reservations in batches
+	// (reserve.go).
+	reservations reserveQueues
 }
 
 // Error types the workflow treats as permanent.

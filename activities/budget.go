@@ -24,13 +24,24 @@ const HoldGrace = 30 * time.Minute
 // ErrTypeBudgetExhausted error naming the budget, or an error worth
 // retrying. An agent without live state (no Temporal client, not in the
 // catalog, no Agent workflow: a cycle from before agents had state) has no
-// budget to count against.
+// budget to count against. Concurrent reservations of one agent go to its
+// workflow together (reserve.go).
 func (a *Activities) reserve(ctx context.Context, r contract.ReserveRequest) error {
 	if !a.hasAgentState(r.AgentID) {
 		return nil
 	}
+	return a.reservations.ask(ctx, a, r)
+}
+
+// reserveOne asks with the single-request Update: the answer to one
+// request, and the way back for a workflow that does not know batches.
+func (a *Activities) reserveOne(ctx context.Context, r contract.ReserveRequest) error {
 	var out contract.ReserveResult
-	err := a.agentUpdate(ctx, r.AgentID, contract.UpdateReserve, r, &out)
+	return reserveError(r, a.agentUpdate(ctx, r.AgentID, contract.UpdateReserve, r, &out))
+}
+
+// reserveError turns an Update's error into reserve's answer.
+func reserveError(r contract.ReserveRequest, err error) error {
 	var nf *serviceerror.NotFound
 	var appErr *temporal.ApplicationError
 	switch {
@@ -43,10 +54,14 @@ func (a *Activities) reserve(ctx context.Context, r contract.ReserveRequest) err
 		if appErr.HasDetails() {
 			_ = appErr.Details(&be)
 		}
-		return temporal.NewNonRetryableApplicationError(appErr.Message(), contract.ErrTypeBudgetExhausted, nil, be)
+		return budgetExhausted(be, appErr.Message())
 	default:
 		return fmt.Errorf("reserve %s budget of agent %s: %w", r.Kind, r.AgentID, err)
 	}
+}
+
+func budgetExhausted(be policy.BudgetError, msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, contract.ErrTypeBudgetExhausted, nil, be)
 }
 
 // release gives a hold back: a signal (the caller waits for no workflow

@@ -35,3 +35,5 @@ func RotateOnce(ctx context.Context, a *Activities, in RunInput) error {
 	defer k.current.stop()
 	return k.rotate(ctx)
 }
+
+var HeartbeatEvery = heartbeatEvery

@@ -7,10 +7,29 @@ import (
 	"go.temporal.io/sdk/activity"
 )
 
-// heartbeatInterval is how often a running activity reports that it is
-// alive. The SDK batches what it sends (at most MaxHeartbeatThrottleInterval
-// apart, see worker.New).
-const heartbeatInterval = 2 * time.Second
+// An activity heartbeats three times per heartbeat timeout: twice the
+// margin a late heartbeat needs on a loaded worker, and no more often. Each
+// heartbeat is a write to the workflow's state on the server; every 2 s, a
+// Job queued behind a quota cost more server writes than its whole cycle.
+// The first goes out one interval in: the timeout counts from the start,
+// and a short Job sends none.
+const (
+	heartbeatsPerTimeout = 3
+	minHeartbeatInterval = time.Second
+)
+
+// heartbeatInterval is how often the activity of ctx heartbeats: 0 for one
+// that need not (a local activity, no heartbeat timeout).
+func heartbeatInterval(ctx context.Context) time.Duration {
+	return heartbeatEvery(activity.GetInfo(ctx))
+}
+
+func heartbeatEvery(info activity.Info) time.Duration {
+	if info.IsLocalActivity || info.HeartbeatTimeout <= 0 {
+		return 0
+	}
+	return max(info.HeartbeatTimeout/heartbeatsPerTimeout, minHeartbeatInterval)
+}
 
 // heartbeat sends an activity's heartbeats from a goroutine of its own, so
 // that an activity blocked on a slow or throttled apiserver or Vault still
@@ -25,10 +44,14 @@ type heartbeat struct {
 }
 
 // startHeartbeat starts heartbeating; outside an activity (plain Go
-// callers, benchmarks) it does nothing.
+// callers, benchmarks) and where no heartbeat is due it does nothing.
 func startHeartbeat(ctx context.Context) *heartbeat {
 	h := &heartbeat{done: make(chan struct{})}
-	if !activity.IsActivity(ctx) {
+	var every time.Duration
+	if activity.IsActivity(ctx) {
+		every = heartbeatInterval(ctx)
+	}
+	if every <= 0 {
 		close(h.done)
 		h.cancel = func() {}
 		return h
@@ -37,14 +60,14 @@ func startHeartbeat(ctx context.Context) *heartbeat {
 	h.cancel = cancel
 	go func() {
 		defer close(h.done)
-		t := time.NewTicker(heartbeatInterval)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			activity.RecordHeartbeat(ctx)
 			select {
 			case <-hctx.Done():
 				return
 			case <-t.C:
+				activity.RecordHeartbeat(ctx)
 			}
 		}
 	}()

@@ -164,17 +164,6 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 	// (Leasing meanwhile was tried: under load the hold can take longer
 	// than the token's fuse, and every staging then failed and retried.)
 	reserved := make(chan error, 1)
-	// What an earlier attempt may have left (its Secret) is looked up
-	// meanwhile too: the name does not depend on the Job's creation.
-	type secretLookup struct {
-		sec *corev1.Secret
-		err error
-	}
-	prior := make(chan secretLookup, 1)
-	go func() {
-		sec, err := a.Jobs.GetSecret(ctx, spec.Namespace, k8s.SecretName(k8s.JobName(spec.WorkflowID, spec.ActionIndex)))
-		prior <- secretLookup{sec, err}
-	}()
 	go func() {
 		reserved <- a.reserve(ctx, contract.ReserveRequest{
 			BudgetHold:   contract.BudgetHold{AgentID: in.AgentID, WorkflowID: in.WorkflowID, Index: in.Action.Index, Kind: policy.BudgetRun},
@@ -182,13 +171,21 @@ func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutpu
 			Compensation: in.Compensation,
 		})
 	}()
-	job, err := a.Jobs.CreateJob(ctx, spec)
-	found := <-prior
+	job, created, err := a.Jobs.CreateOrGetJob(ctx, spec)
+	// Only an earlier attempt (whose Job this call found) can have left a
+	// Secret: the Secret is owned by the Job and written after it.
+	var found struct {
+		sec *corev1.Secret
+		err error
+	}
+	if err == nil && !created {
+		found.sec, found.err = a.Jobs.GetSecret(ctx, spec.Namespace, k8s.SecretName(job.Name))
+	}
 	if rerr := <-reserved; rerr != nil {
 		// Refused or not answered: the Job goes unless an earlier attempt
 		// recorded a lease on it (then it stays for the retry to revoke or
 		// reuse). Without one it is an empty suspended object.
-		if err == nil && job.Annotations[AnnotationLeaseAccessor] == "" {
+		if err == nil && job.Annotations[AnnotationLeaseAccessor] == "" && found.sec == nil {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
 			if derr := a.Jobs.Delete(dctx, job.Namespace, job.Name); derr != nil {
@@ -329,6 +326,9 @@ func (a *Activities) lease(ctx context.Context, in StageInput, job *batchv1.Job,
 		out.DBLeaseID = dbLease
 	}
 	sec, err := a.Jobs.CreateSecret(ctx, job, data, ann)
+	if errors.Is(err, k8s.ErrForeignSecret) {
+		return permanent(ErrTypeJobConflict, err)
+	}
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	corev1 "k8s.io/api/core/v1"
@@ -280,3 +281,21 @@ func TestReleaseFindsTheLeaseRecordedOnTheJob(t *testing.T) {
 }
 
 func isNotFound(err error) bool { return k8serrors.IsNotFound(err) }
+
+// An activity heartbeats three times per heartbeat timeout (never more
+// often than once a second); a local activity, or one without a heartbeat
+// timeout, sends none: every heartbeat is a write on the server.
+func TestHeartbeatInterval(t *testing.T) {
+	for _, c := range []struct {
+		info activity.Info
+		want time.Duration
+	}{
+		{activity.Info{HeartbeatTimeout: 30 * time.Second}, 10 * time.Second},
+		{activity.Info{HeartbeatTimeout: 10 * time.Second}, 10 * time.Second / 3},
+		{activity.Info{HeartbeatTimeout: 2 * time.Second}, time.Second},
+		{activity.Info{}, 0},
+		{activity.Info{HeartbeatTimeout: 30 * time.Second, IsLocalActivity: true}, 0},
+	} {
+		assert.Equal(t, c.want, activities.HeartbeatEvery(c.info), "%+v", c.info)
+	}
+}

@@ -42,6 +42,13 @@ const (
 	// over budget it fails with ErrTypeBudgetExhausted (details:
 	// policy.BudgetError).
 	UpdateReserve = "reserve"
+	// UpdateReserveBatch takes a ReserveBatch and answers a
+	// ReserveBatchResult: each request is checked and held in turn, as
+	// UpdateReserve would. Workers send an agent's concurrent reservations
+	// this way, one Update at a time: the server admits only a few Updates
+	// in flight per workflow (history.maxInFlightUpdates, 10 by default)
+	// and makes every further caller back off for seconds.
+	UpdateReserveBatch = "reserve-batch"
 	// SignalRelease carries a BudgetHold to give back (releasing what is
 	// not held changes nothing).
 	SignalRelease = "release"
@@ -180,6 +187,30 @@ type ReserveResult struct {
 	Held bool `json:"held,omitempty"`
 	// Use is the agent's budget use with this hold.
 	Use policy.BudgetUse `json:"use"`
+}
+
+// MaxReserveBatch is how many requests one ReserveBatch may carry.
+const MaxReserveBatch = 200
+
+// ReserveBatch asks for several holds at once (Update "reserve-batch").
+type ReserveBatch struct {
+	Requests []ReserveRequest `json:"requests"`
+}
+
+// ReserveBatchResult answers a ReserveBatch, one outcome per request in
+// the same order.
+type ReserveBatchResult struct {
+	Results []ReserveOutcome `json:"results"`
+}
+
+// ReserveOutcome is one request's answer in a ReserveBatchResult: granted
+// (Refused and Invalid empty), refused over budget, or invalid.
+type ReserveOutcome struct {
+	ReserveResult
+	Refused *policy.BudgetError `json:"refused,omitempty"`
+	// Invalid says why the request was not considered (not this agent's
+	// cycle, an unknown kind).
+	Invalid string `json:"invalid,omitempty"`
 }
 
 // AgentInput is the Agent workflow's only input.

@@ -4,14 +4,19 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/temporal"
 	k8serrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/airlockhq/airlock/activities"
 	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
@@ -127,4 +132,66 @@ func TestBudgetRunningJobsRefusesAndLeasesNothing(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, st.Budget.Use(time.Now()).RunningJobs, "the Job's hold was released")
 	assert.GreaterOrEqual(t, st.Counters.BudgetRefusals[policy.BudgetRunningJobs], 1)
+}
+
+// Many of one agent's reservations at once — a burst of cycles staging, or
+// of approvals being posted — get exactly the budget, and reach the agent's
+// workflow in a few Updates: the server admits only 10 Updates in flight
+// per workflow and makes every further caller back off for seconds, so a
+// worker sends one agent's reservations together (activities/reserve.go).
+func TestBudgetBurstOfReservationsIsExactAndBatched(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const agent, asks = "e2e-burst", 60
+	// A first cycle starts the agent's workflow.
+	res, err := env.starter.RunCycle(ctx, contract.CycleRequest{AgentID: agent, CycleID: cycleID(t),
+		Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "first"}}}})
+	require.NoError(t, err)
+	require.Equal(t, contract.OutcomeSucceeded, res.Outcome, "%+v", res.Actions)
+	before := countEvents(ctx, t, contract.AgentWorkflowID(agent), enums.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED)
+
+	acts := &activities.Activities{Catalog: env.catalog, Temporal: env.tc}
+	errs := make([]error, asks)
+	var wg sync.WaitGroup
+	stamp := time.Now().UnixNano()
+	for i := range asks {
+		wg.Go(func() {
+			errs[i] = activities.ReserveApproval(ctx, acts, agent, fmt.Sprintf("cycle/%s/burst-%d-%d", agent, stamp, i), 0, time.Now().Add(time.Hour))
+		})
+	}
+	wg.Wait()
+	granted := 0
+	for _, err := range errs {
+		if err == nil {
+			granted++
+			continue
+		}
+		var appErr *temporal.ApplicationError
+		require.ErrorAs(t, err, &appErr)
+		assert.Equal(t, contract.ErrTypeBudgetExhausted, appErr.Type())
+		assert.Contains(t, appErr.Message(), `budget "pending_approvals" exhausted: 10 of 10`)
+	}
+	assert.Equal(t, 10, granted, "exactly the budget is granted")
+	updates := countEvents(ctx, t, contract.AgentWorkflowID(agent), enums.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED) - before
+	t.Logf("%d reservations reached the agent's workflow in %d Updates", asks, updates)
+	assert.Less(t, updates, asks/2, "reservations made at once go together")
+}
+
+// countEvents counts a workflow's history events of one type, over every run.
+func countEvents(ctx context.Context, t *testing.T, workflowID string, typ enums.EventType) int {
+	t.Helper()
+	resp, err := env.tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: fmt.Sprintf("WorkflowId = %q", workflowID)})
+	require.NoError(t, err)
+	n := 0
+	for _, e := range resp.Executions {
+		it := env.tc.GetWorkflowHistory(ctx, workflowID, e.Execution.RunId, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			ev, err := it.Next()
+			require.NoError(t, err)
+			if ev.EventType == typ {
+				n++
+			}
+		}
+	}
+	return n
 }

@@ -240,6 +240,15 @@ agents:
     approval_timeout: 2m
     slack_channel: C0APPROVALS
     budgets: {pending_approvals: 1, running_jobs: 1}
+  # Concurrent reservations (budget_test.go): one agent's burst.
+  - id: e2e-burst
+    owner: airlock-tests
+    approvers: [U1, U2]
+    namespace: airlock-e2e-burst
+    actions: [echo]
+    phases: {read: autonomous, write: advisory}
+    trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
+    budgets: {pending_approvals: 10, running_jobs: 10, actions_per_hour: 100000}
   # The kill switch under load (kill_bench_test.go): 20 Jobs at once.
   - id: e2e-kill-bench
     owner: airlock-tests

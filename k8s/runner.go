@@ -116,24 +116,31 @@ func NewRunner(cs kubernetes.Interface, opts ...Option) *Runner {
 // already exists for the same workflow and action, the existing one is
 // returned; if it exists for another, a *JobConflictError.
 func (r *Runner) CreateJob(ctx context.Context, s Spec) (*batchv1.Job, error) {
+	job, _, err := r.CreateOrGetJob(ctx, s)
+	return job, err
+}
+
+// CreateOrGetJob is CreateJob that also says whether this call created the
+// Job (false: an earlier attempt had, and may have left more behind).
+func (r *Runner) CreateOrGetJob(ctx context.Context, s Spec) (job *batchv1.Job, created bool, err error) {
 	want, err := JobFor(s)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	jobs := r.cs.BatchV1().Jobs(want.Namespace)
-	job, err := jobs.Create(ctx, want, metav1.CreateOptions{})
+	job, err = jobs.Create(ctx, want, metav1.CreateOptions{})
 	if err == nil {
-		return job, nil
+		return job, true, nil
 	}
 	if !k8serrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("create job %s/%s: %w", want.Namespace, want.Name, err)
+		return nil, false, fmt.Errorf("create job %s/%s: %w", want.Namespace, want.Name, err)
 	}
 	job, err = jobs.Get(ctx, want.Name, metav1.GetOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("get existing job %s/%s: %w", want.Namespace, want.Name, err)
+		return nil, false, fmt.Errorf("get existing job %s/%s: %w", want.Namespace, want.Name, err)
 	}
 	if job.Annotations[AnnotationWorkflowID] != s.WorkflowID || job.Labels[LabelActionIndex] != want.Labels[LabelActionIndex] {
-		return nil, &JobConflictError{
+		return nil, false, &JobConflictError{
 			Namespace: job.Namespace, Name: job.Name,
 			WantWorkflowID: s.WorkflowID, GotWorkflowID: job.Annotations[AnnotationWorkflowID],
 			WantActionIndex: want.Labels[LabelActionIndex], GotActionIndex: job.Labels[LabelActionIndex],
@@ -141,10 +148,14 @@ func (r *Runner) CreateJob(ctx context.Context, s Spec) (*batchv1.Job, error) {
 	}
 	if job.DeletionTimestamp != nil {
 		// Deleted (killed or cancelled) but not gone yet: never resurrect it.
-		return nil, fmt.Errorf("create job %s/%s: existing job is being deleted", job.Namespace, job.Name)
+		return nil, false, fmt.Errorf("create job %s/%s: existing job is being deleted", job.Namespace, job.Name)
 	}
-	return job, nil
+	return job, false, nil
 }
+
+// ErrForeignSecret: a Secret with the Job's Secret's name exists and is not
+// the Job's. Someone else's object is never reused or replaced.
+var ErrForeignSecret = errors.New("an existing secret of that name is not owned by the job")
 
 // GetSecret returns the Secret, or (nil, nil) when it does not exist, so a
 // retried activity can tell it already leased credentials for this Job.
@@ -180,7 +191,7 @@ func (r *Runner) CreateSecret(ctx context.Context, job *batchv1.Job, data map[st
 		return nil, fmt.Errorf("get existing secret %s/%s: %w", want.Namespace, want.Name, err)
 	}
 	if !ownedBy(s.OwnerReferences, job) {
-		return nil, fmt.Errorf("create secret %s/%s: existing secret is not owned by job uid %s", s.Namespace, s.Name, job.UID)
+		return nil, fmt.Errorf("create secret %s/%s: %w (job uid %s)", s.Namespace, s.Name, ErrForeignSecret, job.UID)
 	}
 	return s, nil
 }

@@ -296,9 +296,10 @@ func New(c client.Client, cfg Config, acts *activities.Activities, n Notifier) s
 	}
 	w := sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{
 		MaxConcurrentActivityExecutionSize: cfg.MaxConcurrentActivities,
-		// Activities heartbeat every 2 s from a goroutine of their own; the
-		// SDK otherwise sends only every 0.8 × the heartbeat timeout, which
-		// leaves 2 s for a heartbeat to land under a 10 s timeout.
+		// Activities heartbeat three times per heartbeat timeout from a
+		// goroutine of their own (activities/heartbeat.go); the SDK otherwise
+		// holds them back up to 0.8 × the timeout, which leaves 2 s for a
+		// heartbeat to land under a 10 s timeout.
 		MaxHeartbeatThrottleInterval: 4 * time.Second,
 		// Enough pollers that a new cycle's first workflow task is picked up
 		// at once while others poll the sticky queue (the SDK's 2 leave it

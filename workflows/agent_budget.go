@@ -28,8 +28,12 @@ func SameHold(x contract.AgentHold, h contract.BudgetHold) bool {
 func (ag *agent) registerBudgetHandlers(ctx workflow.Context) error {
 	ag.releases = workflow.GetSignalChannel(ctx, contract.SignalRelease)
 	ag.reports = workflow.GetSignalChannel(ctx, contract.SignalReportCycle)
-	return workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateReserve, ag.reserve,
-		workflow.UpdateHandlerOptions{Validator: ag.validateReserve})
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateReserve, ag.reserve,
+		workflow.UpdateHandlerOptions{Validator: ag.validateReserve}); err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateReserveBatch, ag.reserveBatch,
+		workflow.UpdateHandlerOptions{Validator: ag.validateReserveBatch})
 }
 
 func (ag *agent) validateHold(h contract.BudgetHold) error {
@@ -50,22 +54,56 @@ func (ag *agent) validateReserve(_ workflow.Context, r contract.ReserveRequest) 
 	return ag.validateHold(r.BudgetHold)
 }
 
+// validateReserveBatch refuses an empty or oversized batch; a malformed
+// request in it is answered as invalid on its own (the others count).
+func (ag *agent) validateReserveBatch(_ workflow.Context, b contract.ReserveBatch) error {
+	if n := len(b.Requests); n == 0 || n > contract.MaxReserveBatch {
+		return temporal.NewApplicationError(fmt.Sprintf("a reserve batch carries 1 to %d requests, not %d", contract.MaxReserveBatch, n), contract.ErrTypeInvalidRequest)
+	}
+	return nil
+}
+
 // reserve checks and takes a hold, in one step of the single-threaded
-// workflow (nothing yields in between). Asking again for a held one (a
-// retried staging, an approval's reminder) changes nothing. A Job's hold
-// replaces its action's approval hold: the approval was decided. Over
-// budget the update fails, naming the budget (ErrTypeBudgetExhausted).
+// workflow (nothing yields in between). Over budget the update fails,
+// naming the budget (ErrTypeBudgetExhausted).
 func (ag *agent) reserve(ctx workflow.Context, r contract.ReserveRequest) (contract.ReserveResult, error) {
 	ag.handled++
-	now := workflow.Now(ctx)
 	ag.drainSignals(ctx)
+	res, be := ag.take(ctx, r)
+	if be != nil {
+		return contract.ReserveResult{}, temporal.NewApplicationError(be.Error(), contract.ErrTypeBudgetExhausted, *be)
+	}
+	return res, nil
+}
+
+// reserveBatch takes each request's hold in order, as reserve would, in one
+// step: a batch is as atomic as the requests one by one.
+func (ag *agent) reserveBatch(ctx workflow.Context, batch contract.ReserveBatch) (contract.ReserveBatchResult, error) {
+	ag.handled++
+	ag.drainSignals(ctx)
+	out := contract.ReserveBatchResult{Results: make([]contract.ReserveOutcome, len(batch.Requests))}
+	for i, r := range batch.Requests {
+		if err := ag.validateHold(r.BudgetHold); err != nil {
+			out.Results[i].Invalid = err.Error()
+			continue
+		}
+		out.Results[i].ReserveResult, out.Results[i].Refused = ag.take(ctx, r)
+	}
+	return out, nil
+}
+
+// take checks and holds one request. Asking again for a held one (a
+// retried staging, an approval's reminder) changes nothing. A Job's hold
+// replaces its action's approval hold: the approval was decided.
+func (ag *agent) take(ctx workflow.Context, r contract.ReserveRequest) (contract.ReserveResult, *policy.BudgetError) {
+	now := workflow.Now(ctx)
 	b := &ag.st.Budget
 	if b.Holding(r.BudgetHold) {
 		return contract.ReserveResult{Held: true, Use: b.Use(now)}, nil
 	}
 	if !r.Compensation {
 		if be := b.Limits.Check(ag.st.AgentID, r.Kind, b.Use(now)); be != nil {
-			return contract.ReserveResult{}, temporal.NewApplicationError(be.Error(), contract.ErrTypeBudgetExhausted, *be)
+			return contract.ReserveResult{}, be
 		}
 	}
 	switch r.Kind {

@@ -394,3 +394,46 @@ func TestAgentBudgetReleaseArrivingWithAReservationCountsFirst(t *testing.T) {
 	assert.Empty(t, log.failed)
 	assert.Len(t, log.completed, 2)
 }
+
+// A batch of reservations (what a worker sends for an agent's concurrent
+// stagings) is answered request by request, exactly as one Update each
+// would be: granted up to the budget, refused beyond it naming it, a held
+// one granted as held, a malformed one answered on its own. An empty batch
+// is rejected.
+func TestAgentBudgetReserveBatch(t *testing.T) {
+	s := newAgentEnv(t)
+	var log updateLog
+	until := s.env.Now().Add(time.Hour)
+	r := func(h contract.BudgetHold) contract.ReserveRequest {
+		return contract.ReserveRequest{BudgetHold: h, Until: until}
+	}
+	s.update(time.Minute, &log, contract.UpdateReserveBatch, contract.ReserveBatch{Requests: []contract.ReserveRequest{
+		r(hold("c1", 0, policy.BudgetRun)),
+		r(hold("c2", 0, policy.BudgetRun)),
+		r(hold("c1", 0, policy.BudgetRun)), // the same Job again: held
+		r(contract.BudgetHold{AgentID: "other", WorkflowID: "cycle/other/c1", Kind: policy.BudgetRun}),
+		r(hold("c3", 0, policy.BudgetRun)),
+		r(hold("c4", 0, policy.BudgetRun)),
+		{BudgetHold: hold("c5", 1, policy.BudgetRun), Until: until, Compensation: true},
+	}})
+	s.update(2*time.Minute, &log, contract.UpdateReserveBatch, contract.ReserveBatch{})
+	var st contract.AgentState
+	s.stateAt(t, 3*time.Minute, &st)
+	s.run(contract.AgentInput{Seed: budgetSeed(policy.Budgets{RunningJobs: 3})}, time.Hour)
+
+	require.Len(t, log.rejected, 1)
+	assert.Contains(t, log.rejected[0], "a reserve batch carries 1 to 200 requests, not 0")
+	require.Len(t, log.completed, 1)
+	got := log.completed[0].(contract.ReserveBatchResult).Results
+	require.Len(t, got, 7)
+	assert.Nil(t, got[0].Refused)
+	assert.Equal(t, policy.BudgetUse{RunningJobs: 1, ActionsLastHour: 1}, got[0].Use)
+	assert.Equal(t, policy.BudgetUse{RunningJobs: 2, ActionsLastHour: 2}, got[1].Use)
+	assert.True(t, got[2].Held, "a request for a held Job is granted as held")
+	assert.Contains(t, got[3].Invalid, "cycle/other/c1 is not a cycle of agent adv")
+	assert.Nil(t, got[4].Refused, "the third Job fits")
+	require.NotNil(t, got[5].Refused, "the fourth does not")
+	assert.Equal(t, policy.BudgetError{Budget: policy.BudgetRunningJobs, AgentID: "adv", Used: 3, Limit: 3}, *got[5].Refused)
+	assert.Nil(t, got[6].Refused, "a compensation is counted, never refused")
+	assert.Equal(t, map[policy.BudgetKind]int{policy.BudgetRun: 4}, st.Budget.Held)
+}
