@@ -35,7 +35,7 @@ type Activities struct {
 	// explicit max TTL. Default: 2m.
 	LeaseMargin time.Duration
 	// LeaseFuse is the TTL a token is issued with until staging has recorded
-	// its accessor on the Job. Default: DefaultLeaseFuse.
+	// its accessor in the Job's Secret. Default: DefaultLeaseFuse.
 	LeaseFuse time.Duration
 	// ActionTokenTTL is what a recorded token is extended to, and renewed
 	// to while its Job runs; a token nobody renews dies this long after its

@@ -146,9 +146,9 @@ func (a *Activities) issueToken(ctx context.Context, agentID string, req vault.T
 // (running_jobs, actions_per_hour): over budget it fails with
 // ErrTypeBudgetExhausted and nothing is created or leased. It is idempotent
 // and crash-safe: the hold is per action, the suspended Job is the durable
-// intent, the lease's accessor is recorded on it before anything else
-// happens, and a retry reuses a live recorded lease or revokes a dead or
-// half-staged one before leasing anew (see lease).
+// intent, its Secret records the lease before the token outlives its fuse,
+// and a retry reuses a live recorded lease or revokes a dead or half-staged
+// one before leasing anew (see lease).
 func (a *Activities) StageAction(ctx context.Context, in StageInput) (StageOutput, error) {
 	hb := startHeartbeat(ctx)
 	defer hb.stop()
@@ -259,13 +259,15 @@ func (a *Activities) reuseLease(ctx context.Context, job *batchv1.Job, sec *core
 	}
 	if sec != nil {
 		if acc := sec.Annotations[AnnotationLeaseAccessor]; acc != "" {
-			if _, err := a.Broker.Lookup(ctx, acc); err == nil {
-				out.LeaseAccessor = acc
+			// Alive: extended now, since the attempt that wrote the Secret
+			// may have died before extending it past its fuse.
+			ttl, err := a.Broker.Renew(ctx, vault.TokenLease(acc), a.actionTokenTTL())
+			if err == nil {
+				out.LeaseAccessor, out.LeaseTTL = acc, ttl
 				out.DBLeaseID = sec.Annotations[AnnotationDBLease]
-				out.LeaseTTL, _ = time.ParseDuration(sec.Annotations[AnnotationLeaseTTL])
 				return true, nil
 			} else if !errors.Is(err, vault.ErrNotFound) {
-				return false, fmt.Errorf("check recorded lease: %w", err)
+				return false, fmt.Errorf("extend recorded lease: %w", err)
 			}
 		}
 		// Its token died before it was extended: start over.
@@ -285,10 +287,13 @@ func (a *Activities) reuseLease(ctx context.Context, job *batchv1.Job, sec *core
 // lease issues the action's token and writes it, with any KV values and
 // dynamic database credentials read with it, into the Job's Secret. The
 // token is issued on a short fuse (LeaseFuse) and extended to its working
-// TTL only once its accessor is recorded on the Job, so a worker killed at
-// any point leaves either a recorded lease (a retry or ReleaseAction revokes
-// it) or one that dies within the fuse. On any error the token is revoked
-// (and with it every lease it took) before returning.
+// TTL only once the Secret records its accessor, so a worker killed at any
+// point leaves either a recorded lease (a retry reuses or revokes it,
+// ReleaseAction revokes it) or one that dies within the fuse, and with it
+// every lease it took. On any error the token is revoked before returning.
+// (Until this release the accessor was first recorded on the Job: one more
+// apiserver write per action, the slowest call of staging under load.
+// Such a record is still honoured: see reuseLease.)
 func (a *Activities) lease(ctx context.Context, in StageInput, job *batchv1.Job, out *StageOutput) (err error) {
 	req := leaseRequestFor(in)
 	cred, err := a.issueToken(ctx, in.AgentID, a.tokenRequest(in, job))
@@ -303,13 +308,6 @@ func (a *Activities) lease(ctx context.Context, in StageInput, job *batchv1.Job,
 			a.revokeUnused(ctx, in, cred)
 		}
 	}()
-	if err := a.Jobs.Annotate(ctx, job, map[string]string{AnnotationLeaseAccessor: cred.Accessor}); err != nil {
-		return err
-	}
-	ttl, err := a.Broker.Renew(ctx, vault.TokenLease(cred.Accessor), a.actionTokenTTL())
-	if err != nil {
-		return fmt.Errorf("extend lease: %w", err)
-	}
 	data, dbLease, err := a.readCredentials(ctx, cred, req.KV, req.DBRole)
 	var missing *missingKeyError
 	if errors.As(err, &missing) {
@@ -320,7 +318,7 @@ func (a *Activities) lease(ctx context.Context, in StageInput, job *batchv1.Job,
 	}
 	// The request lets RunJob issue the next credentials of a Job that
 	// outlives these (rotation.go).
-	ann := map[string]string{AnnotationLeaseAccessor: cred.Accessor, AnnotationLeaseTTL: ttl.String(), AnnotationLeaseRequest: req.annotation()}
+	ann := map[string]string{AnnotationLeaseAccessor: cred.Accessor, AnnotationLeaseTTL: a.actionTokenTTL().String(), AnnotationLeaseRequest: req.annotation()}
 	if dbLease != "" {
 		ann[AnnotationDBLease] = dbLease
 		out.DBLeaseID = dbLease
@@ -336,6 +334,11 @@ func (a *Activities) lease(ctx context.Context, in StageInput, job *batchv1.Job,
 		// A concurrent attempt wrote the Secret first: the next attempt
 		// sorts out which lease is alive.
 		return fmt.Errorf("stage: secret %s holds another attempt's lease", sec.Name)
+	}
+	ttl, err := a.Broker.Renew(ctx, vault.TokenLease(cred.Accessor), a.actionTokenTTL())
+	if err != nil {
+		// Revoked below; the retry finds the Secret's token dead and starts over.
+		return fmt.Errorf("extend lease: %w", err)
 	}
 	out.LeaseAccessor, out.LeaseTTL, out.LeasePolicies = cred.Accessor, ttl, cred.Policies
 	return nil

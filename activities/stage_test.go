@@ -140,9 +140,9 @@ func TestStageExtendsTheFuseOnlyOnceRecorded(t *testing.T) {
 	in := f.input(t, "write")
 	out, err := f.stage(in)
 	require.NoError(t, err)
-	job, err := f.kube.BatchV1().Jobs(in.Namespace).Get(t.Context(), out.JobName, metav1.GetOptions{})
+	sec, err := f.kube.CoreV1().Secrets(in.Namespace).Get(t.Context(), k8s.SecretName(out.JobName), metav1.GetOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, out.LeaseAccessor, job.Annotations[activities.AnnotationLeaseAccessor], "the accessor is recorded on the Job")
+	assert.Equal(t, out.LeaseAccessor, sec.Annotations[activities.AnnotationLeaseAccessor], "the accessor is recorded in the Job's Secret")
 	l, err := f.acts.Broker.Lookup(t.Context(), out.LeaseAccessor)
 	require.NoError(t, err)
 	assert.Greater(t, l.TTL, 30*time.Second, "extended past the 5 s fuse to the working TTL")
@@ -191,9 +191,6 @@ func TestStageSecretCreateFailingRevokes(t *testing.T) {
 	_, err = f.stage(in)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "exceeded quota")
-	job, err := f.kube.BatchV1().Jobs(in.Namespace).Get(ctx, f.job(t, in), metav1.GetOptions{})
-	require.NoError(t, err)
-	assert.NotEmpty(t, job.Annotations[activities.AnnotationLeaseAccessor], "the lease was recorded before the Secret failed")
 	assert.Empty(t, f.liveTokens(t, f.job(t, in)), "the token leased for it is revoked")
 }
 
@@ -257,6 +254,31 @@ func TestStageRetryReplacesASecretWithADeadToken(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, second.LeaseAccessor, third.LeaseAccessor)
 	assert.Len(t, f.liveTokens(t, second.JobName), 1)
+}
+
+// A worker killed after writing the Secret but before extending its token
+// past the fuse: the retry extends that token and reuses it; nothing is
+// leased twice.
+func TestStageRetryExtendsARecordedTokenStillOnItsFuse(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	in := f.input(t, "write")
+	job, err := f.acts.Jobs.CreateJob(ctx, activities.JobSpec(in, ""))
+	require.NoError(t, err)
+	onFuse, err := f.acts.Broker.IssueToken(ctx, vault.TokenRequest{Policies: []string{"airlock-stage-write"}, TTL: time.Minute,
+		InitialTTL: 5 * time.Second, Metadata: map[string]string{"job": job.Name}})
+	require.NoError(t, err)
+	_, err = f.acts.Jobs.CreateSecret(ctx, job, map[string][]byte{"VAULT_TOKEN": []byte(onFuse.Value())},
+		map[string]string{activities.AnnotationLeaseAccessor: onFuse.Accessor})
+	require.NoError(t, err)
+
+	out, err := f.stage(in)
+	require.NoError(t, err)
+	assert.Equal(t, onFuse.Accessor, out.LeaseAccessor, "the recorded token is reused")
+	l, err := f.acts.Broker.Lookup(ctx, onFuse.Accessor)
+	require.NoError(t, err)
+	assert.Greater(t, l.TTL, 30*time.Second, "and extended past its fuse")
+	assert.Equal(t, []string{onFuse.Accessor}, f.liveTokens(t, job.Name))
 }
 
 // ReleaseAction without an accessor (staging never reported back) finds

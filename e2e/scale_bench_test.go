@@ -138,19 +138,64 @@ func minimalStepsWorkflow(ctx workflow.Context, steps int) (int, error) {
 
 func noop(_ context.Context, n int) (int, error) { return n + 1, nil }
 
-// BenchmarkShadowThroughput compares shadow cycles (plan, dry-run of the
-// rendered Job against the apiserver, audit) with a minimal workflow of the
-// same shape on the same server, N at once. Target ratio >= 0.8.
-func BenchmarkShadowThroughput(b *testing.B) {
-	ctx := context.Background()
+// cycleShape is how a cycle's history orchestrates: local activities, one
+// activity (its Job), local activities.
+type cycleShape struct {
+	Before, After int
+}
+
+// cycleShapeWorkflow orchestrates like a cycle of shape s and does nothing
+// else: what Temporal alone costs a cycle on this server.
+func cycleShapeWorkflow(ctx workflow.Context, s cycleShape) (int, error) {
+	if _, err := minimalStepsWorkflow(ctx, s.Before); err != nil {
+		return 0, err
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1}})
+	if err := workflow.ExecuteActivity(actx, noop, 0).Get(ctx, nil); err != nil {
+		return 0, err
+	}
+	return minimalStepsWorkflow(ctx, s.After)
+}
+
+// shapeOf counts a finished cycle's local activities before and after its
+// first activity.
+func shapeOf(ctx context.Context, b testing.TB, workflowID string) cycleShape {
+	var s cycleShape
+	activity := false
+	for _, ev := range rawHistory(ctx, b, workflowID).Events {
+		switch {
+		case ev.GetActivityTaskScheduledEventAttributes() != nil:
+			activity = true
+		case ev.GetMarkerRecordedEventAttributes().GetMarkerName() == "LocalActivity" && activity:
+			s.After++
+		case ev.GetMarkerRecordedEventAttributes().GetMarkerName() == "LocalActivity":
+			s.Before++
+		}
+	}
+	return s
+}
+
+// minimalWorker runs the minimal baselines on their own task queue of the
+// same server.
+func minimalWorker(b testing.TB) string {
 	const queue = "bench-minimal"
 	w := sdkworker.New(env.tc, queue, sdkworker.Options{})
 	w.RegisterWorkflow(minimalWorkflow)
 	w.RegisterWorkflow(minimalLocalWorkflow)
 	w.RegisterWorkflow(minimalStepsWorkflow)
+	w.RegisterWorkflow(cycleShapeWorkflow)
 	w.RegisterActivity(noop)
 	require.NoError(b, w.Start())
 	b.Cleanup(w.Stop)
+	return queue
+}
+
+// BenchmarkShadowThroughput compares shadow cycles (plan, dry-run of the
+// rendered Job against the apiserver, audit) with a minimal workflow of the
+// same shape on the same server, N at once. Target ratio >= 0.8.
+func BenchmarkShadowThroughput(b *testing.B) {
+	ctx := context.Background()
+	queue := minimalWorker(b)
 	const n = 50
 	shadowRound := func(n int, stamp int64) time.Duration {
 		_, wall := concurrently(n, func(i int) error {
