@@ -11,6 +11,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
@@ -80,9 +81,12 @@ type Activities struct {
 	// has signalled to the agent's workflow: they are not in the memo that
 	// cycles read, so without it every cycle would re-signal them.
 	trustSent sync.Map // agent id → policy.Trust
-	// reservations sends each agent's budget reservations in batches
+	// reservations and reports go to each agent's workflow in batches
 	// (reserve.go).
-	reservations reserveQueues
+	reservations, reports agentBatches
+	// agentReads lets concurrent cycles of one agent share a read of its
+	// state (readAgent).
+	agentReads singleflight.Group
 }
 
 // Error types the workflow treats as permanent.

@@ -141,7 +141,29 @@ func (w workflowAgents) AgentState(ctx context.Context, in AgentStateInput) (Age
 // DescribeWorkflowExecution, answered by the server without waiting for the
 // agent's workflow task). An agent workflow from before the memo, or one
 // that is not running, is queried instead.
+//
+// Concurrent cycles of one agent share one read: each read takes the agent
+// workflow's lock on the server, so 50 cycles planning at once would queue
+// behind each other. A cycle that joins a read in flight gets the state as
+// of a moment before it asked, as a read of its own could.
 func (a *Activities) readAgent(ctx context.Context, id string) (contract.AgentView, error) {
+	ch := a.agentReads.DoChan(id, func() (any, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), agentCallTimeout)
+		defer cancel()
+		return a.readAgentOnce(rctx, id)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return contract.AgentView{}, r.Err
+		}
+		return r.Val.(contract.AgentView), nil
+	case <-ctx.Done():
+		return contract.AgentView{}, ctx.Err()
+	}
+}
+
+func (a *Activities) readAgentOnce(ctx context.Context, id string) (contract.AgentView, error) {
 	d, err := a.Temporal.DescribeWorkflow(ctx, id, "")
 	if err != nil {
 		return contract.AgentView{}, err
@@ -208,13 +230,8 @@ func (a *Activities) ReportCycle(ctx context.Context, r contract.CycleReport) (c
 			return contract.ReportCycleResult{}, nil
 		}
 	}
-	err := a.Temporal.SignalWorkflow(ctx, contract.AgentWorkflowID(r.AgentID), "", contract.SignalReportCycle, r)
-	var nf *serviceerror.NotFound
-	switch {
-	case errors.As(err, &nf):
-		return contract.ReportCycleResult{}, nil
-	case err != nil:
-		return contract.ReportCycleResult{}, fmt.Errorf("report cycle to %s: %w", contract.AgentWorkflowID(r.AgentID), err)
+	if err := a.reports.ask(ctx, r.AgentID, r, contract.MaxReportBatch, reportsInFlight, a.reportBatch); err != nil {
+		return contract.ReportCycleResult{}, err
 	}
 	return contract.ReportCycleResult{}, nil
 }

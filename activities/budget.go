@@ -30,7 +30,7 @@ func (a *Activities) reserve(ctx context.Context, r contract.ReserveRequest) err
 	if !a.hasAgentState(r.AgentID) {
 		return nil
 	}
-	return a.reservations.ask(ctx, a, r)
+	return a.reservations.ask(ctx, r.AgentID, r, contract.MaxReserveBatch, 1, a.reserveBatch)
 }
 
 // reserveOne asks with the single-request Update: the answer to one

@@ -14,127 +14,137 @@ import (
 	"github.com/airlockhq/airlock/contract"
 )
 
-// The server admits only a few Updates in flight per workflow
-// (history.maxInFlightUpdates, 10 by default) and answers any more with
-// ResourceExhausted, which the SDK retries with a backoff of seconds. An
-// agent's workflow is one workflow however many of its cycles stage at
-// once, so a worker sends each agent's reservations one Update at a time:
-// a reservation asked while one is in flight waits for it and goes with
-// every other one that arrived meanwhile. A lone reservation goes at once.
+// An agent's workflow is one workflow however many of its cycles run at
+// once, and the server serialises what reaches one workflow: it admits only
+// a few Updates in flight per workflow (history.maxInFlightUpdates, 10 by
+// default) and answers any more with ResourceExhausted, which the SDK
+// retries with a backoff of seconds; each signal takes the workflow's lock.
+// So a worker sends each agent's reservations one Update at a time, and its
+// cycle reports a few signals at a time (reportsInFlight): what is asked
+// while those are in flight waits and goes with everything else that
+// arrived meanwhile. A lone request goes at once.
 
-// reserveBatchTimeout bounds one batch's Update; each caller also stops
-// waiting when its own context ends.
-const reserveBatchTimeout = time.Minute
+// reportsInFlight is how many report signals a worker sends one agent at
+// once: a report ends its cycle, so reports wait in line only when several
+// are already on their way.
+const reportsInFlight = 4
 
-// reserveQueues holds each agent's reservations waiting to be sent.
-type reserveQueues struct {
+// agentCallTimeout bounds one batch's call; each caller also stops waiting
+// when its own context ends.
+const agentCallTimeout = time.Minute
+
+// agentBatches holds, per agent, the requests waiting to be sent.
+type agentBatches struct {
 	mu     sync.Mutex
-	agents map[string]*reserveQueue
+	agents map[string]*agentBatch
 }
 
-type reserveQueue struct {
-	waiting []*reservation
-	sending bool
+type agentBatch struct {
+	waiting []*agentCall
+	senders int
 }
 
-type reservation struct {
+// agentCall is one caller's request and where its answer goes.
+type agentCall struct {
 	ctx  context.Context
-	req  contract.ReserveRequest
+	req  any
 	done chan error // buffered: the sender never blocks on a caller that left
 }
 
-// ask queues r and waits for its answer.
-func (q *reserveQueues) ask(ctx context.Context, a *Activities, r contract.ReserveRequest) error {
-	res := &reservation{ctx: ctx, req: r, done: make(chan error, 1)}
+// ask queues req for agentID and waits for its answer. At most inFlight
+// sends run for one agent at once; send answers a batch of at most limit
+// calls (every one of them, on every path).
+func (q *agentBatches) ask(ctx context.Context, agentID string, req any, limit, inFlight int, send func(ctx context.Context, calls []*agentCall)) error {
+	c := &agentCall{ctx: ctx, req: req, done: make(chan error, 1)}
 	q.mu.Lock()
 	if q.agents == nil {
-		q.agents = map[string]*reserveQueue{}
+		q.agents = map[string]*agentBatch{}
 	}
-	aq := q.agents[r.AgentID]
-	if aq == nil {
-		aq = &reserveQueue{}
-		q.agents[r.AgentID] = aq
+	b := q.agents[agentID]
+	if b == nil {
+		b = &agentBatch{}
+		q.agents[agentID] = b
 	}
-	aq.waiting = append(aq.waiting, res)
-	start := !aq.sending
-	aq.sending = true
+	b.waiting = append(b.waiting, c)
+	start := b.senders < max(inFlight, 1)
+	if start {
+		b.senders++
+	}
 	q.mu.Unlock()
 	if start {
-		go q.send(a, r.AgentID, aq)
+		go q.drain(agentID, b, limit, send)
 	}
 	select {
-	case err := <-res.done:
+	case err := <-c.done:
 		return err
 	case <-ctx.Done():
-		// The hold may still be taken: the retry asks again (a held hold is
-		// granted as held) or the cycle's report gives it back.
+		// What was asked may still be done: a retry asks again (both are
+		// idempotent per cycle).
 		return ctx.Err()
 	}
 }
 
-// send sends an agent's waiting reservations until none are left.
-func (q *reserveQueues) send(a *Activities, agentID string, aq *reserveQueue) {
+// drain sends an agent's waiting calls until none are left.
+func (q *agentBatches) drain(agentID string, b *agentBatch, limit int, send func(context.Context, []*agentCall)) {
 	for {
 		q.mu.Lock()
-		batch := aq.waiting
-		if len(batch) > contract.MaxReserveBatch {
-			batch = batch[:contract.MaxReserveBatch]
-		}
-		aq.waiting = aq.waiting[len(batch):]
+		batch := b.waiting[:min(len(b.waiting), limit)]
+		b.waiting = b.waiting[len(batch):]
 		if len(batch) == 0 {
-			aq.sending = false
-			delete(q.agents, agentID)
+			if b.senders--; b.senders == 0 {
+				delete(q.agents, agentID)
+			}
 			q.mu.Unlock()
 			return
 		}
 		q.mu.Unlock()
-		a.sendReservations(agentID, batch)
+		// Callers that have left are not asked for: they will ask again.
+		live := batch[:0:0]
+		for _, c := range batch {
+			if c.ctx.Err() == nil {
+				live = append(live, c)
+			}
+		}
+		if len(live) == 0 {
+			continue
+		}
+		// The first caller's context carries its trace; not its
+		// cancellation, which would fail the others' requests with it.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(live[0].ctx), agentCallTimeout)
+		send(ctx, live)
+		cancel()
 	}
 }
 
-// sendReservations answers every reservation of a batch. Callers that have
-// left are not asked for: their staging failed and will ask again.
-func (a *Activities) sendReservations(agentID string, batch []*reservation) {
-	live := batch[:0:0]
-	for _, r := range batch {
-		if r.ctx.Err() == nil {
-			live = append(live, r)
-		}
+// reserveBatch answers a batch of reservations (reserve.go's sender).
+func (a *Activities) reserveBatch(ctx context.Context, calls []*agentCall) {
+	reqs := make([]contract.ReserveRequest, len(calls))
+	for i, c := range calls {
+		reqs[i] = c.req.(contract.ReserveRequest)
 	}
-	if len(live) == 0 {
+	if len(calls) == 1 {
+		calls[0].done <- a.reserveOne(ctx, reqs[0])
 		return
-	}
-	// The first caller's context carries its trace; not its cancellation,
-	// which would fail the others' requests with it.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(live[0].ctx), reserveBatchTimeout)
-	defer cancel()
-	if len(live) == 1 {
-		live[0].done <- a.reserveOne(ctx, live[0].req)
-		return
-	}
-	in := contract.ReserveBatch{Requests: make([]contract.ReserveRequest, len(live))}
-	for i, r := range live {
-		in.Requests[i] = r.req
 	}
 	var out contract.ReserveBatchResult
-	err := a.agentUpdate(ctx, agentID, contract.UpdateReserveBatch, in, &out)
+	err := a.agentUpdate(ctx, reqs[0].AgentID, contract.UpdateReserveBatch, contract.ReserveBatch{Requests: reqs}, &out)
 	if err != nil && unknownUpdate(err) {
 		// A worker of an earlier release ran the agent's workflow task:
 		// ask one by one.
-		for _, r := range live {
-			r.done <- a.reserveOne(ctx, r.req)
+		for i, c := range calls {
+			c.done <- a.reserveOne(ctx, reqs[i])
 		}
 		return
 	}
-	if err == nil && len(out.Results) != len(live) {
-		err = fmt.Errorf("reserve batch of agent %s: %d answers to %d requests", agentID, len(out.Results), len(live))
+	if err == nil && len(out.Results) != len(calls) {
+		err = fmt.Errorf("reserve batch of agent %s: %d answers to %d requests", reqs[0].AgentID, len(out.Results), len(calls))
 	}
-	for i, r := range live {
+	for i, c := range calls {
 		if err != nil {
-			r.done <- reserveError(r.req, err)
+			c.done <- reserveError(reqs[i], err)
 			continue
 		}
-		r.done <- outcomeError(r.req, out.Results[i])
+		c.done <- outcomeError(reqs[i], out.Results[i])
 	}
 }
 
@@ -158,4 +168,29 @@ func unknownUpdate(err error) bool {
 		return false
 	}
 	return strings.Contains(err.Error(), "unknown update")
+}
+
+// reportBatch sends a batch of cycle reports as one signal (a lone report
+// as the signal it always was).
+func (a *Activities) reportBatch(ctx context.Context, calls []*agentCall) {
+	reports := make([]contract.CycleReport, len(calls))
+	for i, c := range calls {
+		reports[i] = c.req.(contract.CycleReport)
+	}
+	id := contract.AgentWorkflowID(reports[0].AgentID)
+	var err error
+	if len(reports) == 1 {
+		err = a.Temporal.SignalWorkflow(ctx, id, "", contract.SignalReportCycle, reports[0])
+	} else {
+		err = a.Temporal.SignalWorkflow(ctx, id, "", contract.SignalReportCycles, contract.CycleReports{Reports: reports})
+	}
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		err = nil
+	} else if err != nil {
+		err = fmt.Errorf("report cycle to %s: %w", id, err)
+	}
+	for _, c := range calls {
+		c.done <- err
+	}
 }

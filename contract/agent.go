@@ -20,6 +20,11 @@ const (
 	QueryAgentState = "state"
 	// SignalReportCycle carries a CycleReport (counted once per cycle).
 	SignalReportCycle = "report-cycle"
+	// SignalReportCycles carries CycleReports: a worker's reports of one
+	// agent's cycles that ended while its previous signal was in flight
+	// (each counted as if sent alone). Fewer signals to one workflow: each
+	// takes that workflow's lock on the server, and so waits on every other.
+	SignalReportCycles = "report-cycles"
 	// UpdateReportCycle takes a CycleReport as an Update, as workers sent
 	// it before reports became signals (idempotent per cycle).
 	UpdateReportCycle = "report-cycle"
@@ -188,6 +193,14 @@ type ReserveResult struct {
 	// Use is the agent's budget use with this hold.
 	Use policy.BudgetUse `json:"use"`
 }
+
+// CycleReports is several CycleReports in one signal (SignalReportCycles).
+type CycleReports struct {
+	Reports []CycleReport `json:"reports"`
+}
+
+// MaxReportBatch is how many reports a worker puts in one CycleReports.
+const MaxReportBatch = 100
 
 // MaxReserveBatch is how many requests one ReserveBatch may carry.
 const MaxReserveBatch = 200

@@ -50,6 +50,8 @@ type agent struct {
 	handled  int                     // updates handled in this run
 	releases workflow.ReceiveChannel // budget holds given back (SignalRelease)
 	reports  workflow.ReceiveChannel // cycle reports (SignalReportCycle)
+	// reportBatches carries several reports per signal (SignalReportCycles).
+	reportBatches workflow.ReceiveChannel
 	// memo: this run publishes its AgentView in its memo (version
 	// "agent-memo"); published is the last view it wrote.
 	memo      bool
@@ -120,7 +122,7 @@ func Agent(ctx workflow.Context, in contract.AgentInput) (contract.AgentState, e
 	}
 	for {
 		if err := workflow.Await(ctx, func() bool {
-			return catalog.Len() > 0 || ag.releases.Len() > 0 || ag.reports.Len() > 0 || ag.mustContinue(ctx)
+			return catalog.Len() > 0 || ag.releases.Len() > 0 || ag.reports.Len() > 0 || ag.reportBatches.Len() > 0 || ag.mustContinue(ctx)
 		}); err != nil {
 			return ag.snapshot(), err
 		}

@@ -28,6 +28,7 @@ func SameHold(x contract.AgentHold, h contract.BudgetHold) bool {
 func (ag *agent) registerBudgetHandlers(ctx workflow.Context) error {
 	ag.releases = workflow.GetSignalChannel(ctx, contract.SignalRelease)
 	ag.reports = workflow.GetSignalChannel(ctx, contract.SignalReportCycle)
+	ag.reportBatches = workflow.GetSignalChannel(ctx, contract.SignalReportCycles)
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateReserve, ag.reserve,
 		workflow.UpdateHandlerOptions{Validator: ag.validateReserve}); err != nil {
 		return err
@@ -130,14 +131,24 @@ func (ag *agent) take(ctx workflow.Context, r contract.ReserveRequest) (contract
 // changes nothing.
 func (ag *agent) drainSignals(ctx workflow.Context) {
 	now := workflow.Now(ctx)
-	var r contract.CycleReport
-	for ag.reports.ReceiveAsync(&r) {
+	apply := func(r contract.CycleReport) {
 		if err := ag.validateReport(ctx, r); err != nil {
 			workflow.GetLogger(ctx).Warn("cycle report dropped", "error", err)
 		} else {
 			ag.report(ctx, r)
 		}
+	}
+	var r contract.CycleReport
+	for ag.reports.ReceiveAsync(&r) {
+		apply(r)
 		r = contract.CycleReport{}
+	}
+	var batch contract.CycleReports
+	for ag.reportBatches.ReceiveAsync(&batch) {
+		for _, r := range batch.Reports {
+			apply(r)
+		}
+		batch = contract.CycleReports{}
 	}
 	var h contract.BudgetHold
 	for ag.releases.ReceiveAsync(&h) {

@@ -265,6 +265,31 @@ func TestAgentCountsEachSignalledReportOnce(t *testing.T) {
 	assert.Empty(t, st.Budget.Held, "the report released the cycle's approval hold")
 }
 
+// Reports a worker batched (cycles of one agent ending at once) count as
+// if each had come alone: each cycle once, another agent's dropped, and
+// each releases its cycle's holds.
+func TestAgentCountsBatchedReportsOnceEach(t *testing.T) {
+	s := newAgentEnv(t)
+	var log updateLog
+	for _, c := range []string{"c1", "c2"} {
+		s.update(30*time.Second, &log, contract.UpdateReserve, contract.ReserveRequest{
+			BudgetHold: contract.BudgetHold{AgentID: "adv", WorkflowID: "cycle/adv/" + c, Kind: policy.BudgetRun}})
+	}
+	ok := contract.CycleReport{WorkflowID: "cycle/adv/c1", AgentID: "adv", Outcome: "succeeded", Actions: map[string]int{"succeeded": 1}}
+	failed := contract.CycleReport{WorkflowID: "cycle/adv/c2", AgentID: "adv", Outcome: "failed", Actions: map[string]int{"failed": 1}}
+	other := contract.CycleReport{WorkflowID: "cycle/other/c1", AgentID: "other", Outcome: "succeeded"}
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(contract.SignalReportCycles, contract.CycleReports{Reports: []contract.CycleReport{ok, failed, other}})
+	}, time.Minute)
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(contract.SignalReportCycle, ok) }, 2*time.Minute)
+	var st contract.AgentState
+	s.stateAt(t, 3*time.Minute, &st)
+	s.run(contract.AgentInput{Seed: &advSeed}, time.Hour)
+	assert.Equal(t, 2, st.Counters.Cycles)
+	assert.Equal(t, map[string]int{"succeeded": 1, "failed": 1}, st.Counters.Outcomes)
+	assert.Empty(t, st.Budget.Held, "each report released its cycle's hold")
+}
+
 func TestAgentContinuesAsNewKeepingItsState(t *testing.T) {
 	s := newAgentEnv(t)
 	var log updateLog
