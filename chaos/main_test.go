@@ -97,7 +97,12 @@ agents:
     phases: {read: autonomous, write: advisory}
     trust: {demotion: {disabled: [denials, failures, rollback, violation, disagreement]}}
     approval_timeout: 30m
-    # TestManyWaitingCycles parks up to 10,000 approvals at once.
+    # TestManyWaitingCycles parks up to 10,000 approvals at once, then
+    # approves 100 of them at once: a quota of 10 Pods would hold most of
+    # those Jobs back, and the Job controller's backoff can keep one past
+    # its deadline (DeadlineExceeded, never run). Running Jobs stay within
+    # the quota, as policy.Budgets.RunningJobs asks.
+    quota: {pods: 400, cpu: "64", memory: 64Gi}
     budgets: {running_jobs: 400, actions_per_hour: 1000000, pending_approvals: 100000, approval_requests_per_hour: 1000000}
   - id: chaos-sup
     owner: chaos

@@ -18,7 +18,7 @@ func TestAgentNamespaceQuotaAndLimits(t *testing.T) {
 		pods, cpu, memory string
 	}{
 		"airlock-chaos-auto": {"400", "64", "64Gi"}, // from the catalog
-		"airlock-chaos-adv":  {"10", k8s.DefaultQuotaCPU, k8s.DefaultQuotaMemory},
+		"airlock-chaos-sup":  {"10", k8s.DefaultQuotaCPU, k8s.DefaultQuotaMemory},
 	} {
 		qs, err := env.kube.CoreV1().ResourceQuotas(ns).List(t.Context(), metav1.ListOptions{})
 		require.NoError(t, err)
