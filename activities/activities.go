@@ -82,7 +82,7 @@ type Activities struct {
 	// cycles read, so without it every cycle would re-signal them.
 	trustSent sync.Map // agent id → policy.Trust
 	// reservations and reports go to each agent's workflow in batches
-	// (reserve.go).
+	// (agent_batches.go).
 	reservations, reports agentBatches
 	// agentReads lets concurrent cycles of one agent share a read of its
 	// state (readAgent).

@@ -25,7 +25,7 @@ const HoldGrace = 30 * time.Minute
 // retrying. An agent without live state (no Temporal client, not in the
 // catalog, no Agent workflow: a cycle from before agents had state) has no
 // budget to count against. Concurrent reservations of one agent go to its
-// workflow together (reserve.go).
+// workflow together (agent_batches.go).
 func (a *Activities) reserve(ctx context.Context, r contract.ReserveRequest) error {
 	if !a.hasAgentState(r.AgentID) {
 		return nil

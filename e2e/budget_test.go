@@ -138,7 +138,7 @@ func TestBudgetRunningJobsRefusesAndLeasesNothing(t *testing.T) {
 // of approvals being posted — get exactly the budget, and reach the agent's
 // workflow in a few Updates: the server admits only 10 Updates in flight
 // per workflow and makes every further caller back off for seconds, so a
-// worker sends one agent's reservations together (activities/reserve.go).
+// worker sends one agent's reservations together (activities/agent_batches.go).
 func TestBudgetBurstOfReservationsIsExactAndBatched(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

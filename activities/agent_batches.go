@@ -116,7 +116,7 @@ func (q *agentBatches) drain(agentID string, b *agentBatch, limit int, send func
 	}
 }
 
-// reserveBatch answers a batch of reservations (reserve.go's sender).
+// reserveBatch answers a batch of reservations (agent_batches.go).
 func (a *Activities) reserveBatch(ctx context.Context, calls []*agentCall) {
 	reqs := make([]contract.ReserveRequest, len(calls))
 	for i, c := range calls {
