@@ -372,6 +372,9 @@ func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	defer w.Stop()
+	for _, w := range CatalogWarnings(acts.Catalog) {
+		logger.Warn("catalog", "warning", w)
+	}
 	logger.Info("worker started", "task_queue", cfg.TaskQueue,
 		"vault", cfg.VaultAddr, "agents", acts.Catalog.AgentIDs(), "encrypted_payloads", cc.Codec != nil, "metrics", cfg.MetricsAddr)
 	<-ctx.Done()
