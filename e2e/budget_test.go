@@ -175,6 +175,29 @@ func TestBudgetBurstOfReservationsIsExactAndBatched(t *testing.T) {
 	updates := countEvents(ctx, t, contract.AgentWorkflowID(agent), enums.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED) - before
 	t.Logf("%d reservations reached the agent's workflow in %d Updates", asks, updates)
 	assert.Less(t, updates, asks/2, "reservations made at once go together")
+
+	// Those cycles end at once: their reports go together too, each counted
+	// once, each releasing its cycle's hold.
+	signals := countEvents(ctx, t, contract.AgentWorkflowID(agent), enums.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+	was, err := env.starter.AgentState(ctx, agent)
+	require.NoError(t, err)
+	for i := range asks {
+		wg.Go(func() {
+			_, errs[i] = acts.ReportCycle(ctx, contract.CycleReport{WorkflowID: fmt.Sprintf("cycle/%s/burst-%d-%d", agent, stamp, i), AgentID: agent, Outcome: "denied"})
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		st, err := env.starter.AgentState(ctx, agent)
+		return err == nil && st.Counters.Cycles == was.Counters.Cycles+asks && st.Budget.Held[policy.BudgetApproval] == 0
+	}, 30*time.Second, 50*time.Millisecond, "every report counted, every hold released")
+	signals = countEvents(ctx, t, contract.AgentWorkflowID(agent), enums.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) - signals
+	t.Logf("%d reports reached the agent's workflow in %d signals", asks, signals)
+	assert.Less(t, signals, asks, "reports of cycles ending at once go together")
+	saveHistory(ctx, t, contract.AgentWorkflowID(agent), "agent/batched-reservations-and-reports")
 }
 
 // countEvents counts a workflow's history events of one type, over every run.
