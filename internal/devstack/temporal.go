@@ -48,6 +48,14 @@ func (s *Stack) temporalProcess(ports []int) (*process, error) {
 		"--dynamic-config-value", "system.enableActivityEagerExecution=true",
 		"--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
 		"--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
+		// The dev server has one history shard, so one transfer-queue reader
+		// carries every workflow's tasks, at most 20 reads a second by
+		// default: a workflow task scheduled within 50 ms of the last read
+		// waited for the next (≈ 40 ms, twice per cycle, whenever cycles
+		// followed each other). A production cluster spreads workflows over
+		// hundreds of shards, each with its own reader. (The reader reads
+		// when told of new tasks; this only caps how often.)
+		"--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000",
 		// A dev server need not fsync every history write; WAL keeps
 		// readers and the writer apart. Data still survives a restart.
 		"--sqlite-pragma", "journal_mode=wal",
