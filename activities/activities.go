@@ -81,6 +81,10 @@ type Activities struct {
 	// has signalled to the agent's workflow: they are not in the memo that
 	// cycles read, so without it every cycle would re-signal them.
 	trustSent sync.Map // agent id → policy.Trust
+	// catalogSignals lets concurrent cycles of one agent that find its
+	// catalog undelivered share one signal (a new worker's first burst
+	// would otherwise send one per cycle).
+	catalogSignals singleflight.Group
 	// reservations and reports go to each agent's workflow in batches
 	// (agent_batches.go).
 	reservations, reports agentBatches

@@ -127,11 +127,17 @@ func (w workflowAgents) AgentState(ctx context.Context, in AgentStateInput) (Age
 	if !seed.Same(published) {
 		// The catalog changed: the workflow clamps its phases to the new caps
 		// and takes the new approvers and trust settings. Best effort: this
-		// cycle is capped below in any case.
-		if err := a.Temporal.SignalWorkflow(ctx, id, "", contract.SignalAgentCatalog, seed); err != nil {
-			activity.GetLogger(ctx).Warn("signal catalog to agent", "agent", ag.ID, "error", err)
-		} else {
+		// cycle is capped below in any case. (A worker's catalog is fixed,
+		// so its cycles of one agent all carry the same seed.)
+		_, err, _ := a.catalogSignals.Do(ag.ID, func() (any, error) {
+			if err := a.Temporal.SignalWorkflow(ctx, id, "", contract.SignalAgentCatalog, seed); err != nil {
+				return nil, err
+			}
 			a.trustSent.Store(ag.ID, seed.Trust)
+			return nil, nil
+		})
+		if err != nil {
+			activity.GetLogger(ctx).Warn("signal catalog to agent", "agent", ag.ID, "error", err)
 		}
 	}
 	return AgentStateOutput{Status: v.Status, Phases: ag.CappedPhases(v.Phases), Why: v.Why, TrustedVersion: v.TrustedVersion}, nil

@@ -3,9 +3,11 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,8 +16,10 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/airlockhq/airlock/activities"
 	"github.com/airlockhq/airlock/contract"
 	"github.com/airlockhq/airlock/k8s"
 	"github.com/airlockhq/airlock/policy"
@@ -204,4 +208,58 @@ func TestAnUnchangedCatalogIsNotResignalledEachCycle(t *testing.T) {
 	for n := 2; n <= 3; n++ {
 		assert.Zero(t, run(n)["SignalWorkflow:"+contract.SignalAgentCatalog], "cycle %d re-signalled an unchanged catalog", n)
 	}
+}
+
+// A worker that has not delivered an agent's catalog yet (a new worker, its
+// first burst of that agent's cycles) delivers it once, not once per cycle:
+// each signal is an agent workflow task that the cycles' budget Updates then
+// queue behind. Measured before: 20 cycles planning at once sent 20 signals.
+func TestANewWorkersBurstSignalsTheCatalogOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const agent, n = "e2e", 20
+	catalogSignals := func(since time.Time) int {
+		count := 0
+		for _, ev := range rawHistory(ctx, t, contract.AgentWorkflowID(agent)).Events {
+			if s := ev.GetWorkflowExecutionSignaledEventAttributes(); s != nil && s.SignalName == contract.SignalAgentCatalog && !ev.EventTime.AsTime().Before(since) {
+				count++
+			}
+		}
+		return count
+	}
+	// The agent's workflow runs (the shared worker starts it with a cycle).
+	res, err := env.starter.RunCycle(ctx, contract.CycleRequest{AgentID: agent, CycleID: cycleID(t),
+		Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "first"}}}})
+	require.NoError(t, err)
+	require.Equal(t, contract.OutcomeSucceeded, res.Outcome)
+	// A new worker's activities: nothing delivered yet.
+	acts := &activities.Activities{Catalog: env.catalog, Temporal: env.tc}
+	in := activities.PlanInput{AgentID: agent, Actions: []policy.Proposal{{Type: "echo", Params: map[string]any{"text": "burst"}}}}
+	plan := func() error {
+		var suite testsuite.WorkflowTestSuite
+		aenv := suite.NewTestActivityEnvironment()
+		aenv.RegisterActivity(acts)
+		v, err := aenv.ExecuteActivity(acts.PlanCycle, in)
+		if err != nil {
+			return err
+		}
+		var out activities.PlanCycleOutput
+		if err := v.Get(&out); err != nil {
+			return err
+		}
+		if out.Plan == nil || len(out.Plan.Actions) != 1 {
+			return fmt.Errorf("no plan: %+v", out)
+		}
+		return nil
+	}
+	t0 := time.Now() // the server's clock is this machine's
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = plan() })
+	}
+	wg.Wait()
+	require.NoError(t, errors.Join(errs...))
+	require.NoError(t, plan(), "a later cycle")
+	assert.Equal(t, 1, catalogSignals(t0), "%d cycles planning at once, then one more: the catalog is signalled once", n)
 }
