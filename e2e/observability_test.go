@@ -217,7 +217,12 @@ func TestAnUnchangedCatalogIsNotResignalledEachCycle(t *testing.T) {
 func TestANewWorkersBurstSignalsTheCatalogOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	const agent, n = "e2e", 20
+	// An agent whose workflow only the burst tests touch (no continue-as-new
+	// mid-test), with trust settings of its own, which only a signal delivers.
+	const agent, n = "e2e-burst", 20
+	ag, ok := env.catalog.Agent(agent)
+	require.True(t, ok)
+	require.False(t, ag.Trust.WithDefaults().Same(policy.Trust{}.WithDefaults()), "the agent has trust settings of its own")
 	catalogSignals := func(since time.Time) int {
 		count := 0
 		for _, ev := range rawHistory(ctx, t, contract.AgentWorkflowID(agent)).Events {
