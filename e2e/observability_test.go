@@ -213,7 +213,7 @@ func TestAnUnchangedCatalogIsNotResignalledEachCycle(t *testing.T) {
 // A worker that has not delivered an agent's catalog yet (a new worker, its
 // first burst of that agent's cycles) delivers it once, not once per cycle:
 // each signal is an agent workflow task that the cycles' budget Updates then
-// queue behind. Measured before: 20 cycles planning at once sent 20 signals.
+// queue behind. Measured before: 20 cycles planning at once sent 14–16.
 func TestANewWorkersBurstSignalsTheCatalogOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
