@@ -64,6 +64,13 @@ func TestRecordHistories(t *testing.T) {
 		{"signed-advisory-denied", contract.CycleRequest{AgentID: "e2e-adv", Actions: []policy.Proposal{write}},
 			func(id string) { decide(id, contract.DecisionDeny, "U2") }, contract.OutcomeDenied},
 		{"signed-shadow", contract.CycleRequest{AgentID: "e2e-shadow", Actions: []policy.Proposal{read, write}}, nil, contract.OutcomeSucceeded},
+		// Version 6: one version marker per cycle; a cycle that only
+		// dry-runs sets its search attributes once.
+		{"consolidated-autonomous", contract.CycleRequest{AgentID: "e2e", Actions: []policy.Proposal{read, {Type: "slow-write", Params: map[string]any{"target": "x"}}}}, nil, contract.OutcomeSucceeded},
+		{"consolidated-advisory-approved", contract.CycleRequest{AgentID: "e2e-adv", Actions: []policy.Proposal{read, write}},
+			func(id string) { decide(id, contract.DecisionApprove, "U1") }, contract.OutcomeSucceeded},
+		{"consolidated-shadow", contract.CycleRequest{AgentID: "e2e-shadow", Actions: []policy.Proposal{read, write}}, nil, contract.OutcomeSucceeded},
+		{"consolidated-shadow-only", contract.CycleRequest{AgentID: "e2e-shadow", Actions: []policy.Proposal{write}}, nil, contract.OutcomeSucceeded},
 	}
 	for _, p := range paths {
 		t.Run(p.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -301,6 +302,22 @@ func TestHistorySizePerPhase(t *testing.T) {
 		fmt.Printf("  %-11s %7d %9d\n", c.phase, len(h.Events), size)
 		if c.phase == "advisory" {
 			require.LessOrEqual(t, len(h.Events), 40, "advisory history events")
+		}
+		// One version marker per cycle, whatever the path (version 6 of
+		// "verified-identity" implies the cycle's other changes), and a
+		// cycle that only dry-runs sets its search attributes once.
+		versions, upserts := 0, 0
+		for _, ev := range h.Events {
+			if m := ev.GetMarkerRecordedEventAttributes(); m != nil && m.MarkerName == "Version" {
+				versions++
+			}
+			if ev.GetUpsertWorkflowSearchAttributesEventAttributes() != nil {
+				upserts++
+			}
+		}
+		assert.Equal(t, 1, versions, "%s: version markers", c.phase)
+		if c.phase == "shadow" {
+			assert.Equal(t, 2, upserts, "shadow: the SDK's change-version upsert and the cycle's own, at the end")
 		}
 	}
 }

@@ -272,3 +272,12 @@ agents:
 	assert.Contains(t, err.Error(), "quota.pods: must not be negative")
 	assert.Contains(t, err.Error(), `quota.cpu: "lots" is not a Kubernetes quantity`)
 }
+
+func TestPlanOnlyDryRuns(t *testing.T) {
+	act := func(m Mode) RenderedAction { return RenderedAction{Decision: Decision{Mode: m}} }
+	assert.True(t, Plan{Actions: []RenderedAction{act(ModeWouldDo), act(ModeWouldDo)}}.OnlyDryRuns())
+	assert.False(t, Plan{Actions: []RenderedAction{act(ModeWouldDo), act(ModeRun)}}.OnlyDryRuns(), "a read runs")
+	assert.False(t, Plan{Actions: []RenderedAction{act(ModeApprove)}}.OnlyDryRuns(), "a write waits")
+	assert.False(t, Plan{Actions: []RenderedAction{act(ModeVeto)}}.OnlyDryRuns())
+	assert.False(t, Plan{}.OnlyDryRuns(), "an empty plan")
+}

@@ -61,6 +61,17 @@ type Plan struct {
 	Actions           []RenderedAction `json:"actions"`
 }
 
+// OnlyDryRuns reports whether every action of the plan is only dry-run
+// (shadow): nothing runs and nobody is asked.
+func (p Plan) OnlyDryRuns() bool {
+	for _, a := range p.Actions {
+		if a.Decision.Mode != ModeWouldDo {
+			return false
+		}
+	}
+	return len(p.Actions) > 0
+}
+
 // FieldError is one problem with a request, naming the field.
 type FieldError struct {
 	Field string `json:"field"`

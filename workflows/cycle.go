@@ -141,13 +141,20 @@ func AgentCycle(ctx workflow.Context, req contract.CycleRequest) (res contract.C
 	// Version 5 (same change id) signs the audit trail's head with the
 	// Transit audit key at each decision and at the end (audit.go), and
 	// sends the report to the agent while the final signature is made.
+	// Version 6 (same change id) implies the latest of the cycle's other
+	// changes ("shadow-feedback-workflow", "canary-version") instead of
+	// asking for each (a marker and a search-attribute upsert apiece), and
+	// a cycle that only dry-runs sets its search attributes once, at the
+	// end: it ends in the workflow task that planned it, so a "running"
+	// value would never be seen.
 	// (Every new change id costs each cycle a marker and a search-attribute
 	// upsert, so the cycle's changes share this one.)
-	v := workflow.GetVersion(ctx, "verified-identity", workflow.DefaultVersion, 5)
+	v := workflow.GetVersion(ctx, "verified-identity", workflow.DefaultVersion, 6)
 	c.localNotices = v >= 2
 	c.localSteps = v >= 4
 	c.agentState = v >= 3
 	c.signing = v >= 5
+	c.consolidated = v >= 6
 	if c.agentState && !c.signing {
 		defer func() { c.reportToAgent(ctx, err) }()
 	}
@@ -189,7 +196,9 @@ func AgentCycle(ctx workflow.Context, req contract.CycleRequest) (res contract.C
 			"risk": act.Risk, "hash": act.Hash, "image": act.Image, "command": act.Command,
 		})
 	}
-	c.upsertSearchAttributes(ctx, outcomeRunning)
+	if !c.consolidated || !c.plan.OnlyDryRuns() {
+		c.upsertSearchAttributes(ctx, outcomeRunning)
+	}
 
 	// The outcome stays empty ("running" to the status query) until the end.
 	outcome := contract.OutcomeSucceeded
@@ -345,7 +354,11 @@ func (c *cycle) shadow(ctx workflow.Context, act policy.RenderedAction) contract
 	// cycle's report, where feedback lands as evidence (agent_feedback.go).
 	// Cycles started before keep, on replay, a ShadowFeedback child
 	// workflow (version 1) or an in-cycle gate (default).
-	switch workflow.GetVersion(ctx, "shadow-feedback-workflow", workflow.DefaultVersion, 2) {
+	feedback := workflow.Version(2)
+	if !c.consolidated {
+		feedback = workflow.GetVersion(ctx, "shadow-feedback-workflow", workflow.DefaultVersion, 2)
+	}
+	switch feedback {
 	case workflow.DefaultVersion:
 		g := &gate{act: act, notice: contract.NoticeShadow, status: statusRecorded}
 		c.gates[act.Index] = g

@@ -24,7 +24,7 @@ func (c *cycle) noteRole(ctx workflow.Context, out activities.PlanCycleOutput) {
 		"version": c.req.Version, "correlation_id": c.req.CorrelationID, "role": out.Role, "trusted_version": out.Agent.TrustedVersion,
 	})
 	if out.Role == policy.RoleCanary {
-		c.canaryQuiet = workflow.GetVersion(ctx, "canary-version", workflow.DefaultVersion, 1) >= 1
+		c.canaryQuiet = c.consolidated || workflow.GetVersion(ctx, "canary-version", workflow.DefaultVersion, 1) >= 1
 	}
 }
 

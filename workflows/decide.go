@@ -76,6 +76,9 @@ type cycle struct {
 	// signing: the trail's head is signed at each decision and at the end
 	// (version 5 of "verified-identity", audit.go).
 	signing bool
+	// consolidated: version 6, which implies the latest of the cycle's
+	// other changes without a marker for each (cycle.go).
+	consolidated bool
 }
 
 var allowedKinds = map[contract.NoticeMode][]contract.DecisionKind{
