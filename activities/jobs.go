@@ -321,7 +321,11 @@ func (a *Activities) lease(ctx context.Context, in StageInput, job *batchv1.Job,
 	// the Job: its Secret needs the credentials) and extended. Read while
 	// the token was still on its fuse, a worker killed in between left a
 	// database lease valid after the kill round of the chaos suite, twice,
-	// though the token died; the cause was not pinned down.
+	// though the token died. Likely cause (not proven): Vault revokes a dead
+	// token's leases lazily (ExpirationManager.RevokeByToken marks them
+	// expired and its workers revoke them in the background, retrying a
+	// failed database revocation), while ReleaseAction revokes a recorded
+	// lease at once.
 	extended := false
 	var ttl time.Duration
 	if req.DBRole != "" {
