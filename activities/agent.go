@@ -289,13 +289,22 @@ func (a *Activities) KillAgent(ctx context.Context, in KillAgentInput) (contract
 		out.Passes++
 		found := 0
 		var errs []error
+		// The Jobs running when the sweep starts count as deleted by it even
+		// when a cancelled cycle's own cleanup deletes them first: which of
+		// the two gets there first is a race, the kill caused both.
+		var running []string
+		if a.Jobs != nil {
+			names, err := a.Jobs.AgentJobs(ctx, ns, in.AgentID)
+			errs = append(errs, err)
+			running = names
+		}
 		canceled, err := a.cancelCycles(ctx, in.AgentID)
 		errs = append(errs, err)
 		found += addNew(&out.CyclesCanceled, canceled)
 		if a.Jobs != nil {
 			deleted, err := a.Jobs.DeleteAgentJobs(ctx, ns, in.AgentID)
 			errs = append(errs, err)
-			found += addNew(&out.JobsDeleted, deleted)
+			found += addNew(&out.JobsDeleted, append(running, deleted...))
 		}
 		if a.Agents != nil {
 			revoked, err := a.Agents.RevokeAgent(ctx, in.AgentID)

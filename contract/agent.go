@@ -147,7 +147,9 @@ type ReportCycleResult struct {
 
 // KillReport is what the kill switch stopped and when it was all gone.
 type KillReport struct {
-	CyclesCanceled   []string  `json:"cycles_canceled,omitempty"`
+	CyclesCanceled []string `json:"cycles_canceled,omitempty"`
+	// JobsDeleted are the Jobs running at the kill or found by it, all
+	// gone by its end (a cancelled cycle may have deleted its own first).
 	JobsDeleted      []string  `json:"jobs_deleted,omitempty"`
 	RevokedAccessors []string  `json:"revoked_accessors,omitempty"`
 	StartedAt        time.Time `json:"started_at"`

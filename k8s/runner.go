@@ -389,21 +389,35 @@ func (r *Runner) Delete(ctx context.Context, namespace, jobName string) error {
 // Delete): the kill switch's sweep, which also catches Jobs whose workflow
 // is already gone. It returns the names of the Jobs it deleted.
 func (r *Runner) DeleteAgentJobs(ctx context.Context, namespace, agentID string) ([]string, error) {
+	list, err := r.AgentJobs(ctx, namespace, agentID)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	var errs []error
+	for _, name := range list {
+		if err := r.Delete(ctx, namespace, name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		names = append(names, name)
+	}
+	return names, errors.Join(errs...)
+}
+
+// AgentJobs names the action Jobs of an agent in namespace, those being
+// deleted included.
+func (r *Runner) AgentJobs(ctx context.Context, namespace, agentID string) ([]string, error) {
 	sel := labels.Set{LabelManagedBy: ManagedBy, LabelAgent: AgentLabel(agentID)}.String()
 	list, err := r.cs.BatchV1().Jobs(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return nil, fmt.Errorf("list jobs of agent %s: %w", agentID, err)
 	}
-	var names []string
-	var errs []error
+	names := make([]string, 0, len(list.Items))
 	for _, j := range list.Items {
-		if err := r.Delete(ctx, namespace, j.Name); err != nil {
-			errs = append(errs, err)
-			continue
-		}
 		names = append(names, j.Name)
 	}
-	return names, errors.Join(errs...)
+	return names, nil
 }
 
 // jobPodSelector selects the Pods of our Job by name; our managed-by label
