@@ -31,7 +31,8 @@ import (
 // and worker.New, as production builds it — and, in the same run, N bare
 // programs making the same Vault and Kubernetes calls concurrently through
 // a client configured like the worker's (worker.RestConfig). It prints
-// cycles/s, p50/p99 latency and the throughput ratio. Run: make bench.
+// cycles/s, p50/p99 latency and the throughput ratio, and for each side
+// the CPU time per cycle of each part of the stack. Run: make bench.
 func BenchmarkConcurrentCycles(b *testing.B) {
 	ctx := context.Background()
 	rc, err := worker.RestConfig(env.stack.Kubeconfig, env.workerConfig.Kube)
@@ -49,6 +50,7 @@ func BenchmarkConcurrentCycles(b *testing.B) {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
 			for b.Loop() {
 				stamp := time.Now().UnixNano()
+				before := sampleCPU()
 				cyc, cycWall := concurrently(n, func(i int) error {
 					res, err := env.starter.RunCycle(ctx, contract.CycleRequest{
 						AgentID: "e2e", CycleID: fmt.Sprintf("conc-%d-%d", stamp, i),
@@ -59,10 +61,13 @@ func BenchmarkConcurrentCycles(b *testing.B) {
 					}
 					return err
 				})
+				cycCPU := cpuSince(before)
+				before = sampleCPU()
 				raw, rawWall := concurrently(n, func(i int) error {
 					in := activities.StageInput{WorkflowID: fmt.Sprintf("raw-conc/%d/%d", stamp, i), AgentID: "e2e", Namespace: ns, Action: plan.Actions[0]}
 					return rawAction(ctx, acts, jobs, in)
 				})
+				rawCPU := cpuSince(before)
 				c50, c99 := percentiles(cyc)
 				r50, r99 := percentiles(raw)
 				cps, rps := float64(n)/cycWall.Seconds(), float64(n)/rawWall.Seconds()
@@ -70,6 +75,7 @@ func BenchmarkConcurrentCycles(b *testing.B) {
 				b.ReportMetric(cps/rps, "throughput-ratio")
 				fmt.Fprintf(os.Stdout, "  %5d  %10.1f %9.1f %9.1f  %10.1f %9.1f %9.1f  %6.2fx\n",
 					n, cps, ms(c50), ms(c99), rps, ms(r50), ms(r99), cps/rps)
+				fmt.Fprintf(os.Stdout, "         cycles: %s\n         raw:    %s\n", cycCPU.perCycle(n), rawCPU.perCycle(n))
 			}
 		})
 	}
