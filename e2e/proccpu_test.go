@@ -35,7 +35,7 @@ func cpuGroup(comm string, pid int) string {
 	switch {
 	case pid == os.Getpid():
 		return "worker+bench" // the worker, the starter, Slack's fake and the benchmark
-	case comm == "temporal", strings.HasPrefix(comm, "temporal"):
+	case strings.HasPrefix(comm, "temporal"):
 		return "temporal"
 	case comm == "vault":
 		return "vault"
